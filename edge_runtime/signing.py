@@ -1,0 +1,123 @@
+"""Verify a signed artifact: Ed25519 over manifest.json, then the ONNX hash it carries.
+
+Only verification lives here (the device never holds a private key); the factory's
+``factory.signing`` creates keys and signs. Central uses this module too, so the device and head
+office accept exactly the same artifacts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_runtime.exceptions import ModelIntegrityError, ModelLoadError, SignatureError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MODEL_NAME",
+    "SIGNATURE_NAME",
+    "key_id",
+    "load_public_key",
+    "sha256_file",
+    "verify_artifact",
+    "verify_manifest_bytes",
+]
+
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"
+MODEL_NAME = "model.onnx"
+
+
+def load_public_key(key: str | Path | bytes | Ed25519PublicKey) -> Ed25519PublicKey:
+    """Accept a key object, PEM bytes, raw 32 bytes, or a path to a PEM file."""
+    if isinstance(key, Ed25519PublicKey):
+        return key
+    if isinstance(key, (str, Path)):
+        path = Path(key)
+        try:
+            key = path.read_bytes()
+        except OSError as exc:
+            raise SignatureError(f"cannot read public key {str(path)!r}: {exc.strerror}") from exc
+    if len(key) == 32:
+        return Ed25519PublicKey.from_public_bytes(key)
+    try:
+        loaded = serialization.load_pem_public_key(key)
+    except ValueError as exc:
+        raise SignatureError("public key is neither PEM nor 32 raw Ed25519 bytes") from exc
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise SignatureError(f"public key is a {type(loaded).__name__}, expected Ed25519")
+    return loaded
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """First 16 hex chars of sha256 of the raw public key: names a key without showing it."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_manifest_bytes(
+    manifest_bytes: bytes, signature_bytes: bytes, public_key: Ed25519PublicKey
+) -> dict[str, Any]:
+    """Check the signature file against the manifest bytes; return the parsed manifest."""
+    try:
+        envelope = json.loads(signature_bytes)
+        signature = base64.b64decode(envelope["signature"], validate=True)
+        algorithm = envelope["algorithm"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SignatureError(f"{SIGNATURE_NAME} is malformed: {exc}") from exc
+    if algorithm != "ed25519":
+        raise SignatureError(f"{SIGNATURE_NAME}: algorithm {algorithm!r} is not 'ed25519'")
+    try:
+        public_key.verify(signature, manifest_bytes)
+    except InvalidSignature as exc:
+        raise SignatureError(
+            f"{MANIFEST_NAME} signature does not verify with the trusted key {key_id(public_key)}"
+        ) from exc
+    try:
+        manifest = json.loads(manifest_bytes)
+    except ValueError as exc:  # signed garbage: still refuse it clearly
+        raise ModelIntegrityError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ModelIntegrityError(f"{MANIFEST_NAME} is not a JSON object")
+    return manifest
+
+
+def verify_artifact(
+    artifact_dir: str | Path, public_key: str | Path | bytes | Ed25519PublicKey
+) -> dict[str, Any]:
+    """Verify signature then ONNX hash of an artifact folder; return its manifest.
+
+    Raises SignatureError, ModelIntegrityError or ModelLoadError (a file is missing).
+    """
+    folder = Path(artifact_dir)
+    key = load_public_key(public_key)
+    paths = {name: folder / name for name in (MANIFEST_NAME, SIGNATURE_NAME, MODEL_NAME)}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise ModelLoadError(f"artifact {str(folder)!r} has no {name}")
+    manifest = verify_manifest_bytes(
+        paths[MANIFEST_NAME].read_bytes(), paths[SIGNATURE_NAME].read_bytes(), key
+    )
+    expected = manifest.get("onnx_sha256")
+    actual = sha256_file(paths[MODEL_NAME])
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{MODEL_NAME} sha256 {actual[:16]}… does not match the signed manifest "
+            f"({str(expected)[:16]}…)"
+        )
+    return manifest
