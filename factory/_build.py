@@ -1,0 +1,388 @@
+"""build(): customer table in, verified and signed artifact out (the factory's one entry point).
+
+Steps: load and check → infer schema → stratified train/validation/test split → fit our
+preprocessing on train → budgeted FLAML search → for the best feasible candidates in order:
+export the whole graph, run the parity gate, re-measure latency and size on the artifact → write
+the first one that passes everything, atomically and signed. Nothing is written before every
+check has passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.model_selection import train_test_split
+
+from factory._artifact import write_artifact
+from factory._card import render_card
+from factory._data import check_target, load_table
+from factory._latency import DeviceProfile, measure_latency
+from factory._manifest import (
+    FORMAT_VERSION,
+    frame_fingerprint,
+    golden_records,
+    input_specs,
+    library_versions,
+    reference_statistics,
+    to_record,
+)
+from factory._parity import check_parity, onnx_predict, stress_rows
+from factory._schema import InputSchema, infer_schema, make_preprocessor, normalise_frame
+from factory._search import Budgets, Candidate, SearchResult, Trial, run_search, score
+from factory._settings import (
+    ARTIFACT_LATENCY_RUNS,
+    DEFAULT_LATENCY_BUDGET_US,
+    DEFAULT_LEARNERS,
+    DEFAULT_METRIC,
+    DEFAULT_OUT_DIR,
+    DEFAULT_SEED,
+    DEFAULT_SIZE_BUDGET_KB,
+    DEFAULT_TIME_BUDGET_S,
+    LATENCY_WARMUP_RUNS,
+    METRICS,
+    MISSING_TOKEN,
+    PARITY_SYNTHETIC_ROWS,
+    TEST_FRACTION,
+    VALIDATION_FRACTION,
+)
+from factory.errors import BudgetError, FactoryInputError, ParityError
+from factory.signing import load_or_create_key
+
+__all__ = ["BuildResult", "build"]
+
+ProgressHook = Callable[[Trial, "Trial | None", float], None]
+
+
+@dataclass
+class BuildResult:
+    """What build() made: where the artifact is, its manifest, and the whole search."""
+
+    artifact_dir: Path
+    manifest: dict[str, Any]
+    search: SearchResult
+
+    @property
+    def model_version(self) -> str:
+        return str(self.manifest["model_version"])
+
+
+def _positive(owner: str, name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise FactoryInputError(f"The {name!r} parameter of {owner} must be > 0. Got {value!r} instead.")
+    return float(value)
+
+
+def _check_options(metric: str, learners: Sequence[str], latency: float, size_kb: float, time_s: float) -> None:
+    _positive("build", "latency_budget_us", latency)
+    _positive("build", "size_budget_kb", size_kb)
+    _positive("build", "time_budget_s", time_s)
+    if metric not in METRICS:
+        raise FactoryInputError(
+            f"The 'metric' parameter of build must be one of {', '.join(METRICS)}. Got {metric!r} instead."
+        )
+    if not learners:
+        raise FactoryInputError("The 'learners' parameter of build must name at least one learner.")
+
+
+def _new_version(out_dir: Path, name: str) -> str:
+    moment = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    while True:
+        version = moment.strftime("%Y%m%dT%H%M%SZ")
+        if not (out_dir / name / version).exists():
+            return version
+        moment += dt.timedelta(seconds=1)
+
+
+def _split(frame: pd.DataFrame, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    index = np.arange(len(frame))
+    rest, test = train_test_split(index, test_size=TEST_FRACTION, stratify=labels, random_state=seed)
+    train, val = train_test_split(
+        rest, test_size=VALIDATION_FRACTION / (1 - TEST_FRACTION), stratify=labels[rest], random_state=seed
+    )
+    return train, val, test
+
+
+def _test_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    k = len(classes)
+    predicted = proba.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, predicted, labels=list(range(k)), zero_division=0
+    )
+    result: dict[str, Any] = {m: score(m, y_true, proba, k)[0] for m in METRICS}
+    result = {m: (None if isinstance(v, float) and math.isnan(v) else v) for m, v in result.items()}
+    result["per_class"] = {
+        c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, c in enumerate(classes)
+    }
+    result["confusion_matrix"] = confusion_matrix(y_true, predicted, labels=list(range(k))).tolist()
+    return result
+
+
+def _segment_profiles(train: pd.DataFrame, y: np.ndarray, schema: InputSchema, classes: list[str]) -> dict[str, Any]:
+    profiles: dict[str, Any] = {}
+    for i, name in enumerate(classes):
+        rows = train[y == i]
+        profiles[name] = {
+            "count": int(len(rows)),
+            "share": float(len(rows) / len(train)),
+            "medians": {c: float(rows[c].median()) for c in schema.num if rows[c].notna().any()},
+            "top_categories": {c: str(rows[c].mode().iloc[0]) for c in schema.cat if rows[c].notna().any()},
+        }
+    return profiles
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    return value
+
+
+def build(
+    data: str | Path | pd.DataFrame,
+    *,
+    target: str,
+    drop: Sequence[str] = (),
+    id_column: str | None = None,
+    name: str | None = None,
+    out_dir: str | Path = DEFAULT_OUT_DIR,
+    latency_budget_us: float = DEFAULT_LATENCY_BUDGET_US,
+    size_budget_kb: float = DEFAULT_SIZE_BUDGET_KB,
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    metric: str = DEFAULT_METRIC,
+    device_profile: str | Path | DeviceProfile | None = None,
+    learners: Sequence[str] = DEFAULT_LEARNERS,
+    seed: int = DEFAULT_SEED,
+    sep: str | None = None,
+    key_dir: str | Path | None = None,
+    progress: ProgressHook | None = None,
+    label_rule: dict[str, Any] | None = None,
+    data_report: dict[str, Any] | None = None,
+    source_name: str | None = None,
+) -> BuildResult:
+    """Search, export, verify and sign a segment classifier for a labelled customer table.
+
+    ``data`` is a path (CSV/TSV/Parquet) or a DataFrame; ``target`` the label column; ``drop``
+    columns that must not be inputs; ``id_column`` the customer id (dropped from the inputs and
+    named in the manifest so devices pseudonymise it). Raises FactoryInputError, BudgetError or
+    ParityError; in every error case nothing is written.
+    """
+    _check_options(metric, learners, latency_budget_us, size_budget_kb, time_budget_s)
+    profile = (
+        device_profile
+        if isinstance(device_profile, DeviceProfile)
+        else DeviceProfile.load(device_profile)
+        if device_profile is not None
+        else DeviceProfile()
+    )
+    if isinstance(data, pd.DataFrame):
+        raw = data.copy()
+        source = source_name or "DataFrame"
+    else:
+        raw = load_table(data, sep=sep)
+        source = source_name or Path(data).name
+    labels = check_target(raw, target)
+    unknown = [c for c in [*drop, *([id_column] if id_column else [])] if c not in raw.columns]
+    if unknown:
+        raise FactoryInputError(f"column {unknown[0]!r} (to drop) is not in the data; columns are: {', '.join(map(str, raw.columns))}")
+    features = raw.drop(columns=[target, *drop, *([id_column] if id_column else [])])
+    schema = infer_schema(features)
+    frame = normalise_frame(features, schema)
+    classes = sorted(labels.unique().tolist())
+    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
+    train_idx, val_idx, test_idx = _split(frame, y, seed)
+    train, val, test = frame.iloc[train_idx], frame.iloc[val_idx], frame.iloc[test_idx]
+
+    preprocessor = make_preprocessor(schema).fit(train)
+    train_matrix, val_matrix = preprocessor.transform(train), preprocessor.transform(val)
+    layout_rows = val.iloc[: min(64, len(val))]
+    from edge_runtime._encoding import InputLayout, encode_columns
+
+    layout = InputLayout(num=schema.num, cat=schema.cat, missing_token=MISSING_TOKEN)
+    latency_feeds = encode_columns(layout, {c: layout_rows[c].tolist() for c in schema.columns}, len(layout_rows))
+    budgets = Budgets(latency_p99_us=float(latency_budget_us), size_bytes=int(size_budget_kb * 1024))
+
+    search = run_search(
+        metric=metric,
+        budgets=budgets,
+        profile=profile,
+        preprocessor=preprocessor,
+        schema=schema,
+        classes=classes,
+        train=(train_matrix, y[train_idx]),
+        validation=(val_matrix, y[val_idx]),
+        latency_feeds=latency_feeds,
+        learners=learners,
+        time_budget_s=time_budget_s,
+        seed=seed,
+        progress=progress,
+    )
+    if not search.trials:
+        raise FactoryInputError(
+            f"time budget {time_budget_s:g} s is too small for a single trial on {len(train)} rows; "
+            "raise --time-budget-s"
+        )
+    chosen, parity, latency, model_bytes = _first_verified(
+        search, preprocessor, test, schema, classes, budgets, profile, latency_feeds, seed
+    )
+
+    session_proba = onnx_predict(_session(model_bytes), test, schema)[1]
+    name = name or Path(source).stem.lower().replace("_", "-")
+    out_dir = Path(out_dir)
+    version = _new_version(out_dir, name)
+    stressed, _, _ = stress_rows(test, schema, 4, seed)
+    golden_frame = golden_records(test, stressed, schema, seed)
+    golden_labels, golden_proba = onnx_predict(_session(model_bytes), golden_frame, schema)
+    columns_step = preprocessor.named_steps["columns"]
+    categories = (
+        [list(map(str, c)) for c in columns_step.named_transformers_["cat"].named_steps["encode"].categories_]
+        if schema.cat
+        else []
+    )
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "version": version,
+        "model_version": f"{name}/{version}",
+        "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "task": "classification",
+        "id_field": id_column or "customer_id",
+        "input_layout": {"num": schema.num, "cat": schema.cat, "missing_token": MISSING_TOKEN},
+        "inputs": input_specs(train, schema, categories),
+        "target": {
+            "name": target,
+            "classes": classes,
+            "profiles": _segment_profiles(train, y[train_idx], schema, classes),
+            "label_rule": label_rule,
+        },
+        "metrics": {
+            "metric": metric,
+            "validation_quality": chosen.trial.quality,
+            "test": _test_metrics(y[test_idx], session_proba, classes),
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+            "n_test": len(test_idx),
+        },
+        "budgets": {
+            "latency_p99_us": float(latency_budget_us),
+            "size_bytes": budgets.size_bytes,
+            "measured": {
+                "latency_p50_us": latency.p50_us,
+                "latency_p99_us": latency.p99_us,
+                "runs": latency.runs,
+                "size_bytes": len(model_bytes),
+                "device_profile": profile.to_dict(),
+                "scale": profile.scale,
+            },
+            "met": True,
+        },
+        "search": {
+            "learner": chosen.trial.learner,
+            "config": chosen.trial.config,
+            "trial_index": chosen.trial.index,
+            "trials": len(search.trials),
+            "feasible_trials": sum(t.feasible for t in search.trials),
+            "time_budget_s": float(time_budget_s),
+            "wall_time_s": search.wall_time_s,
+            "seed": seed,
+            "estimator_list": list(learners),
+        },
+        "parity": parity.to_dict(),
+        "reference": reference_statistics(train, schema),
+        "golden_samples": [
+            {"record": to_record(row, schema), "label": str(golden_labels[i]), "probabilities": [float(p) for p in golden_proba[i]]}
+            for i, (_, row) in enumerate(golden_frame.iterrows())
+        ],
+        "libraries": library_versions(),
+        "data": {
+            "source": source,
+            "rows": int(len(raw)),
+            "fingerprint": frame_fingerprint(raw),
+            "report": data_report,
+        },
+    }
+    manifest = _json_safe(manifest)
+    log_lines = "".join(json.dumps(_json_safe(t.to_dict()), sort_keys=True) + "\n" for t in search.trials)
+    key = load_or_create_key(Path(key_dir) if key_dir is not None else None)
+    destination = out_dir / name / version
+    provisional = dict(manifest, onnx_sha256="", onnx_bytes=len(model_bytes))
+    written = write_artifact(
+        destination,
+        model_bytes=model_bytes,
+        manifest=manifest,
+        key=key,
+        extra_files={
+            "card.md": render_card(provisional).encode("utf-8"),
+            "search_log.jsonl": log_lines.encode("utf-8"),
+        },
+    )
+    return BuildResult(artifact_dir=destination, manifest=written, search=search)
+
+
+def _session(model_bytes: bytes) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+
+
+def _first_verified(
+    search: SearchResult,
+    preprocessor: Any,
+    test: pd.DataFrame,
+    schema: InputSchema,
+    classes: list[str],
+    budgets: Budgets,
+    profile: DeviceProfile,
+    latency_feeds: dict[str, np.ndarray],
+    seed: int,
+) -> tuple[Candidate, Any, Any, bytes]:
+    """The best feasible candidate whose artifact passes parity and re-measures within budget."""
+    if not search.candidates:
+        closest = "; ".join(
+            f"{t.learner} p99 {t.latency_p99_us:.1f} µs, {t.size_bytes / 1024:.1f} KB, quality {t.quality:.4f}"
+            for t in search.closest()
+        )
+        raise BudgetError(
+            f"no candidate met the budgets (p99 <= {budgets.latency_p99_us:g} µs, size <= "
+            f"{budgets.size_bytes / 1024:g} KB) in {len(search.trials)} trials; closest: {closest or 'none'}"
+        )
+    failures: list[str] = []
+    for candidate in search.candidates:
+        model_bytes = candidate.graph.SerializeToString()
+        model = candidate.model
+
+        def native_proba(frame: pd.DataFrame, model: Any = model) -> np.ndarray:
+            return model.predict_proba(preprocessor.transform(frame))
+
+        try:
+            parity = check_parity(model_bytes, native_proba, test, schema, classes, seed=seed)
+        except ParityError as exc:
+            failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {exc}")
+            continue
+        latency = measure_latency(
+            model_bytes, latency_feeds, runs=ARTIFACT_LATENCY_RUNS, warmup=LATENCY_WARMUP_RUNS, profile=profile
+        )
+        if latency.p99_us > budgets.latency_p99_us or len(model_bytes) > budgets.size_bytes:
+            failures.append(
+                f"trial {candidate.trial.index} ({candidate.trial.learner}): re-measured p99 "
+                f"{latency.p99_us:.1f} µs, {len(model_bytes)} bytes"
+            )
+            continue
+        return candidate, parity, latency, model_bytes
+    if any("disagrees" in f for f in failures):
+        raise ParityError("no feasible candidate passed the parity gate: " + " | ".join(failures))
+    raise BudgetError("no feasible candidate stayed within budget when its artifact was re-measured: " + " | ".join(failures))

@@ -1,0 +1,102 @@
+"""Measure what a till experiences: single-row latency of the whole graph in onnxruntime.
+
+One thread, no spinning (a POS terminal runs one request at a time and must not burn a core
+waiting), one pre-encoded row fed repeatedly. Times are scaled by the target device's profile
+(``edge-runtime calibrate`` writes it) so a model can be budgeted for a slower terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from factory.errors import FactoryInputError
+
+__all__ = ["DeviceProfile", "LatencyReport", "measure_latency", "single_row_session"]
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """How much slower (scale > 1) or faster the target device runs our graphs than this one."""
+
+    scale: float = 1.0
+    source: str | None = None
+    data: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeviceProfile:
+        file = Path(path)
+        try:
+            data = json.loads(file.read_text())
+        except FileNotFoundError as exc:
+            raise FactoryInputError(f"device profile {str(file)!r} does not exist") from exc
+        except ValueError as exc:
+            raise FactoryInputError(f"device profile {str(file)!r} is not JSON: {exc}") from exc
+        scale = data.get("scale") if isinstance(data, dict) else None
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
+            raise FactoryInputError(
+                f"device profile {str(file)!r}: 'scale' must be a number > 0, got {scale!r}"
+            )
+        return cls(scale=float(scale), source=str(file), data=data)
+
+    def to_dict(self) -> dict[str, Any] | None:
+        if self.source is None:
+            return None
+        return {"source": Path(self.source).name, "scale": self.scale, "profile": self.data}
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """Single-row latency percentiles in microseconds, already scaled to the target device."""
+
+    p50_us: float
+    p99_us: float
+    runs: int
+    scale: float
+
+
+def single_row_session(model_bytes: bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def measure_latency(
+    model_bytes: bytes,
+    feeds: dict[str, np.ndarray],
+    *,
+    runs: int,
+    warmup: int,
+    profile: DeviceProfile,
+) -> LatencyReport:
+    """p50/p99 of ``session.run`` on one row, cycling through the rows given in ``feeds``."""
+    session = single_row_session(model_bytes)
+    n_rows = next(iter(feeds.values())).shape[0]
+    rows = [{name: array[i : i + 1] for name, array in feeds.items()} for i in range(n_rows)]
+    run = session.run
+    for i in range(warmup):
+        run(None, rows[i % n_rows])
+    samples = np.empty(runs, dtype=np.float64)
+    clock = time.perf_counter_ns
+    for i in range(runs):
+        row = rows[i % n_rows]
+        start = clock()
+        run(None, row)
+        samples[i] = clock() - start
+    samples /= 1000.0
+    return LatencyReport(
+        p50_us=float(np.percentile(samples, 50)) * profile.scale,
+        p99_us=float(np.percentile(samples, 99)) * profile.scale,
+        runs=runs,
+        scale=profile.scale,
+    )

@@ -1,0 +1,170 @@
+"""Export a fitted (preprocessor, model) pair as one ONNX graph from raw columns to labels.
+
+The preprocessing part of the graph is written by hand from the fitted ColumnTransformer's
+learned values instead of by skl2onnx's ColumnTransformer converter, because the layout decides
+single-row latency (DESIGN §2): skl2onnx wants one input per column and emits a Cast/Concat
+chain per column (measured p50 37 µs), while grouped inputs — one float ``num`` tensor and one
+string ``cat`` tensor, an ``Imputer`` and one ``LabelEncoder`` per string column — ran at
+p50 10 µs. The model part comes from skl2onnx / onnxmltools as usual. The parity gate proves the
+two halves together reproduce the native pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, compose, helper
+from sklearn.pipeline import Pipeline
+
+from factory._schema import InputSchema
+from factory._settings import ONNX_ML_OPSET, ONNX_OPSET
+
+__all__ = ["export_graph", "model_to_onnx"]
+
+_PREFIX = "m_"
+
+
+def model_to_onnx(model: Any, n_features: int) -> onnx.ModelProto:
+    """Convert the bare classifier (input ``features`` float32 [N, n_features]) to ONNX.
+
+    Returns a graph whose first output is the class index label and the second the
+    probabilities tensor (no ZipMap).
+    """
+    module = type(model).__module__
+    if module.startswith("lightgbm"):
+        from onnxmltools import convert_lightgbm
+        from onnxmltools.convert.common.data_types import FloatTensorType
+
+        return convert_lightgbm(
+            model,
+            initial_types=[("features", FloatTensorType([None, n_features]))],
+            target_opset=ONNX_OPSET,
+            zipmap=False,
+        )
+    if module.startswith("xgboost"):
+        from onnxmltools import convert_xgboost
+        from onnxmltools.convert.common.data_types import FloatTensorType
+
+        return convert_xgboost(
+            model,
+            initial_types=[("features", FloatTensorType([None, n_features]))],
+            target_opset=ONNX_OPSET,
+        )
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    return convert_sklearn(
+        model,
+        initial_types=[("features", FloatTensorType([None, n_features]))],
+        target_opset={"": ONNX_OPSET, "ai.onnx.ml": ONNX_ML_OPSET},
+        options={id(model): {"zipmap": False}},
+    )
+
+
+def _preprocessing_nodes(
+    preprocessor: Pipeline, schema: InputSchema, features_name: str
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes from the ``num``/``cat`` inputs to the model's float32 feature matrix."""
+    columns = preprocessor.named_steps["columns"]
+    nodes: list[onnx.NodeProto] = []
+    initializers: list[onnx.TensorProto] = []
+    parts: list[str] = []
+    if schema.num:
+        imputer = columns.named_transformers_["num"]
+        nodes.append(
+            helper.make_node(
+                "Imputer",
+                ["num"],
+                ["num_imputed"],
+                domain="ai.onnx.ml",
+                imputed_value_floats=[float(v) for v in imputer.statistics_.astype(np.float32)],
+                replaced_value_float=float("nan"),
+            )
+        )
+        parts.append("num_imputed")
+    if schema.cat:
+        encoder = columns.named_transformers_["cat"].named_steps["encode"]
+        split_outputs = [f"cat_col_{j}" for j in range(len(schema.cat))]
+        if len(schema.cat) == 1:
+            nodes.append(helper.make_node("Identity", ["cat"], split_outputs))
+        else:
+            initializers.append(
+                helper.make_tensor("cat_split", TensorProto.INT64, [len(schema.cat)], [1] * len(schema.cat))
+            )
+            nodes.append(helper.make_node("Split", ["cat", "cat_split"], split_outputs, axis=1))
+        for j, categories in enumerate(encoder.categories_):
+            nodes.append(
+                helper.make_node(
+                    "LabelEncoder",
+                    [split_outputs[j]],
+                    [f"cat_code_{j}"],
+                    domain="ai.onnx.ml",
+                    keys_strings=[str(c) for c in categories],
+                    values_floats=[float(i) for i in range(len(categories))],
+                    default_float=-1.0,
+                )
+            )
+            parts.append(f"cat_code_{j}")
+    if len(parts) == 1:
+        nodes.append(helper.make_node("Identity", parts, [features_name]))
+    else:
+        nodes.append(helper.make_node("Concat", parts, [features_name], axis=1))
+    return nodes, initializers
+
+
+def export_graph(
+    preprocessor: Pipeline,
+    model: Any,
+    schema: InputSchema,
+    classes: list[str],
+    *,
+    model_graph: onnx.ModelProto | None = None,
+) -> onnx.ModelProto:
+    """The whole deployable graph: inputs ``num``/``cat`` → outputs ``label``/``probabilities``."""
+    n_features = len(schema.num) + len(schema.cat)
+    inner = model_graph if model_graph is not None else model_to_onnx(model, n_features)
+    inner = compose.add_prefix(inner, _PREFIX)
+    label_out, prob_out = (o.name for o in inner.graph.output[:2])
+    prep_nodes, prep_inits = _preprocessing_nodes(preprocessor, schema, _PREFIX + "features")
+    tail = [
+        helper.make_node(
+            "LabelEncoder",
+            [label_out],
+            ["label"],
+            domain="ai.onnx.ml",
+            keys_int64s=list(range(len(classes))),
+            values_strings=list(classes),
+            default_string="",
+        ),
+        helper.make_node("Identity", [prob_out], ["probabilities"]),
+    ]
+    inputs = []
+    if schema.num:
+        inputs.append(helper.make_tensor_value_info("num", TensorProto.FLOAT, [None, len(schema.num)]))
+    if schema.cat:
+        inputs.append(helper.make_tensor_value_info("cat", TensorProto.STRING, [None, len(schema.cat)]))
+    outputs = [
+        helper.make_tensor_value_info("label", TensorProto.STRING, [None]),
+        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, len(classes)]),
+    ]
+    graph = helper.make_graph(
+        prep_nodes + list(inner.graph.node) + tail,
+        "edgeseg",
+        inputs,
+        outputs,
+        initializer=prep_inits + list(inner.graph.initializer),
+    )
+    opsets: dict[str, int] = {"": ONNX_OPSET, "ai.onnx.ml": 2}
+    for imp in inner.opset_import:
+        opsets[imp.domain] = max(opsets.get(imp.domain, 0), imp.version)
+    opsets["ai.onnx.ml"] = max(opsets["ai.onnx.ml"], 2)
+    exported = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid(domain, version) for domain, version in opsets.items()],
+        producer_name="edgeseg",
+    )
+    exported.ir_version = min(inner.ir_version or 8, 9) if inner.ir_version else 8
+    onnx.checker.check_model(exported)
+    return exported

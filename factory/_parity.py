@@ -1,0 +1,107 @@
+"""The parity gate: the exported graph must reproduce the native pipeline before it is written.
+
+Rows checked: held-out rows as they are, plus generated rows with a missing value in every
+column and with categories never seen in training — the cases where training, graph and edge
+most easily disagree (a NaN inside a string tensor becomes "nan" in onnxruntime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from edge_runtime._encoding import InputLayout, encode_columns
+from factory._schema import InputSchema
+from factory._settings import (
+    MISSING_TOKEN,
+    PARITY_MIN_LABEL_AGREEMENT,
+    PARITY_PROB_TOLERANCE,
+    PARITY_SYNTHETIC_ROWS,
+)
+from factory.errors import ParityError
+
+__all__ = ["ParityReport", "check_parity", "onnx_predict", "stress_rows"]
+
+UNSEEN_CATEGORY = "__never_seen_in_training__"
+
+
+@dataclass
+class ParityReport:
+    rows: int
+    rows_with_missing: int
+    rows_with_unseen_category: int
+    label_agreement: float
+    max_abs_prob_diff: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stress_rows(frame: pd.DataFrame, schema: InputSchema, n: int, seed: int) -> tuple[pd.DataFrame, int, int]:
+    """Copies of real rows with one column blanked each (cycling), all columns blanked, and
+    every string column set to an unseen category. Returns (rows, n_missing, n_unseen)."""
+    rng = np.random.default_rng(seed)
+    base = frame.iloc[rng.integers(0, len(frame), size=n)].reset_index(drop=True)
+    columns = schema.columns
+    missing = base.copy()
+    for i in range(n):
+        missing.iat[i, missing.columns.get_loc(columns[i % len(columns)])] = np.nan
+    missing.iloc[0, :] = np.nan  # one row with nothing known at all
+    parts = [missing]
+    n_unseen = 0
+    if schema.cat:
+        unseen = base.copy()
+        for name in schema.cat:
+            unseen[name] = UNSEEN_CATEGORY
+        parts.append(unseen)
+        n_unseen = n
+    return pd.concat(parts, ignore_index=True), n, n_unseen
+
+
+def onnx_predict(session: ort.InferenceSession, frame: pd.DataFrame, schema: InputSchema) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of the graph for a normalised frame, encoded as the edge does."""
+    layout = InputLayout(num=schema.num, cat=schema.cat, missing_token=MISSING_TOKEN)
+    columns = {name: frame[name].tolist() for name in schema.columns}
+    feeds = encode_columns(layout, columns, len(frame))
+    labels, proba = session.run(["label", "probabilities"], feeds)
+    return np.asarray(labels), np.asarray(proba)
+
+
+def check_parity(
+    model_bytes: bytes,
+    native_proba: Any,
+    held_out: pd.DataFrame,
+    schema: InputSchema,
+    classes: list[str],
+    *,
+    seed: int,
+) -> ParityReport:
+    """Compare graph and native pipeline; raise ParityError beyond tolerance."""
+    stressed, n_missing, n_unseen = stress_rows(held_out, schema, PARITY_SYNTHETIC_ROWS, seed)
+    frame = pd.concat([held_out.reset_index(drop=True), stressed], ignore_index=True)
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    labels, proba = onnx_predict(session, frame, schema)
+    expected_proba = np.asarray(native_proba(frame))
+    expected_labels = np.asarray(classes, dtype=object)[expected_proba.argmax(axis=1)]
+    agreement = float(np.mean(labels.astype(str) == expected_labels.astype(str)))
+    max_diff = float(np.max(np.abs(proba.astype(np.float64) - expected_proba)))
+    report = ParityReport(
+        rows=len(frame),
+        rows_with_missing=n_missing,
+        rows_with_unseen_category=n_unseen,
+        label_agreement=agreement,
+        max_abs_prob_diff=max_diff,
+        passed=agreement >= PARITY_MIN_LABEL_AGREEMENT and max_diff <= PARITY_PROB_TOLERANCE,
+    )
+    if not report.passed:
+        raise ParityError(
+            f"ONNX graph disagrees with the native model: labels agree on {agreement:.4%} of "
+            f"{len(frame)} rows (need >= {PARITY_MIN_LABEL_AGREEMENT:.1%}), max probability "
+            f"difference {max_diff:.2e} (need <= {PARITY_PROB_TOLERANCE:.0e}); not exported"
+        )
+    return report

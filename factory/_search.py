@@ -1,0 +1,273 @@
+"""FLAML search steered by our own budgets: single-row ONNX latency and artifact size.
+
+FLAML 2.7 cannot enforce these for us: ``metric_constraints`` on keys a custom metric reports
+are ignored (AutoML nests them under ``metric_for_logging`` where the searcher never looks) and
+AutoML picks its final model on plain loss. So the metric callable below converts every trained
+candidate to the full deployable graph, measures it, adds a penalty to the loss of an
+over-budget candidate (so the searcher moves away from it), and logs the trial. The exported
+model is the best *logged* trial that met every budget — never FLAML's own ``best_estimator``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.pipeline import Pipeline
+
+from factory._latency import DeviceProfile, measure_latency
+from factory._onnx_export import export_graph
+from factory._schema import InputSchema
+from factory._settings import LATENCY_RUNS, LATENCY_WARMUP_RUNS
+
+__all__ = ["Budgets", "Candidate", "SearchResult", "Trial", "run_search", "score"]
+
+# Added to an over-budget candidate's loss: larger than any accuracy/F1/AUC loss, and growing
+# with the overshoot so the searcher is pulled back towards smaller, faster configurations.
+OVER_BUDGET_PENALTY = 1.0
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Hard limits a candidate must meet on the target device."""
+
+    latency_p99_us: float
+    size_bytes: int
+
+
+@dataclass
+class Trial:
+    """One searched candidate, as written to ``search_log.jsonl``."""
+
+    index: int
+    learner: str
+    config: dict[str, Any]
+    quality: float
+    loss: float
+    latency_p50_us: float
+    latency_p99_us: float
+    size_bytes: int
+    feasible: bool
+    elapsed_s: float
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Candidate:
+    """A feasible trial kept for export: its native model and its graph."""
+
+    trial: Trial
+    model: Any
+    graph: onnx.ModelProto
+
+
+@dataclass
+class SearchResult:
+    trials: list[Trial] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)  # feasible, best first
+    wall_time_s: float = 0.0
+
+    def closest(self, n: int = 3) -> list[Trial]:
+        """The infeasible trials nearest to the budgets, for the error message."""
+        return sorted(
+            (t for t in self.trials if t.error is None),
+            key=lambda t: (t.latency_p99_us, t.size_bytes, t.loss),
+        )[:n]
+
+
+def score(metric: str, y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """(quality as users read it, loss FLAML minimises) for one of our metric names."""
+    labels = list(range(n_classes))
+    predicted = proba.argmax(axis=1)
+    try:
+        if metric == "accuracy":
+            quality = float(accuracy_score(y_true, predicted))
+            return quality, 1.0 - quality
+        if metric == "macro_f1":
+            quality = float(f1_score(y_true, predicted, average="macro", labels=labels, zero_division=0))
+            return quality, 1.0 - quality
+        if metric == "roc_auc":
+            if n_classes == 2:
+                quality = float(roc_auc_score(y_true, proba[:, 1]))
+            else:
+                quality = float(roc_auc_score(y_true, proba, multi_class="ovr", labels=labels))
+            return quality, 1.0 - quality
+        if metric == "log_loss":
+            quality = float(log_loss(y_true, np.clip(proba, 1e-15, 1.0), labels=labels))
+            return quality, quality
+    except ValueError:  # e.g. a class absent from this validation split
+        return float("nan"), 1.0
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+ProgressHook = Callable[[Trial, "Trial | None", float], None]
+
+
+class _BudgetedMetric:
+    """FLAML custom metric: quality on validation, plus latency and size of the real graph."""
+
+    def __init__(
+        self,
+        *,
+        metric: str,
+        budgets: Budgets,
+        profile: DeviceProfile,
+        preprocessor: Pipeline,
+        schema: InputSchema,
+        classes: Sequence[str],
+        latency_feeds: dict[str, np.ndarray],
+        keep: int,
+        progress: ProgressHook | None,
+    ) -> None:
+        self.metric = metric
+        self.budgets = budgets
+        self.profile = profile
+        self.preprocessor = preprocessor
+        self.schema = schema
+        self.classes = list(classes)
+        self.latency_feeds = latency_feeds
+        self.keep = keep
+        self.progress = progress
+        self.result = SearchResult()
+        self.started = time.monotonic()
+
+    def best_feasible(self) -> Trial | None:
+        return self.result.candidates[0].trial if self.result.candidates else None
+
+    def __call__(
+        self,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        estimator: Any,
+        labels: Any,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        *args: Any,
+    ) -> tuple[float, dict[str, Any]]:
+        model = estimator.estimator
+        learner = type(estimator).__name__
+        config = dict(estimator.params) if hasattr(estimator, "params") else {}
+        config = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        proba = np.asarray(model.predict_proba(X_val))
+        quality, loss = score(self.metric, np.asarray(y_val), proba, len(self.classes))
+        graph = None
+        error = None
+        p50 = p99 = math.inf
+        size = 0
+        try:
+            graph = export_graph(self.preprocessor, model, self.schema, self.classes)
+            blob = graph.SerializeToString()
+            size = len(blob)
+            latency = measure_latency(
+                blob, self.latency_feeds, runs=LATENCY_RUNS, warmup=LATENCY_WARMUP_RUNS, profile=self.profile
+            )
+            p50, p99 = latency.p50_us, latency.p99_us
+        except Exception as exc:  # a converter gap makes this candidate unusable, not the search
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        feasible = error is None and p99 <= self.budgets.latency_p99_us and size <= self.budgets.size_bytes
+        penalty = 0.0
+        if not feasible:
+            overshoot = 0.0 if error else max(0.0, p99 / self.budgets.latency_p99_us - 1.0) + max(
+                0.0, size / self.budgets.size_bytes - 1.0
+            )
+            penalty = OVER_BUDGET_PENALTY + min(overshoot, 10.0)
+        trial = Trial(
+            index=len(self.result.trials),
+            learner=_learner_name(learner),
+            config=config,
+            quality=quality,
+            loss=loss,
+            latency_p50_us=p50,
+            latency_p99_us=p99,
+            size_bytes=size,
+            feasible=feasible,
+            elapsed_s=time.monotonic() - self.started,
+            error=error,
+        )
+        self.result.trials.append(trial)
+        if feasible and graph is not None:
+            self.result.candidates.append(Candidate(trial=trial, model=model, graph=graph))
+            self.result.candidates.sort(key=lambda c: c.trial.loss)
+            del self.result.candidates[self.keep :]
+        if self.progress is not None:
+            self.progress(trial, self.best_feasible(), trial.elapsed_s)
+        return loss + penalty, {"quality": quality, "p99_us": p99, "size_bytes": size, "pred_time": 0.0}
+
+
+_LEARNER_NAMES = {
+    "LGBMEstimator": "lgbm",
+    "XGBoostSklearnEstimator": "xgboost",
+    "XGBoostLimitDepthEstimator": "xgb_limitdepth",
+    "RandomForestEstimator": "rf",
+    "ExtraTreesEstimator": "extra_tree",
+    "LRL1Classifier": "lrl1",
+    "LRL2Classifier": "lrl2",
+}
+
+
+def _learner_name(class_name: str) -> str:
+    return _LEARNER_NAMES.get(class_name, class_name)
+
+
+def run_search(
+    *,
+    metric: str,
+    budgets: Budgets,
+    profile: DeviceProfile,
+    preprocessor: Pipeline,
+    schema: InputSchema,
+    classes: Sequence[str],
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    latency_feeds: dict[str, np.ndarray],
+    learners: Sequence[str],
+    time_budget_s: float,
+    seed: int,
+    keep: int = 5,
+    progress: ProgressHook | None = None,
+) -> SearchResult:
+    """Run FLAML on our preprocessed matrices; return every trial and the best feasible ones."""
+    from flaml import AutoML
+
+    scorer = _BudgetedMetric(
+        metric=metric,
+        budgets=budgets,
+        profile=profile,
+        preprocessor=preprocessor,
+        schema=schema,
+        classes=classes,
+        latency_feeds=latency_feeds,
+        keep=keep,
+        progress=progress,
+    )
+    automl = AutoML()
+    started = time.monotonic()
+    automl.fit(
+        X_train=train[0],
+        y_train=train[1],
+        X_val=validation[0],
+        y_val=validation[1],
+        task="classification",
+        metric=scorer,
+        estimator_list=list(learners),
+        time_budget=time_budget_s,
+        eval_method="holdout",
+        seed=seed,
+        skip_transform=True,
+        retrain_full=False,
+        auto_augment=False,
+        log_file_name="",
+        verbose=0,
+        early_stop=False,
+    )
+    scorer.result.wall_time_s = time.monotonic() - started
+    return scorer.result
