@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ class BuildResult:
     artifact_dir: Path
     manifest: dict[str, Any]
     search: SearchResult
+    native_pipeline: Any = None  # sklearn Pipeline(preprocess, model) the artifact reproduces
 
     @property
     def model_version(self) -> str:
@@ -231,10 +233,13 @@ def build(
         seed=seed,
         progress=progress,
     )
-    if not search.trials:
+    # FLAML always finishes its first trial, however small the budget; a budget that the first
+    # trial alone overran was too small to search anything, so it is refused, not honoured.
+    first_trial_s = search.trials[0].elapsed_s if search.trials else math.inf
+    if first_trial_s > time_budget_s:
         raise FactoryInputError(
-            f"time budget {time_budget_s:g} s is too small for a single trial on {len(train)} rows; "
-            "raise --time-budget-s"
+            f"time budget {time_budget_s:g} s is too small for a single trial on {len(train)} rows "
+            f"(the first trial took {first_trial_s:.2f} s); raise --time-budget-s"
         )
     chosen, parity, latency, model_bytes = _first_verified(
         search, preprocessor, test, schema, classes, budgets, profile, latency_feeds, seed
@@ -330,7 +335,10 @@ def build(
             "search_log.jsonl": log_lines.encode("utf-8"),
         },
     )
-    return BuildResult(artifact_dir=destination, manifest=written, search=search)
+    from sklearn.pipeline import Pipeline
+
+    native = Pipeline([*preprocessor.steps, ("model", chosen.model)])
+    return BuildResult(artifact_dir=destination, manifest=written, search=search, native_pipeline=native)
 
 
 def _session(model_bytes: bytes) -> Any:
@@ -366,7 +374,9 @@ def _first_verified(
         model = candidate.model
 
         def native_proba(frame: pd.DataFrame, model: Any = model) -> np.ndarray:
-            return model.predict_proba(preprocessor.transform(frame))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="X does not have valid feature names")
+                return model.predict_proba(preprocessor.transform(frame))
 
         try:
             parity = check_parity(model_bytes, native_proba, test, schema, classes, seed=seed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -157,7 +158,10 @@ class _BudgetedMetric:
         learner = type(estimator).__name__
         config = dict(estimator.params) if hasattr(estimator, "params") else {}
         config = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool)) or v is None}
-        proba = np.asarray(model.predict_proba(X_val))
+        with warnings.catch_warnings():
+            # FLAML fits LightGBM on a DataFrame view; predicting on the bare matrix is intended.
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            proba = np.asarray(model.predict_proba(X_val))
         quality, loss = score(self.metric, np.asarray(y_val), proba, len(self.classes))
         graph = None
         error = None
