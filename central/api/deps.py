@@ -1,0 +1,119 @@
+"""``Annotated`` dependency aliases the routes declare (full-stack-fastapi-template style)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from central.core.config import Settings
+from central.core.db import Database
+from central.core.security import admin_token_matches, hash_token
+from central.models import Device, utc_now
+
+__all__ = [
+    "AdminDep",
+    "CurrentDevice",
+    "DashboardAdminDep",
+    "DatabaseDep",
+    "SessionDep",
+    "SettingsDep",
+]
+
+_bearer = HTTPBearer(auto_error=False, description="a device token, or the admin token")
+_basic = HTTPBasic(
+    auto_error=False, realm="edgeseg", description="any user, admin token as password"
+)
+
+MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>'"
+# last_seen_at is written at most this often by read-only device requests.
+_LAST_SEEN_RESOLUTION = timedelta(seconds=10)
+
+
+def _unauthorized(detail: str, scheme: str = "Bearer") -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": scheme}
+    )
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+def get_session(db: DatabaseDep) -> Iterator[Session]:
+    with db.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def get_current_device(session: SessionDep, credentials: BearerDep) -> Device:
+    if credentials is None or not credentials.credentials:
+        raise _unauthorized(MISSING_TOKEN)
+    device = session.scalars(
+        select(Device).where(Device.token_hash == hash_token(credentials.credentials))
+    ).first()
+    if device is None:
+        raise _unauthorized("invalid device token")
+    if device.revoked_at is not None:
+        raise _unauthorized(f"device {device.id} is revoked")
+    now = utc_now()
+    if device.last_seen_at is None or now - device.last_seen_at > _LAST_SEEN_RESOLUTION:
+        device.last_seen_at = now
+        session.commit()
+    return device
+
+
+CurrentDevice = Annotated[Device, Depends(get_current_device)]
+
+
+def require_admin(settings: SettingsDep, credentials: BearerDep) -> None:
+    if credentials is None or not credentials.credentials:
+        raise _unauthorized(MISSING_TOKEN)
+    if not admin_token_matches(credentials.credentials, settings.admin_token):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this route needs the admin token")
+
+
+AdminDep = Annotated[None, Depends(require_admin)]
+
+
+def require_dashboard_admin(request: Request, settings: SettingsDep) -> None:
+    """The admin token as a bearer token, or as the password of HTTP Basic (for browsers)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    given = ""
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        given = decoded.partition(":")[2]
+    if not given:
+        raise _unauthorized("the dashboard needs the admin token", 'Basic realm="edgeseg"')
+    if not admin_token_matches(given, settings.admin_token):
+        raise _unauthorized("invalid admin token", 'Basic realm="edgeseg"')
+
+
+DashboardAdminDep = Annotated[None, Depends(require_dashboard_admin)]
+
+# Keep the Basic scheme in the OpenAPI document (the dashboard route declares it).
+basic_scheme = _basic

@@ -1,0 +1,29 @@
+"""The documented error responses, so the OpenAPI spec lists every status a route can send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from central.schemas import ErrorPublic
+
+__all__ = ["ADMIN_ERRORS", "DEVICE_ERRORS", "error"]
+
+
+def error(description: str) -> dict[str, Any]:
+    return {"model": ErrorPublic, "description": description}
+
+
+DEVICE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: error("missing, unknown or revoked device token"),
+    403: error("the token belongs to another device"),
+    413: error("batch or body too large"),
+    415: error("unsupported Content-Type or Content-Encoding"),
+    422: error("a field breaks the contract; nothing was stored"),
+}
+
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: error("missing bearer token"),
+    403: error("not the admin token"),
+    404: error("no such resource"),
+    422: error("invalid request"),
+}

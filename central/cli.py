@@ -1,0 +1,161 @@
+"""``edgeseg-central``: serve the API, manage devices, publish models, migrate the database.
+
+    edgeseg-central serve [--host 127.0.0.1] [--port 8000]
+    edgeseg-central device add --store STORE [--json]
+    edgeseg-central device revoke ID
+    edgeseg-central model publish ARTIFACT_DIR [--store STORE]
+    edgeseg-central db upgrade
+
+Settings come from the environment (``EDGESEG_DATABASE_URL``, ``EDGESEG_ADMIN_TOKEN``, …, see
+``central.core.config``). Exit codes: 0 success, 1 refused (bad artifact, unknown device),
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from central.core.config import Settings, get_settings
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeseg-central", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    device = commands.add_parser("device", help="register or revoke devices").add_subparsers(
+        dest="device_command", required=True
+    )
+    add = device.add_parser("add", help="register a device; prints its id and token (once)")
+    add.add_argument("--store", required=True)
+    add.add_argument("--json", action="store_true", help="print {id, store, token} as JSON")
+    revoke = device.add_parser("revoke", help="revoke a device's token")
+    revoke.add_argument("device_id", metavar="ID")
+
+    model = commands.add_parser("model", help="publish signed artifacts").add_subparsers(
+        dest="model_command", required=True
+    )
+    publish = model.add_parser("publish", help="verify, register and roll out an artifact")
+    publish.add_argument("artifact_dir", metavar="ARTIFACT_DIR")
+    publish.add_argument("--store", default=None, help="roll out to this store (default: all)")
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="apply Alembic migrations up to head")
+    return parser
+
+
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    from central.core.db import Database
+    from central.core.migrate import upgrade
+
+    db = Database.from_url(settings.database_url)
+    upgrade(db.engine)
+    return db
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if args.workers > 1:
+        # Workers import the factory themselves and read the same environment.
+        uvicorn.run(
+            "central.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+        )
+        return 0
+    from central.main import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    return 0
+
+
+def _device(args: argparse.Namespace, settings: Settings) -> int:
+    from central import crud
+
+    db = _database(settings)
+    try:
+        with db.sessionmaker() as session:
+            if args.device_command == "add":
+                created = crud.create_device(session, args.store)
+                if args.json:
+                    print(json.dumps(created.model_dump()))
+                else:
+                    print(f"device id: {created.id}")
+                    print(f"store:     {created.store}")
+                    print(f"token:     {created.token}")
+                    print("The token is shown once; central keeps only its hash.")
+                return 0
+            try:
+                device = crud.revoke_device(session, args.device_id)
+            except LookupError as exc:
+                print(f"edgeseg-central: {exc.args[0]}", file=sys.stderr)
+                return 1
+            print(f"revoked {device.id} (store {device.store})")
+            return 0
+    finally:
+        db.dispose()
+
+
+def _model(args: argparse.Namespace, settings: Settings) -> int:
+    from central.registry import ArtifactRejected, register_artifact_dir
+
+    db = _database(settings)
+    try:
+        with db.sessionmaker() as session:
+            try:
+                model = register_artifact_dir(
+                    session,
+                    args.artifact_dir,
+                    settings.public_key_path,
+                    rollout_to=args.store or "all",
+                )
+            except ArtifactRejected as exc:
+                session.rollback()
+                print(f"edgeseg-central: {exc}", file=sys.stderr)
+                return 1
+            session.commit()
+            target = f"store {args.store}" if args.store else "all stores"
+            print(f"published {model.model_version} ({', '.join(model.classes)}) to {target}")
+            return 0
+    finally:
+        db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        print(f"edgeseg-central: configuration error: {messages}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(args, settings)
+    if args.command == "device":
+        return _device(args, settings)
+    if args.command == "model":
+        return _model(args, settings)
+    db = _database(settings)
+    db.dispose()
+    print("database is at the newest schema")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

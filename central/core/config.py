@@ -1,0 +1,73 @@
+"""Central's settings: one pydantic-settings class, reached through the cached ``get_settings()``.
+
+Every field reads ``EDGESEG_<NAME>`` from the environment. Tests build ``Settings(...)`` directly
+and hand it to ``create_app(settings)``, or call ``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_ADMIN_TOKEN", "Settings", "default_public_key_path", "get_settings"]
+
+# The admin token a fresh checkout starts with. It only works with EDGESEG_ENV=development.
+DEFAULT_ADMIN_TOKEN = "change-me"
+
+
+def default_public_key_path() -> Path:
+    """The factory's key-directory rule: ``EDGESEG_KEY_DIR`` or ``~/.config/edgeseg/keys``."""
+    configured = os.environ.get("EDGESEG_KEY_DIR")
+    folder = Path(configured) if configured else Path.home() / ".config" / "edgeseg" / "keys"
+    return folder / "signing_key.pub.pem"
+
+
+def _default_database_url() -> str:
+    # A SQLite file in the working directory's .edgeseg/ (git-ignored): zero set-up.
+    return f"sqlite:///{Path('.edgeseg') / 'central.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything central can be told; ``EDGESEG_`` + the upper-case field name sets it."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGESEG_", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "production"
+    database_url: str = Field(default_factory=_default_database_url)
+    admin_token: str = DEFAULT_ADMIN_TOKEN
+    public_key_path: Path = Field(default_factory=default_public_key_path)
+    # Bounds of POST /v1/results:batch (the sync client sends 500 by default).
+    max_batch_results: int = Field(default=1000, gt=0)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Artifacts are small (the factory's size budget is 256 KiB); this bounds an upload.
+    max_artifact_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+    # Run Alembic's upgrade when the app starts (off when an operator migrates separately).
+    auto_migrate: bool = True
+    db_pool_size: int = Field(default=5, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_insecure_admin_token(self) -> Settings:
+        if self.env != "development" and self.admin_token in ("", DEFAULT_ADMIN_TOKEN):
+            raise ValueError(
+                "EDGESEG_ADMIN_TOKEN must be set to a secret outside development "
+                f"(got {'an empty value' if not self.admin_token else 'the default'}); "
+                "set EDGESEG_ENV=development to run with the default on your own machine"
+            )
+        if len(self.admin_token) < 16 and self.env == "production":
+            raise ValueError(
+                "EDGESEG_ADMIN_TOKEN must be at least 16 characters in production "
+                f"(got {len(self.admin_token)})"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,77 @@
+"""Prometheus metrics, one registry per app (no global state between apps or tests)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+__all__ = ["Metrics", "MetricsMiddleware"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "edgeseg_http_requests",
+            "HTTP requests by route template, method and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "edgeseg_http_request_seconds",
+            "HTTP request latency by route template",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.batches = Counter(
+            "edgeseg_result_batches",
+            "Result batches by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.results_stored = Counter(
+            "edgeseg_results_stored", "Results stored for the first time", registry=self.registry
+        )
+        self.results_duplicate = Counter(
+            "edgeseg_results_duplicate",
+            "Results received again (replays) and ignored",
+            registry=self.registry,
+        )
+        self.drift_flags = Counter(
+            "edgeseg_drift_flags",
+            "Inputs flagged for drift (PSI above threshold)",
+            registry=self.registry,
+        )
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (no body buffering) counting requests per route template."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(
+                scope["method"], template, str(status_holder["status"])
+            ).inc()
+            self.metrics.latency.labels(template).observe(time.perf_counter() - start)

@@ -1,0 +1,171 @@
+"""Validate and store a batch of results exactly once, and advance the device's watermark.
+
+The whole batch is checked before anything is written, so a 4xx stores nothing. Rows go in
+with ``INSERT … ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq`` (SQLite and PostgreSQL
+both speak it), so a replayed or overlapping batch is a no-op for the rows central already
+holds. The watermark ``devices.acked_through`` only moves forward, reading at most one batch's
+worth of rows past it, so an ack costs O(batch) instead of a scan of the device's history.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from central.models import Device, Model, Result, utc_now
+from central.schemas import ResultCreate
+
+__all__ = ["PROBABILITY_TOLERANCE", "BatchRejected", "IngestOutcome", "ingest", "validate_batch"]
+
+PROBABILITY_TOLERANCE = 1e-3
+
+
+class BatchRejected(ValueError):
+    """A result breaks the contract; ``detail`` names it. Nothing of the batch is stored."""
+
+    def __init__(self, detail: str, status_code: int = 422) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    acked_through: int
+    stored: int
+    duplicates: int
+
+
+class ClassCache:
+    """model_version -> classes. Registered models never change, so hits are kept forever."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, tuple[str, ...]] = {}
+
+    def lookup(self, session: Session, versions: set[str]) -> dict[str, tuple[str, ...]]:
+        missing = [v for v in versions if v not in self._classes]
+        if missing:
+            for version, classes in session.execute(
+                select(Model.model_version, Model.classes).where(Model.model_version.in_(missing))
+            ):
+                self._classes[version] = tuple(classes)
+        return {v: self._classes[v] for v in versions if v in self._classes}
+
+
+def validate_batch(session: Session, results: Sequence[ResultCreate], cache: ClassCache) -> None:
+    """Raise BatchRejected for the first result that breaks a rule pydantic cannot check."""
+    classes_of = cache.lookup(session, {r.model_version for r in results})
+    seen: dict[int, int] = {}
+    for i, result in enumerate(results):
+        where = f"results[{i}]"
+        if result.seq in seen:
+            raise BatchRejected(
+                f"{where}.seq: {result.seq} appears twice in this batch "
+                f"(first at results[{seen[result.seq]}])"
+            )
+        seen[result.seq] = i
+        classes = classes_of.get(result.model_version)
+        if classes is None:
+            raise BatchRejected(
+                f"{where}.model_version: {result.model_version!r} is not registered at central"
+            )
+        if set(result.probabilities) != set(classes) or len(result.probabilities) != len(classes):
+            raise BatchRejected(
+                f"{where}.probabilities: keys {sorted(result.probabilities)} are not the classes "
+                f"of {result.model_version} {sorted(classes)}"
+            )
+        total = math.fsum(result.probabilities.values())
+        if abs(total - 1.0) > PROBABILITY_TOLERANCE:
+            raise BatchRejected(
+                f"{where}.probabilities: sum to {total:.6g}, not 1 "
+                f"(tolerance {PROBABILITY_TOLERANCE:g})"
+            )
+        if result.segment not in classes:
+            raise BatchRejected(
+                f"{where}.segment: {result.segment!r} is not a class of {result.model_version} "
+                f"({', '.join(classes)})"
+            )
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict]) -> list[int]:
+    dialect = session.get_bind().dialect.name
+    table = Result.__table__
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    else:  # pragma: no cover - the two supported back ends
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    stmt = stmt.on_conflict_do_nothing(index_elements=["device_id", "seq"]).returning(table.c.seq)
+    return list(session.connection().execute(stmt, rows).scalars())
+
+
+def _advance_watermark(session: Session, device_id: str, watermark: int, window: int) -> int:
+    """Move past every seq stored contiguously after ``watermark``, ``window`` rows at a time."""
+    while True:
+        seqs = session.scalars(
+            select(Result.seq)
+            .where(Result.device_id == device_id, Result.seq > watermark)
+            .order_by(Result.seq)
+            .limit(window)
+        ).all()
+        for seq in seqs:
+            if seq != watermark + 1:
+                return watermark
+            watermark = seq
+        if len(seqs) < window:
+            return watermark
+
+
+def ingest(
+    session: Session,
+    device_id: str,
+    results: Sequence[ResultCreate],
+    cache: ClassCache,
+    *,
+    backlog: int | None = None,
+) -> IngestOutcome:
+    """Validate then store ``results`` for ``device_id``; commits. Raises BatchRejected."""
+    # Lock the device row first: concurrent batches of one device (a retry racing the original
+    # request) take turns, so the watermark they read is never stale. SQLite's BEGIN IMMEDIATE
+    # already serialises writers; SQLAlchemy leaves FOR UPDATE out there.
+    device = session.scalars(
+        select(Device)
+        .where(Device.id == device_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    validate_batch(session, results, cache)
+    now = utc_now()
+    rows = [
+        {
+            "device_id": device_id,
+            "seq": r.seq,
+            "customer_ref": r.customer_ref,
+            "segment": r.segment,
+            "probabilities": r.probabilities,
+            "model_version": r.model_version,
+            "classified_at": r.classified_at.astimezone(UTC).replace(tzinfo=None),
+            "received_at": now,
+        }
+        for r in results
+    ]
+    inserted = _insert_ignoring_duplicates(session, rows) if rows else []
+    watermark = device.acked_through
+    if watermark + 1 in set(inserted):
+        watermark = _advance_watermark(session, device_id, watermark, len(rows) + 1)
+    device.acked_through = watermark
+    device.results_count = device.results_count + len(inserted)
+    device.last_seen_at = now
+    if backlog is not None:
+        device.backlog = backlog
+    if results:
+        device.model_version = max(results, key=lambda r: r.seq).model_version
+    session.commit()
+    return IngestOutcome(watermark, len(inserted), len(rows) - len(inserted))

@@ -1,0 +1,1 @@
+"""Alembic migrations, run by ``central.core.db_migrate.upgrade`` (startup and ``db upgrade``)."""

@@ -1,0 +1,156 @@
+"""Central's tables (SQLAlchemy 2 declarative). API shapes live in ``schemas.py``, never here.
+
+Times are stored as naive UTC (``utc_now()``), so SQLite and PostgreSQL group days the same.
+Artifact files are rows too: central stays stateless behind its database (DESIGN §7), so any
+worker can serve any download.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Device",
+    "DriftReport",
+    "Model",
+    "ModelFile",
+    "ModelReport",
+    "Outcome",
+    "Result",
+    "Rollout",
+    "utc_now",
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# BigInteger ids on PostgreSQL, INTEGER (the rowid alias, so autoincrement works) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    store: Mapped[str] = mapped_column(String(128), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Highest seq held contiguously from 1: advanced per batch, so acking is O(batch).
+    acked_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    results_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    backlog: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class Result(Base):
+    __tablename__ = "results"
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq", name="uq_results_device_seq"),
+        Index("ix_results_customer_ref", "customer_ref"),
+        Index("ix_results_classified_at", "classified_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    customer_ref: Mapped[str] = mapped_column(String(128))
+    segment: Mapped[str] = mapped_column(String(128))
+    probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
+    model_version: Mapped[str] = mapped_column(String(200))
+    classified_at: Mapped[datetime] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    model_version: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(100))
+    classes: Mapped[list[str]] = mapped_column(JSON)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    onnx_sha256: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32))
+    registered_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+
+
+class ModelFile(Base):
+    __tablename__ = "model_files"
+
+    model_version: Mapped[str] = mapped_column(
+        String(200), ForeignKey("models.model_version"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Rollout(Base):
+    """The newest rollout for a device's store wins; else the newest one for every store."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"))
+    store: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+
+
+class ModelReport(Base):
+    __tablename__ = "model_reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
+    model_version: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+
+
+class DriftReport(Base):
+    __tablename__ = "drift_reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
+    model_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    psi: Mapped[dict[str, float]] = mapped_column(JSON)
+    max_psi: Mapped[float] = mapped_column(Float)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+
+
+class Outcome(Base):
+    """What actually happened to a customer; the newest report per customer_ref wins."""
+
+    __tablename__ = "outcomes"
+
+    customer_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    actual_segment: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
