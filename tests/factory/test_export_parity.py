@@ -1,0 +1,114 @@
+"""Round-trip every learner the search uses through the export, and prove the gate bites."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from factory._onnx_export import export_graph
+from factory._parity import check_parity
+from factory._schema import infer_schema, make_preprocessor, normalise_frame
+from factory.errors import ParityError
+
+
+def _models() -> dict[str, object]:
+    import lightgbm
+    import xgboost
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    return {
+        "lgbm": lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1, random_state=0),
+        "xgboost": xgboost.XGBClassifier(n_estimators=20, max_depth=4, random_state=0),
+        "rf": RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0),
+        "extra_tree": ExtraTreesClassifier(n_estimators=10, max_depth=6, random_state=0),
+        "lrl1": LogisticRegression(penalty="l1", solver="saga", max_iter=300),
+    }
+
+
+@pytest.fixture(scope="module")
+def data(segmentation_csv) -> tuple:  # type: ignore[no-untyped-def]
+    raw = pd.read_csv(segmentation_csv)
+    labels = raw.pop("Segmentation")
+    raw = raw.drop(columns=["ID"])
+    schema = infer_schema(raw)
+    frame = normalise_frame(raw, schema)
+    classes = sorted(labels.unique())
+    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    train, held_out = frame.iloc[:6000], frame.iloc[6000:]
+    preprocessor = make_preprocessor(schema).fit(train)
+    return schema, classes, preprocessor, train, y[:6000], held_out
+
+
+@pytest.mark.parametrize("learner", sorted(_models()), ids=str)
+def test_every_learner_exports_with_parity(data, learner: str) -> None:  # type: ignore[no-untyped-def]
+    schema, classes, preprocessor, train, y, held_out = data
+    model = _models()[learner]
+    model.fit(preprocessor.transform(train), y)
+    graph = export_graph(preprocessor, model, schema, classes)
+    report = check_parity(
+        graph.SerializeToString(),
+        lambda frame: model.predict_proba(preprocessor.transform(frame)),
+        held_out,
+        schema,
+        classes,
+        seed=0,
+    )
+    assert report.passed
+    assert report.label_agreement == 1.0
+    assert report.rows_with_missing > 0 and report.rows_with_unseen_category > 0
+
+
+def test_gate_refuses_a_graph_that_disagrees(data) -> None:  # type: ignore[no-untyped-def]
+    """A graph exported from one model, checked against another: the gate must refuse it."""
+    schema, classes, preprocessor, train, y, held_out = data
+    models = _models()
+    exported, other = models["lgbm"], models["rf"]
+    matrix = preprocessor.transform(train)
+    exported.fit(matrix, y)
+    other.fit(matrix, y)
+    graph = export_graph(preprocessor, exported, schema, classes)
+    with pytest.raises(ParityError, match=r"ONNX graph disagrees with the native model: labels agree on"):
+        check_parity(
+            graph.SerializeToString(),
+            lambda frame: other.predict_proba(preprocessor.transform(frame)),
+            held_out,
+            schema,
+            classes,
+            seed=0,
+        )
+
+
+def test_missing_string_is_the_token_not_nan(data) -> None:  # type: ignore[no-untyped-def]
+    """onnxruntime stringifies a NaN in a string tensor to "nan"; the encoder must never send it."""
+    from edge_runtime._encoding import InputLayout, encode_records
+
+    schema, *_ = data
+    layout = InputLayout(num=schema.num, cat=schema.cat, missing_token="__missing__")
+    feeds = encode_records(layout, [{name: float("nan") for name in schema.cat}, {}])
+    assert set(feeds["cat"].ravel()) == {"__missing__"}
+    assert np.isnan(feeds["num"]).all()
+
+
+def test_device_profile_scales_the_budgeted_latency(segmentation_csv, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A terminal 1000x slower than this machine cannot meet a 50 µs budget with any model."""
+    import json
+
+    from factory import BudgetError, build
+
+    profile = tmp_path / "slow-terminal.json"
+    profile.write_text(json.dumps({"format_version": 1, "scale": 1000.0}))
+    with pytest.raises(BudgetError, match="no candidate met the budgets"):
+        build(segmentation_csv, target="Segmentation", id_column="ID", out_dir=tmp_path / "out",
+              time_budget_s=2, device_profile=profile, learners=("lrl1",))
+
+
+def test_size_budget_steers_the_choice(segmentation_csv, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from factory import build
+
+    result = build(segmentation_csv, target="Segmentation", id_column="ID", out_dir=tmp_path,
+                   time_budget_s=5, size_budget_kb=6, learners=("lgbm", "lrl1"))
+    assert (result.artifact_dir / "model.onnx").stat().st_size <= 6 * 1024
+    over = [t for t in result.search.trials if t.size_bytes > 6 * 1024]
+    assert all(not t.feasible for t in over)
