@@ -1,0 +1,123 @@
+"""Helpers shared by the central tests (imported by name: tests/central is on sys.path)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+CLASSES = ["high", "mid", "low"]
+MODEL_VERSION = "retail-tier/20261126T120000Z"
+
+
+def reference_for_tests() -> dict[str, Any]:
+    return {
+        "recency_days": {
+            "type": "number",
+            "bin_edges": [0.0, 10.0, 50.0, 373.0],
+            "proportions": [0.3, 0.4, 0.2, 0.1],
+        },
+        "country": {
+            "type": "string",
+            "categories": ["UK", "France"],
+            "proportions": [0.8, 0.15],
+            "other": 0.03,
+            "missing": 0.02,
+        },
+    }
+
+
+def write_artifact(
+    folder: Path,
+    key: Any,
+    *,
+    name: str = "retail-tier",
+    version: str = "20261126T120000Z",
+    classes: list[str] | None = None,
+    model_bytes: bytes | None = None,
+    tamper: bool = False,
+) -> Path:
+    """A signed artifact folder in the contract's layout (model.onnx is opaque bytes here)."""
+    from factory.signing import sign_manifest
+
+    target = folder / name / version
+    target.mkdir(parents=True, exist_ok=True)
+    model = model_bytes if model_bytes is not None else f"onnx:{name}/{version}".encode()
+    manifest = {
+        "format_version": 1,
+        "name": name,
+        "version": version,
+        "model_version": f"{name}/{version}",
+        "target": {"name": "value_tier", "classes": classes or CLASSES},
+        "reference": reference_for_tests(),
+        "onnx_sha256": hashlib.sha256(model).hexdigest(),
+        "onnx_bytes": len(model),
+        "golden_samples": [],
+    }
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (target / "model.onnx").write_bytes(model + (b"x" if tamper else b""))
+    (target / "manifest.json").write_bytes(data)
+    (target / "manifest.sig").write_bytes(sign_manifest(data, key))
+    return target
+
+
+def upload_body(artifact: Path, rollout_to: str = "all") -> dict[str, Any]:
+    files = {
+        name: base64.b64encode((artifact / name).read_bytes()).decode()
+        for name in ("model.onnx", "manifest.json", "manifest.sig")
+    }
+    return {"files": files, "rollout_to": rollout_to}
+
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class CentralApi:
+    """A TestClient plus the few calls most tests start with."""
+
+    def __init__(self, client: Any, db: Any) -> None:
+        self.client = client
+        self.db = db
+
+    def add_device(self, store: str = "s1") -> dict[str, str]:
+        response = self.client.post("/v1/devices", json={"store": store}, headers=ADMIN)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def publish(self, artifact: Path, rollout_to: str = "all") -> dict[str, Any]:
+        response = self.client.post(
+            "/v1/models", json=upload_body(artifact, rollout_to), headers=ADMIN
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def count_results(self, device_id: str | None = None) -> int:
+        from sqlalchemy import func, select
+
+        from central.models import Result
+
+        query = select(func.count()).select_from(Result)
+        if device_id is not None:
+            query = query.where(Result.device_id == device_id)
+        with self.db.sessionmaker() as session:
+            return int(session.scalar(query))
+
+
+def make_result(seq: Any, **overrides: Any) -> dict[str, Any]:
+    result = {
+        "seq": seq,
+        "customer_ref": f"c-{seq}",
+        "segment": "high",
+        "probabilities": {"high": 0.7, "mid": 0.2, "low": 0.1},
+        "model_version": MODEL_VERSION,
+        "classified_at": "2026-11-26T12:00:00Z",
+    }
+    result.update(overrides)
+    return result
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
