@@ -8,12 +8,15 @@ The tree, so callers can catch as broadly or as narrowly as they need::
     │   ├── SignatureError                 manifest.sig does not verify with the trusted key
     │   ├── ModelIntegrityError            model.onnx does not match the manifest's sha256
     │   └── SelfTestError                  the golden samples do not reproduce
-    └── SyncError (also OSError)           head office could not be reached or refused a batch
+    ├── SyncError (also OSError)           head office could not be reached or refused a batch
+    └── OutboxError (also OSError)         a result could not be stored (so it is not returned)
 
     EdgeRuntimeWarning (UserWarning)       something a user should see that does not stop work
 """
 
 from __future__ import annotations
+
+_MAX_SHOWN = 80
 
 
 class EdgeRuntimeError(RuntimeError):
@@ -26,11 +29,16 @@ class SchemaError(EdgeRuntimeError, ValueError):
     ``field``, ``value`` and ``rule`` say which field broke which rule, so a till can show it.
     """
 
-    def __init__(self, field: str, value: object, rule: str) -> None:
+    def __init__(self, field: str, value: object, rule: str, *, row: int | None = None) -> None:
         self.field = field
         self.value = value
         self.rule = rule
-        super().__init__(f"field {field!r}: {rule} (got {value!r})")
+        self.row = row  # index of the record in a batch, None for a single record
+        shown = repr(value)
+        if len(shown) > _MAX_SHOWN:  # a 1 MB string must not become a 1 MB log line
+            shown = f"{shown[: _MAX_SHOWN - 1]}…"
+        where = "" if row is None else f"record {row}: "
+        super().__init__(f"{where}field {field!r}: {rule} (got {shown})")
 
 
 class ModelLoadError(EdgeRuntimeError):
@@ -55,3 +63,7 @@ class SyncError(EdgeRuntimeError, OSError):
 
 class EdgeRuntimeWarning(UserWarning):
     """A condition worth a user's attention that does not stop classification."""
+
+
+class OutboxError(EdgeRuntimeError, OSError):
+    """A result could not be committed to the outbox, so it was not returned either."""

@@ -25,6 +25,7 @@ __all__ = [
     "SIGNATURE_NAME",
     "key_id",
     "load_public_key",
+    "load_verified_artifact",
     "sha256_file",
     "verify_artifact",
     "verify_manifest_bytes",
@@ -121,3 +122,31 @@ def verify_artifact(
             f"({str(expected)[:16]}…)"
         )
     return manifest
+
+
+def load_verified_artifact(
+    artifact_dir: str | Path, public_key: str | Path | bytes | Ed25519PublicKey
+) -> tuple[dict[str, Any], bytes]:
+    """Like :func:`verify_artifact`, and return the exact model bytes that were hashed.
+
+    The edge runtime builds its session from these bytes, so a file swapped between the hash
+    check and the load cannot be served (no time-of-check/time-of-use gap).
+    """
+    folder = Path(artifact_dir)
+    key = load_public_key(public_key)
+    paths = {name: folder / name for name in (MANIFEST_NAME, SIGNATURE_NAME, MODEL_NAME)}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise ModelLoadError(f"artifact {str(folder)!r} has no {name}")
+    manifest = verify_manifest_bytes(
+        paths[MANIFEST_NAME].read_bytes(), paths[SIGNATURE_NAME].read_bytes(), key
+    )
+    model_bytes = paths[MODEL_NAME].read_bytes()
+    expected = manifest.get("onnx_sha256")
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{MODEL_NAME} sha256 {actual[:16]}… does not match the signed manifest "
+            f"({str(expected)[:16]}…)"
+        )
+    return manifest, model_bytes

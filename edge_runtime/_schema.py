@@ -1,0 +1,425 @@
+"""Validate records against a manifest's input schema while writing them into graph buffers.
+
+Rules (docs/ARTIFACT.md, ``inputs``); every violation raises ``SchemaError(field, value, rule)``:
+
+* a required field that is absent, ``None`` or ``""`` -> ``is required``;
+* a number field holding anything but an ``int``/``float`` (numpy numbers too) -> ``must be a
+  number``; a ``bool`` is refused explicitly (``True`` is an ``int`` to Python, never a tier
+  count to a till) -> ``must be a number, not a boolean``;
+* NaN or ±inf -> ``must be a finite number`` (send ``null`` for missing, so a broken
+  computation upstream is not silently read as "missing"); beyond float32 -> ``must be within
+  the float32 range``;
+* a number outside the range seen in training is **counted, not refused** by default (the
+  policy ``out_of_range="fail"`` refuses it). Why: a tree model answers such a value exactly
+  as it answers the training extreme, a till cannot fix a customer's real age, and a
+  systematic shift is what drift monitoring is for; so refusing would lose a sale for no gain.
+  The first occurrence per field is logged once as a warning; the rest only counted.
+* a string field holding a non-string -> ``must be a string``; longer than the manifest's
+  ``max_length`` (or :data:`DEFAULT_MAX_STRING_LENGTH`) -> ``must be at most N characters``;
+  NUL characters or lone surrogates -> ``must be valid text``;
+* an unseen category is accepted (the graph encodes it as unknown, as in training) and counted;
+* fields the model does not use are ignored and counted (the manifest's ``id_field`` is not
+  "extra": the runtime pseudonymises it).
+
+Missing values follow ``_encoding``: a missing number is NaN, a missing or empty string is the
+manifest's ``missing_token``. A test checks this fast path against ``encode_records``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from edge_runtime._settings import DEFAULT_MAX_STRING_LENGTH
+from edge_runtime.exceptions import ModelLoadError, SchemaError
+
+__all__ = ["InputStats", "RecordValidator"]
+
+logger = logging.getLogger("edge_runtime")
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NAN = float("nan")
+_ABSENT = object()
+_MAX_EXTRA_NAMES = 64  # distinct extra field names remembered (a fuzzer must not grow memory)
+OUT_OF_RANGE_POLICIES = ("count", "fail")
+
+
+class InputStats:
+    """Counters of what validation saw; never raw values. ``snapshot()`` is JSON-ready."""
+
+    __slots__ = ("records", "unknown_category", "out_of_range", "extra_fields", "refused")
+
+    def __init__(self) -> None:
+        self.records = 0  # records that reached validation
+        self.refused = 0  # records refused with a SchemaError
+        self.unknown_category: dict[str, int] = {}
+        self.out_of_range: dict[str, int] = {}
+        self.extra_fields: dict[str, int] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "refused": self.refused,
+            "unknown_category": dict(self.unknown_category),
+            "out_of_range": dict(self.out_of_range),
+            "extra_fields": dict(self.extra_fields),
+        }
+
+
+def _bump(counter: dict[str, int], key: str, by: int = 1) -> None:
+    counter[key] = counter.get(key, 0) + by
+
+
+class RecordValidator:
+    """Per-field validators prebuilt from a manifest; fills the ``num`` / ``cat`` buffers."""
+
+    def __init__(self, manifest: Mapping[str, Any], *, out_of_range: str = "count") -> None:
+        if out_of_range not in OUT_OF_RANGE_POLICIES:
+            raise ValueError(
+                f"The 'out_of_range' parameter of Classifier must be one of "
+                f"{OUT_OF_RANGE_POLICIES}. Got {out_of_range!r} instead."
+            )
+        self.fail_out_of_range = out_of_range == "fail"
+        try:
+            layout = manifest["input_layout"]
+            inputs = {spec["name"]: spec for spec in manifest["inputs"]}
+            num_names, cat_names = list(layout["num"]), list(layout["cat"])
+            self.missing_token: str = layout["missing_token"]
+        except (KeyError, TypeError) as exc:
+            raise ModelLoadError(f"manifest input schema is malformed: {exc!r}") from exc
+        missing = [n for n in num_names + cat_names if n not in inputs]
+        if missing:
+            raise ModelLoadError(f"manifest input_layout names fields not in inputs: {missing}")
+        self.num_names = tuple(num_names)
+        self.cat_names = tuple(cat_names)
+        # (index, name, low, high, required) / (index, name, known, max_length, required)
+        self._num: list[tuple[int, str, float, float, bool]] = []
+        for j, name in enumerate(num_names):
+            spec = inputs[name]
+            low = spec.get("min")
+            high = spec.get("max")
+            self._num.append(
+                (
+                    j,
+                    name,
+                    -FLOAT32_MAX if low is None else float(low),
+                    FLOAT32_MAX if high is None else float(high),
+                    bool(spec.get("required", False)),
+                )
+            )
+        self._cat: list[tuple[int, str, frozenset[str], int, bool]] = []
+        for j, name in enumerate(cat_names):
+            spec = inputs[name]
+            max_length = int(spec.get("max_length") or DEFAULT_MAX_STRING_LENGTH)
+            known = frozenset(c for c in spec.get("categories") or () if isinstance(c, str) and c)
+            self._cat.append((j, name, known, max_length, bool(spec.get("required", False))))
+        self._ranges = {name: (low, high) for _, name, low, high, _ in self._num}
+        self._max_length = {name: max_length for _, name, _, max_length, _ in self._cat}
+        self._known = {name: known for _, name, known, _, _ in self._cat}
+        self._known_sorted = {
+            name: np.array(sorted(known), dtype=str) for name, known in self._known.items()
+        }
+        self._required = {spec[1]: spec[4] for spec in (*self._num, *self._cat)}
+        id_field = manifest.get("id_field")
+        self.id_field: str | None = id_field if isinstance(id_field, str) else None
+        self.field_names = frozenset((*num_names, *cat_names))
+        self.stats = InputStats()
+        self._warned_range: set[str] = set()
+
+    # ------------------------------------------------------------------ one record
+    def fill(
+        self,
+        record: Any,
+        num: Any,
+        cat: Any,
+        num_off: int = 0,
+        cat_off: int = 0,
+        row: int | None = None,
+    ) -> None:
+        """Validate ``record`` and write it at ``num[num_off:]`` / ``cat[cat_off:]``.
+
+        The hot path of ``Classifier.classify``: one dict lookup and one or two type checks
+        per field; anything unusual goes to the slow ``_number`` / ``_string`` helpers.
+        """
+        self.stats.records += 1
+        try:
+            get = record.get
+            size = len(record)
+        except (AttributeError, TypeError):
+            self.stats.refused += 1
+            raise SchemaError(
+                "<record>", record, "must be a mapping of field names to values", row=row
+            ) from None
+        present = 0
+        try:
+            for j, name, low, high, required in self._num:
+                v = get(name, _ABSENT)
+                if v is not _ABSENT:
+                    present += 1
+                    tv = type(v)
+                    if (tv is float or tv is int) and low <= v <= high:
+                        num[num_off + j] = v
+                        continue
+                    if v is not None:
+                        num[num_off + j] = self._number(name, v, row)
+                        continue
+                if required:
+                    raise SchemaError(name, None, "is required", row=row)
+                num[num_off + j] = _NAN
+            for j, name, known, _, _ in self._cat:
+                v = get(name, _ABSENT)
+                if v is not _ABSENT:
+                    present += 1
+                    if v in known and type(v) is str:
+                        cat[cat_off + j] = v
+                        continue
+                cat[cat_off + j] = self._string(name, v, row)
+        except SchemaError:
+            self.stats.refused += 1
+            raise
+        except TypeError:  # an unhashable value (a list, a dict) met the `in known` test
+            self.stats.refused += 1
+            raise self._unhashable(record, row) from None
+        if size != present:
+            if self.id_field is not None and self.id_field in record:
+                present += 1
+            if size != present:
+                self._count_extras(record)
+
+    def _unhashable(self, record: Any, row: int | None) -> SchemaError:
+        for name in self.cat_names:
+            v = record.get(name)
+            try:
+                hash(v)
+            except TypeError:
+                return SchemaError(name, v, "must be a string", row=row)
+        return SchemaError("<record>", record, "must be a mapping of field names to values")
+
+    def _number(self, name: str, v: Any, row: int | None) -> float:
+        """Slow path for a number field (not a plain in-range int/float); None is not passed."""
+        if isinstance(v, (bool, np.bool_)):
+            raise SchemaError(name, v, "must be a number, not a boolean", row=row)
+        if not isinstance(v, (int, float, np.integer, np.floating)):
+            raise SchemaError(name, v, "must be a number", row=row)
+        try:
+            x = float(v)
+        except OverflowError:  # an int with hundreds of digits
+            raise SchemaError(name, v, "must be within the float32 range", row=row) from None
+        if not math.isfinite(x):
+            raise SchemaError(name, v, "must be a finite number", row=row)
+        if abs(x) > FLOAT32_MAX:
+            raise SchemaError(name, v, "must be within the float32 range", row=row)
+        low, high = self._ranges[name]
+        if not low <= x <= high:
+            self._out_of_range(name, v, 1, row)
+        return x
+
+    def _out_of_range(self, name: str, v: Any, count: int, row: int | None) -> None:
+        low, high = self._ranges[name]
+        rule = f"must be within the training range [{low:g}, {high:g}]"
+        if self.fail_out_of_range:
+            raise SchemaError(name, v, rule, row=row)
+        _bump(self.stats.out_of_range, name, count)
+        if name not in self._warned_range:  # once per field: counted in stats, not spammed
+            self._warned_range.add(name)
+            logger.warning(
+                "field %r: %r is outside the training range [%g, %g]; classified anyway "
+                "(further occurrences are only counted in stats)",
+                name,
+                v,
+                low,
+                high,
+            )
+
+    def _string(self, name: str, v: Any, row: int | None) -> str:
+        """Slow path for a string field: missing, unknown category, or invalid."""
+        if v is _ABSENT or v is None or (type(v) is str and not v):
+            if self._required[name]:
+                raise SchemaError(name, None if v is _ABSENT else v, "is required", row=row)
+            return self.missing_token
+        if not isinstance(v, str):
+            raise SchemaError(name, v, "must be a string", row=row)
+        self._check_text(name, v, row)
+        text = str(v)  # numpy.str_ -> str
+        if text not in self._known[name]:
+            _bump(self.stats.unknown_category, name)
+        return text
+
+    def _check_text(self, name: str, v: str, row: int | None) -> None:
+        max_length = self._max_length[name]
+        if len(v) > max_length:
+            raise SchemaError(name, v, f"must be at most {max_length} characters", row=row)
+        if "\x00" in v:
+            raise SchemaError(name, v, "must be valid text (no NUL characters)", row=row)
+        if not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SchemaError(
+                    name, v, "must be valid text (no lone surrogates)", row=row
+                ) from None
+
+    def _count_extras(self, record: Mapping[Any, Any]) -> None:
+        extra = self.stats.extra_fields
+        for key in record:
+            if key in self.field_names or key == self.id_field:
+                continue
+            label = key if isinstance(key, str) else repr(key)
+            if label in extra or len(extra) < _MAX_EXTRA_NAMES:
+                _bump(extra, label)
+            else:
+                _bump(extra, "<other>")
+
+    # ------------------------------------------------------------------ many records
+    def fill_records(self, records: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Validate a list of records into fresh ``[N, n]`` feeds (row = index in the list)."""
+        n = len(records)
+        n_num, n_cat = len(self.num_names), len(self.cat_names)
+        num = np.empty(n * n_num, dtype=np.float32)
+        cat: list[Any] = [None] * (n * n_cat)
+        fill = self.fill
+        for i, record in enumerate(records):
+            fill(record, num, cat, i * n_num, i * n_cat, i)
+        return self._feeds(num.reshape(n, n_num), cat, n)
+
+    def _feeds(self, num: np.ndarray, cat: Any, n: int) -> dict[str, np.ndarray]:
+        feeds: dict[str, np.ndarray] = {}
+        if self.num_names:
+            feeds["num"] = num
+        if self.cat_names:
+            feeds["cat"] = np.asarray(cat, dtype=object).reshape(n, len(self.cat_names))
+        return feeds
+
+    def fill_columns(self, columns: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
+        """Validate a dict of columns (vectorised for numpy columns); returns (feeds, n_rows)."""
+        arrays: dict[str, np.ndarray] = {}
+        n_rows: int | None = None
+        for name in (*self.num_names, *self.cat_names):
+            if name not in columns or columns[name] is None:
+                continue
+            arr = np.asarray(columns[name])
+            if arr.ndim != 1:
+                raise SchemaError(name, f"array of shape {arr.shape}", "must be a 1-D column")
+            if n_rows is None:
+                n_rows = len(arr)
+            elif len(arr) != n_rows:
+                raise SchemaError(name, len(arr), f"column length must be {n_rows}")
+            arrays[name] = arr
+        if n_rows is None:
+            raise SchemaError("<columns>", sorted(map(str, columns)), "no column of the model")
+        self.stats.records += n_rows
+        try:
+            num = np.empty((n_rows, len(self.num_names)), dtype=np.float32)
+            for j, name in enumerate(self.num_names):
+                num[:, j] = self._number_column(name, arrays.get(name), n_rows)
+            cat = np.empty((n_rows, len(self.cat_names)), dtype=object)
+            for j, name in enumerate(self.cat_names):
+                cat[:, j] = self._string_column(name, arrays.get(name), n_rows)
+        except SchemaError:
+            self.stats.refused += n_rows
+            raise
+        extras = [k for k in columns if k not in self.field_names and k != self.id_field]
+        for key in extras:
+            label = key if isinstance(key, str) else repr(key)
+            if label in self.stats.extra_fields or len(self.stats.extra_fields) < _MAX_EXTRA_NAMES:
+                _bump(self.stats.extra_fields, label, n_rows)
+        feeds: dict[str, np.ndarray] = {}
+        if self.num_names:
+            feeds["num"] = num
+        if self.cat_names:
+            feeds["cat"] = cat
+        return feeds, n_rows
+
+    def _number_column(self, name: str, arr: np.ndarray | None, n: int) -> np.ndarray:
+        if arr is None:
+            if self._required[name]:
+                raise SchemaError(name, None, "is required", row=0)
+            return np.full(n, _NAN)
+        kind = arr.dtype.kind
+        if kind == "b":
+            raise SchemaError(name, arr[0].item(), "must be a number, not a boolean", row=0)
+        if kind not in "iuf":  # object (None for missing) or strings: per value
+            out = np.empty(n)
+            for i, v in enumerate(arr.tolist()):
+                if v is None:
+                    if self._required[name]:
+                        raise SchemaError(name, None, "is required", row=i)
+                    out[i] = _NAN
+                elif type(v) is float or type(v) is int:
+                    out[i] = self._number(name, v, i)
+                else:
+                    out[i] = self._number(name, v, i)
+            return out
+        x = arr.astype(np.float64, copy=False)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise SchemaError(name, arr[i].item(), "must be a finite number", row=i)
+        big = np.abs(x) > FLOAT32_MAX
+        if big.any():
+            i = int(np.argmax(big))
+            raise SchemaError(name, arr[i].item(), "must be within the float32 range", row=i)
+        low, high = self._ranges[name]
+        outside = (x < low) | (x > high)
+        count = int(outside.sum())
+        if count:
+            i = int(np.argmax(outside))
+            self._out_of_range(name, arr[i].item(), count, i)
+        return x
+
+    def _string_column(self, name: str, arr: np.ndarray | None, n: int) -> np.ndarray:
+        if arr is None:
+            if self._required[name]:
+                raise SchemaError(name, None, "is required", row=0)
+            return np.full(n, self.missing_token, dtype=object)
+        known = self._known[name]
+        if arr.dtype.kind != "U":  # object column: per value, like single records
+            values = arr.tolist()
+            out = np.empty(n, dtype=object)
+            for i, v in enumerate(values):
+                if v in known and type(v) is str:
+                    out[i] = v
+                else:
+                    try:
+                        out[i] = self._string(name, v, i)
+                    except TypeError:  # unhashable
+                        raise SchemaError(name, v, "must be a string", row=i) from None
+            return out
+        # A numpy unicode column: every value is a str. Known values are found with a
+        # vectorised binary search over the sorted categories; only the (few) other distinct
+        # values are checked one by one (empty -> missing, length, text) and counted.
+        ordered = self._known_sorted[name]
+        if len(ordered):
+            at = np.minimum(np.searchsorted(ordered, arr), len(ordered) - 1)
+            ok = ordered[at] == arr
+            if ok.all():
+                return arr
+            positions = np.flatnonzero(~ok)
+        else:
+            positions = np.arange(n)
+        uniques, inverse = np.unique(arr[positions], return_inverse=True)
+        counts = np.bincount(inverse, minlength=len(uniques))
+        replaced = np.empty(len(uniques), dtype=object)
+        unknown = 0
+        for u, value in enumerate(uniques.tolist()):
+            first = int(positions[int(np.argmax(inverse == u))])
+            replaced[u] = self._string_column_value(name, value, first)
+            if value:
+                unknown += int(counts[u])
+        if unknown:
+            _bump(self.stats.unknown_category, name, unknown)
+        out = arr.astype(object)
+        out[positions] = replaced[inverse]
+        return out
+
+    def _string_column_value(self, name: str, value: str, row: int) -> str:
+        if not value:
+            if self._required[name]:
+                raise SchemaError(name, value, "is required", row=row)
+            return self.missing_token
+        self._check_text(name, value, row)
+        return value

@@ -1,0 +1,340 @@
+"""``Classifier``: a verified, self-tested model that turns records into segments. No I/O.
+
+Loading (``Classifier.load``) is the only step that touches files: verify the Ed25519
+signature over ``manifest.json``, hash the exact ``model.onnx`` bytes against the signed
+``onnx_sha256``, build the onnxruntime session from those bytes, then reproduce every golden
+sample (label exact, probabilities within 1e-4). Any failure raises a ``ModelLoadError``
+subclass and nothing is served.
+
+The single-record path is built for microseconds (DESIGN §2): per-field validators prebuilt
+from the manifest write straight into reused input buffers, one ``run`` per call on a session
+with one thread and no spinning; a second, threaded session serves large batches.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import onnxruntime as ort
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_runtime._schema import RecordValidator
+from edge_runtime._settings import BATCH_SESSION_MIN_ROWS, default_public_key_path
+from edge_runtime.exceptions import ModelLoadError, SchemaError, SelfTestError, SignatureError
+from edge_runtime.signing import load_verified_artifact
+
+__all__ = ["BatchResult", "Classifier", "Result"]
+
+logger = logging.getLogger("edge_runtime")
+
+SUPPORTED_FORMAT_VERSIONS = (1,)
+GOLDEN_PROBABILITY_TOLERANCE = 1e-4
+
+PublicKey = str | Path | bytes | Ed25519PublicKey
+
+
+class Result(NamedTuple):
+    """One classification. ``seq`` is the outbox sequence number (None from a Classifier)."""
+
+    segment: str
+    probabilities: dict[str, float]
+    model_version: str
+    seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "segment": self.segment,
+            "probabilities": self.probabilities,
+            "model_version": self.model_version,
+            "seq": self.seq,
+        }
+
+
+class BatchResult:
+    """Results of ``classify_many`` as arrays (no per-row objects unless asked for).
+
+    ``segments`` (object array of class names), ``probabilities`` (float32 ``[N, n_classes]``,
+    columns in ``classes`` order), ``seqs`` (int64 array, or None from a Classifier). Indexing
+    or iterating yields :class:`Result` objects.
+    """
+
+    __slots__ = ("segments", "probabilities", "classes", "model_version", "seqs")
+
+    def __init__(
+        self,
+        segments: np.ndarray,
+        probabilities: np.ndarray,
+        classes: tuple[str, ...],
+        model_version: str,
+        seqs: np.ndarray | None = None,
+    ) -> None:
+        self.segments = segments
+        self.probabilities = probabilities
+        self.classes = classes
+        self.model_version = model_version
+        self.seqs = seqs
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __getitem__(self, i: int) -> Result:
+        seq = None if self.seqs is None else int(self.seqs[i])
+        probabilities = dict(zip(self.classes, self.probabilities[i].tolist(), strict=True))
+        return Result(str(self.segments[i]), probabilities, self.model_version, seq)
+
+    def __iter__(self) -> Iterator[Result]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [result.to_dict() for result in self]
+
+
+def _session_options(threads: int, *, spinning: bool) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.log_severity_level = 3
+    return options
+
+
+def _resolve_public_key(public_key: PublicKey | None) -> PublicKey:
+    if public_key is not None:
+        return public_key
+    path = default_public_key_path()
+    if not path.is_file():
+        raise SignatureError(
+            f"no public key given and none at the default location {str(path)!r}; "
+            "pass public_key= or set EDGESEG_KEY_DIR"
+        )
+    return path
+
+
+class Classifier:
+    """A loaded model: ``classify(record)`` and ``classify_many(records)``.
+
+    Build it with :meth:`load`; the constructor takes an already verified manifest and model
+    bytes (it still runs the golden self-test). Thread-safe: the single-record path holds a
+    lock around its reused buffers.
+    """
+
+    def __init__(
+        self,
+        manifest: Mapping[str, Any],
+        model_bytes: bytes,
+        *,
+        artifact_dir: str | Path | None = None,
+        out_of_range: str = "count",
+    ) -> None:
+        self.manifest = dict(manifest)
+        self.artifact_dir = None if artifact_dir is None else Path(artifact_dir)
+        version = self.manifest.get("format_version")
+        if version not in SUPPORTED_FORMAT_VERSIONS:
+            raise ModelLoadError(
+                f"manifest format_version {version!r} is not supported "
+                f"(this runtime reads {list(SUPPORTED_FORMAT_VERSIONS)})"
+            )
+        try:
+            self.model_version: str = str(self.manifest["model_version"])
+            self.classes: tuple[str, ...] = tuple(
+                str(c) for c in self.manifest["target"]["classes"]
+            )
+        except (KeyError, TypeError) as exc:
+            raise ModelLoadError(f"manifest is missing {exc}") from exc
+        self._validator = RecordValidator(self.manifest, out_of_range=out_of_range)
+        self._model_bytes = model_bytes
+        self._session = self._new_session(threads=1, spinning=False)
+        self._batch_session: ort.InferenceSession | None = None
+        self._lock = threading.Lock()
+        self._check_graph()
+        n_num, n_cat = len(self._validator.num_names), len(self._validator.cat_names)
+        # Reused single-row buffers: array.array item assignment is the cheapest write from
+        # Python, and numpy views of the same memory are what onnxruntime reads.
+        self._num_row = array.array("f", [math.nan] * n_num)
+        self._cat_2d = np.full((1, n_cat), self._validator.missing_token, dtype=object)
+        self._cat_row = self._cat_2d.reshape(-1)
+        self._feeds: dict[str, np.ndarray] = {}
+        if n_num:
+            self._feeds["num"] = np.frombuffer(self._num_row, dtype=np.float32).reshape(1, n_num)
+        if n_cat:
+            self._feeds["cat"] = self._cat_2d
+        self._outputs = ["label", "probabilities"]
+        # InferenceSession.run re-checks input names and wraps errors on every call; the
+        # C-level run it delegates to is what we call (our feeds are fixed by construction).
+        # onnxruntime is pinned (pyproject), and the public method is the fallback.
+        self._run = getattr(self._session, "_sess", self._session).run
+        self._self_test()
+        self._validator.stats.__init__()  # golden samples are not traffic
+
+    @classmethod
+    def load(
+        cls,
+        artifact_dir: str | Path,
+        public_key: PublicKey | None = None,
+        *,
+        out_of_range: str = "count",
+    ) -> Classifier:
+        """Verify, load and self-test an artifact folder.
+
+        ``public_key``: a path to a PEM file, PEM or raw bytes, or a key object; when omitted,
+        ``$EDGESEG_KEY_DIR/signing_key.pub.pem`` or ``~/.config/edgeseg/keys/...``.
+        ``out_of_range``: ``"count"`` (default; classify and count a number outside the
+        training range) or ``"fail"`` (refuse it with a SchemaError).
+
+        Raises SignatureError, ModelIntegrityError, SelfTestError or ModelLoadError.
+        """
+        manifest, model_bytes = load_verified_artifact(
+            artifact_dir, _resolve_public_key(public_key)
+        )
+        return cls(manifest, model_bytes, artifact_dir=artifact_dir, out_of_range=out_of_range)
+
+    # ------------------------------------------------------------------ loading
+    def _new_session(self, *, threads: int, spinning: bool) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(
+                self._model_bytes,
+                _session_options(threads, spinning=spinning),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelLoadError(f"onnxruntime cannot load model.onnx: {exc}") from exc
+
+    def _check_graph(self) -> None:
+        inputs = {i.name: i.type for i in self._session.get_inputs()}
+        expected = {}
+        if self._validator.num_names:
+            expected["num"] = "tensor(float)"
+        if self._validator.cat_names:
+            expected["cat"] = "tensor(string)"
+        if inputs != expected:
+            raise ModelLoadError(
+                f"model.onnx inputs {inputs} do not match the manifest input_layout {expected}"
+            )
+        outputs = {o.name: o.type for o in self._session.get_outputs()}
+        wanted = {"label": "tensor(string)", "probabilities": "tensor(float)"}
+        if any(outputs.get(name) != kind for name, kind in wanted.items()):
+            raise ModelLoadError(f"model.onnx outputs {outputs} are not {wanted}")
+
+    def _self_test(self) -> None:
+        goldens = self.manifest.get("golden_samples") or []
+        if not goldens:
+            raise SelfTestError("manifest has no golden samples: the model cannot be self-tested")
+        for i, golden in enumerate(goldens):
+            try:
+                result = self.classify(golden["record"])
+            except SchemaError as exc:
+                raise SelfTestError(f"golden sample {i} is refused by the schema: {exc}") from exc
+            except (KeyError, TypeError) as exc:
+                raise SelfTestError(f"golden sample {i} is malformed: {exc!r}") from exc
+            self._compare_golden(i, golden, result.segment, list(result.probabilities.values()))
+
+    def _compare_golden(
+        self, i: int, golden: Mapping[str, Any], segment: str, probabilities: Sequence[float]
+    ) -> None:
+        if segment != golden.get("label"):
+            raise SelfTestError(
+                f"golden sample {i}: expected label {golden.get('label')!r}, got {segment!r}"
+            )
+        expected = golden.get("probabilities") or []
+        if len(expected) != len(probabilities):
+            raise SelfTestError(
+                f"golden sample {i}: expected {len(expected)} probabilities, "
+                f"got {len(probabilities)}"
+            )
+        for cls, want, got in zip(self.classes, expected, probabilities, strict=True):
+            if not abs(float(want) - got) <= GOLDEN_PROBABILITY_TOLERANCE:
+                raise SelfTestError(
+                    f"golden sample {i}: probability of {cls!r} is {got:.6f}, expected "
+                    f"{float(want):.6f} (tolerance {GOLDEN_PROBABILITY_TOLERANCE:g})"
+                )
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def input_stats(self) -> dict[str, Any]:
+        """What validation saw: records, refused, unknown categories, out of range, extras."""
+        return self._validator.stats.snapshot()
+
+    @property
+    def validator(self) -> RecordValidator:
+        return self._validator
+
+    def classify(self, record: Mapping[str, Any]) -> Result:
+        """Validate one record (a dict of raw fields) and classify it; SchemaError if invalid."""
+        with self._lock:
+            self._validator.fill(record, self._num_row, self._cat_row)
+            labels, probabilities = self._run(self._outputs, self._feeds, None)
+        return Result(
+            labels[0],
+            dict(zip(self.classes, probabilities[0].tolist(), strict=True)),
+            self.model_version,
+            None,
+        )
+
+    def _classify_into(self, record: Mapping[str, Any]) -> tuple[str, list[float]]:
+        """For Runtime (which holds its own lock): segment and probabilities list; buffers
+        keep the encoded row for the drift histograms."""
+        self._validator.fill(record, self._num_row, self._cat_row)
+        labels, probabilities = self._run(self._outputs, self._feeds, None)
+        return labels[0], probabilities[0].tolist()
+
+    def encode(self, records: Any) -> tuple[dict[str, np.ndarray], int]:
+        """Validate a list of records or a dict of columns into graph feeds."""
+        if isinstance(records, Mapping):
+            return self._validator.fill_columns(records)
+        if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
+            records = list(records)
+        return self._validator.fill_records(records), len(records)
+
+    def run_feeds(
+        self, feeds: Mapping[str, np.ndarray], n_rows: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run validated feeds; the threaded session for large batches."""
+        if n_rows == 0:
+            return np.empty(0, dtype=object), np.empty((0, len(self.classes)), dtype=np.float32)
+        session = self._session if n_rows < BATCH_SESSION_MIN_ROWS else self._batch()
+        labels, probabilities = session.run(self._outputs, dict(feeds))
+        return labels, probabilities
+
+    def classify_many(self, records: Any) -> BatchResult:
+        """Classify a list of dicts or a dict of columns (name -> sequence / numpy array).
+
+        All rows are validated first; one invalid row raises SchemaError naming its row and
+        nothing is classified.
+        """
+        feeds, n_rows = self.encode(records)
+        labels, probabilities = self.run_feeds(feeds, n_rows)
+        return BatchResult(labels, probabilities, self.classes, self.model_version)
+
+    def _batch(self) -> ort.InferenceSession:
+        if self._batch_session is None:
+            with self._lock:
+                if self._batch_session is None:
+                    session = self._new_session(threads=os.cpu_count() or 1, spinning=True)
+                    self._self_test_batch(session)
+                    self._batch_session = session
+        return self._batch_session
+
+    def _self_test_batch(self, session: ort.InferenceSession) -> None:
+        goldens = self.manifest["golden_samples"]
+        stats = self._validator.stats.snapshot()
+        feeds = self._validator.fill_records([g["record"] for g in goldens])
+        self._validator.stats.__init__()
+        for key, value in stats.items():  # restore: golden rows are not traffic
+            setattr(self._validator.stats, key, value)
+        labels, probabilities = session.run(self._outputs, feeds)
+        for i, golden in enumerate(goldens):
+            self._compare_golden(i, golden, labels[i], probabilities[i].tolist())
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.model_version!r}, classes={list(self.classes)})"

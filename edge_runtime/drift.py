@@ -1,0 +1,135 @@
+"""Per-input histograms over the manifest's reference bins, for drift (PSI) at head office.
+
+Only counts are kept, never raw values. Bins follow docs/ARTIFACT.md ("Reference
+statistics"): a number with edges ``e0..ek`` has k bins (``e[i] <= v < e[i+1]``; below the
+first edge -> bin 0, at/above the last -> bin k-1) plus a last "missing" count; a string has
+one count per reference category, then "other" (unseen) and "missing".
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DriftHistograms"]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DriftHistograms:
+    """Counts per input, fed with the encoded rows the classifier just ran."""
+
+    def __init__(self, manifest: Mapping[str, Any]) -> None:
+        reference = manifest.get("reference") or {}
+        layout = manifest["input_layout"]
+        self.model_version = str(manifest.get("model_version"))
+        self.missing_token = layout["missing_token"]
+        # (position in the num buffer, name, inner edges, k); counts[name] has k+1 slots
+        self._num: list[tuple[int, str, list[float], int]] = []
+        self._cat: list[tuple[int, str, dict[str, int], int]] = []
+        self._meta: dict[str, dict[str, Any]] = {}
+        for j, name in enumerate(layout["num"]):
+            ref = reference.get(name)
+            if not ref or ref.get("type") != "number" or len(ref.get("bin_edges") or ()) < 2:
+                continue
+            edges = [float(e) for e in ref["bin_edges"]]
+            k = len(edges) - 1
+            self._num.append((j, name, edges[1:-1], k))
+            self._meta[name] = {"type": "number", "bin_edges": edges}
+        for j, name in enumerate(layout["cat"]):
+            ref = reference.get(name)
+            if not ref or ref.get("type") != "string":
+                continue
+            categories = [str(c) for c in ref.get("categories") or ()]
+            index = {c: i for i, c in enumerate(categories)}
+            self._cat.append((j, name, index, len(categories)))
+            self._meta[name] = {"type": "string", "categories": categories}
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rows = 0
+        self.since = _now_iso()
+        self._counts: dict[str, list[int]] = {}
+        for _, name, _, k in self._num:
+            self._counts[name] = [0] * (k + 1)
+        for _, name, _, m in self._cat:
+            self._counts[name] = [0] * (m + 2)
+
+    def observe(self, num: Sequence[float], cat: Sequence[str]) -> None:
+        """Count one encoded row (NaN = missing number, the missing token = missing string)."""
+        counts = self._counts
+        self.rows += 1
+        for j, name, inner, k in self._num:
+            v = num[j]
+            counts[name][k if v != v else bisect_right(inner, v)] += 1
+        token = self.missing_token
+        for j, name, index, m in self._cat:
+            v = cat[j]
+            counts[name][m + 1 if v == token else index.get(v, m)] += 1
+
+    def observe_batch(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Count a batch of encoded rows (vectorised)."""
+        num = feeds.get("num")
+        cat = feeds.get("cat")
+        n = len(num) if num is not None else len(cat) if cat is not None else 0
+        with self._lock:
+            self.rows += n
+            for j, name, inner, k in self._num:
+                assert num is not None
+                column = num[:, j]
+                missing = np.isnan(column)
+                bins = np.searchsorted(np.asarray(inner), column[~missing], side="right")
+                hist = np.bincount(bins, minlength=k)
+                totals = self._counts[name]
+                for i in range(k):
+                    totals[i] += int(hist[i])
+                totals[k] += int(missing.sum())
+            for j, name, index, m in self._cat:
+                assert cat is not None
+                values, value_counts = np.unique(cat[:, j].astype(str), return_counts=True)
+                totals = self._counts[name]
+                for value, count in zip(values.tolist(), value_counts.tolist(), strict=True):
+                    slot = m + 1 if value == self.missing_token else index.get(value, m)
+                    totals[slot] += count
+
+    def snapshot(self, *, reset: bool = False) -> dict[str, Any]:
+        """``{"model_version", "since", "until", "rows", "inputs": {name: {"type",
+        "counts", "bin_edges" | "categories"}}}``; counts align with the manifest reference
+        (numbers: k bins + missing; strings: categories + other + missing)."""
+        with self._lock:
+            inputs = {
+                name: {**self._meta[name], "counts": list(counts)}
+                for name, counts in self._counts.items()
+            }
+            out = {
+                "model_version": self.model_version,
+                "since": self.since,
+                "until": _now_iso(),
+                "rows": self.rows,
+                "inputs": inputs,
+            }
+            if reset:
+                self._reset()
+        return out
+
+
+def psi(expected: Sequence[float], counts: Sequence[int], *, floor: float = 1e-4) -> float:
+    """Population stability index of observed counts against expected proportions."""
+    total = sum(counts)
+    if total == 0:
+        return 0.0
+    value = 0.0
+    for p, c in zip(expected, counts, strict=True):
+        q = c / total
+        p, q = max(p, floor), max(q, floor)
+        value += (q - p) * math.log(q / p)
+    return value

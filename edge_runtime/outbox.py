@@ -1,0 +1,367 @@
+"""The outbox: every result is committed to a local SQLite file before it is returned.
+
+Guarantees (DESIGN §4-5):
+
+* ``seq`` is per device, starts at 1, increases by one per committed result, never reuses a
+  number: it is SQLite's rowid, assigned inside the transaction that stores the row as the
+  largest stored seq plus one (rows are never deleted, so that is never reused). A result
+  whose commit did not finish was never returned, so a crash leaves neither a gap nor a
+  duplicate.
+* ``durability="process"`` (default): WAL with ``synchronous=NORMAL``. A commit is in the
+  WAL file in the OS page cache when ``append`` returns, so it survives the process being
+  killed (SIGKILL, OOM, crash) but the last commits may be lost if the power fails.
+  ``durability="power"``: ``synchronous=FULL``, the WAL is fsynced at every commit, which
+  survives power loss and costs a disk flush per result (measured: see benchmarks/edge_latency.py).
+* The raw customer id is never stored: callers pass ``customer_ref`` (Runtime computes it
+  as HMAC-SHA256 with the deployment secret). Raw features are never stored either.
+* Rows are never deleted before they are synced. Past ``max_backlog`` unsynced rows the
+  outbox logs a warning (once per crossing, then every 10 % further growth) and
+  ``status()["backlog_exceeded"]`` is true; it keeps accepting results.
+
+Probabilities are stored as packed float64 in the model's class order (a few hundred
+nanoseconds instead of a JSON dump per result); each (model_version, classes) pair is stored
+once in ``models``.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Outbox"]
+
+logger = logging.getLogger("edge_runtime")
+
+SCHEMA_VERSION = 1
+_SYNCHRONOUS = {"process": "NORMAL", "power": "FULL"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+    id INTEGER PRIMARY KEY,
+    model_version TEXT NOT NULL,
+    classes TEXT NOT NULL,
+    UNIQUE (model_version, classes)
+);
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY,
+    customer_ref TEXT,
+    segment TEXT NOT NULL,
+    probabilities BLOB NOT NULL,
+    model_id INTEGER NOT NULL REFERENCES models (id),
+    classified_at_us INTEGER NOT NULL,
+    synced INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS results_unsynced ON results (seq) WHERE synced = 0;
+"""
+
+
+def iso_utc(epoch_us: int) -> str:
+    """ISO-8601 UTC with millisecond precision and a 'Z': ``2026-11-26T12:00:00.123Z``."""
+    moment = datetime.fromtimestamp(epoch_us / 1e6, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class Outbox:
+    """SQLite (WAL) store of results awaiting sync. Thread-safe; one writer process per file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device_id: str,
+        durability: str = "process",
+        max_backlog: int = 1_000_000,
+    ) -> None:
+        if durability not in _SYNCHRONOUS:
+            raise ValueError(
+                f"The 'durability' parameter of Outbox must be one of {tuple(_SYNCHRONOUS)}. "
+                f"Got {durability!r} instead."
+            )
+        if not isinstance(device_id, str) or not device_id:
+            raise ValueError(
+                f"The 'device_id' parameter of Outbox must be a non-empty string. "
+                f"Got {device_id!r} instead."
+            )
+        if max_backlog < 1:
+            raise ValueError(
+                f"The 'max_backlog' parameter of Outbox must be >= 1. Got {max_backlog!r} instead."
+            )
+        self.path = Path(path)
+        self.device_id = device_id
+        self.durability = durability
+        self.max_backlog = max_backlog
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+            self._check_meta()
+            self._db.execute("COMMIT")
+        self._models: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._classes_by_id: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._backlog = self._count_backlog()
+        self._warned_at = 0
+        self._insert_sql = (
+            "INSERT INTO results (seq, customer_ref, segment, probabilities, model_id, "
+            "classified_at_us) VALUES (NULL, ?, ?, ?, ?, ?)"
+        )
+
+    def _check_meta(self) -> None:
+        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not rows:
+            self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("device_id", self.device_id), ("schema_version", str(SCHEMA_VERSION))],
+            )
+            return
+        if rows.get("device_id") != self.device_id:
+            self._db.execute("ROLLBACK")
+            raise ValueError(
+                f"outbox {str(self.path)!r} belongs to device {rows.get('device_id')!r}, "
+                f"not {self.device_id!r}: seq numbers are per device, use another file"
+            )
+        if rows.get("schema_version") != str(SCHEMA_VERSION):
+            self._db.execute("ROLLBACK")
+            raise ValueError(
+                f"outbox {str(self.path)!r} has schema version {rows.get('schema_version')!r}; "
+                f"this runtime reads {SCHEMA_VERSION}"
+            )
+
+    # ------------------------------------------------------------------ writing
+    def _model_id(self, model_version: str, classes: tuple[str, ...]) -> int:
+        key = (model_version, classes)
+        model_id = self._models.get(key)
+        if model_id is None:
+            encoded = json.dumps(list(classes))
+            self._db.execute(
+                "INSERT OR IGNORE INTO models (model_version, classes) VALUES (?, ?)",
+                (model_version, encoded),
+            )
+            model_id = self._db.execute(
+                "SELECT id FROM models WHERE model_version = ? AND classes = ?",
+                (model_version, encoded),
+            ).fetchone()[0]
+            self._models[key] = model_id
+        return model_id
+
+    def append(
+        self,
+        *,
+        segment: str,
+        probabilities: Mapping[str, float],
+        model_version: str,
+        customer_ref: str | None = None,
+        classified_at_us: int | None = None,
+    ) -> int:
+        """Store one result (committed when this returns) and return its ``seq``."""
+        return self.append_values(
+            segment,
+            tuple(probabilities),
+            list(probabilities.values()),
+            model_version,
+            customer_ref,
+            classified_at_us,
+        )
+
+    def append_values(
+        self,
+        segment: str,
+        classes: tuple[str, ...],
+        values: Sequence[float],
+        model_version: str,
+        customer_ref: str | None = None,
+        classified_at_us: int | None = None,
+    ) -> int:
+        """``append`` with probabilities as values in ``classes`` order (Runtime's fast path)."""
+        blob = array.array("d", values).tobytes()
+        stamp = time.time_ns() // 1000 if classified_at_us is None else classified_at_us
+        with self._lock:
+            model_id = self._models.get((model_version, classes))
+            if model_id is None:
+                model_id = self._model_id(model_version, classes)
+            # One statement in autocommit mode = one transaction: committed (and, with
+            # durability="power", fsynced) before execute returns. seq NULL = SQLite's
+            # max(seq) + 1 under the write lock, so even two writer processes cannot collide.
+            seq = self._db.execute(
+                self._insert_sql, (customer_ref, segment, blob, model_id, stamp)
+            ).lastrowid
+            assert seq is not None
+            self._backlog += 1
+            if self._backlog > self.max_backlog:
+                self._over_backlog()
+        return seq
+
+    def append_many(
+        self,
+        segments: Sequence[str],
+        classes: tuple[str, ...],
+        probabilities: Any,
+        model_version: str,
+        customer_refs: Sequence[str | None] | None = None,
+    ) -> list[int]:
+        """Store a batch in one transaction; returns the seqs (contiguous)."""
+        n = len(segments)
+        if n == 0:
+            return []
+        stamp = time.time_ns() // 1000
+        refs = customer_refs if customer_refs is not None else [None] * n
+        with self._lock:
+            model_id = self._model_id(model_version, classes)
+            rows = (
+                (refs[i], str(segments[i]), array.array("d", probabilities[i]).tobytes(),
+                 model_id, stamp)
+                for i in range(n)
+            )  # fmt: skip
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(self._insert_sql, rows)
+                last = self._db.execute("SELECT MAX(seq) FROM results").fetchone()[0]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            first = last - n + 1
+            self._backlog += n
+            if self._backlog > self.max_backlog:
+                self._over_backlog()
+        return list(range(first, first + n))
+
+    def _over_backlog(self) -> None:
+        # The in-memory count may be stale if another process marked rows synced: recount.
+        self._backlog = self._count_backlog()
+        if self._backlog <= self.max_backlog:
+            self._warned_at = 0
+            return
+        if self._warned_at == 0 or self._backlog >= self._warned_at * 1.1:
+            self._warned_at = self._backlog
+            logger.warning(
+                "outbox %s holds %d unsynced results, more than max_backlog=%d: sync is not "
+                "keeping up; nothing is dropped, but the file keeps growing",
+                self.path,
+                self._backlog,
+                self.max_backlog,
+            )
+
+    # ------------------------------------------------------------------ syncing
+    def pending(self, limit: int) -> list[dict[str, Any]]:
+        """Oldest unsynced results first, at most ``limit``, in the sync protocol's shape."""
+        if limit < 1:
+            raise ValueError(
+                f"The 'limit' parameter of Outbox.pending must be >= 1. Got {limit!r}."
+            )
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, customer_ref, segment, probabilities, model_id, classified_at_us "
+                "FROM results WHERE synced = 0 ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            out = []
+            for seq, ref, segment, blob, model_id, stamp in rows:
+                model_version, classes = self._model(model_id)
+                values = array.array("d")
+                values.frombytes(blob)
+                out.append(
+                    {
+                        "seq": seq,
+                        "customer_ref": ref,
+                        "segment": segment,
+                        "probabilities": dict(zip(classes, values.tolist(), strict=True)),
+                        "model_version": model_version,
+                        "classified_at": iso_utc(stamp),
+                    }
+                )
+        return out
+
+    def _model(self, model_id: int) -> tuple[str, tuple[str, ...]]:
+        found = self._classes_by_id.get(model_id)
+        if found is None:
+            version, classes = self._db.execute(
+                "SELECT model_version, classes FROM models WHERE id = ?", (model_id,)
+            ).fetchone()
+            found = (version, tuple(json.loads(classes)))
+            self._classes_by_id[model_id] = found
+        return found
+
+    def mark_synced(self, seqs: Iterable[int]) -> int:
+        """Mark results as delivered (idempotent); returns how many changed state."""
+        values = [(int(s),) for s in seqs]
+        if not values:
+            return 0
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "UPDATE results SET synced = 1 WHERE seq = ? AND synced = 0", values
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            changed = self._db.total_changes - before
+            self._backlog = max(0, self._backlog - changed)
+        return changed
+
+    # ------------------------------------------------------------------ reading state
+    def _count_backlog(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM results WHERE synced = 0").fetchone()[0]
+
+    def backlog(self) -> int:
+        """Unsynced results (counted in the file, so syncs by another process are seen)."""
+        with self._lock:
+            self._backlog = self._count_backlog()
+            return self._backlog
+
+    def last_seq(self) -> int:
+        """The highest seq stored (0 when empty), read from the file."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0]
+
+    def status(self) -> dict[str, Any]:
+        backlog = self.backlog()
+        return {
+            "path": str(self.path),
+            "device_id": self.device_id,
+            "durability": self.durability,
+            "last_seq": self.last_seq(),
+            "backlog": backlog,
+            "max_backlog": self.max_backlog,
+            "backlog_exceeded": backlog > self.max_backlog,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Outbox({str(self.path)!r}, device_id={self.device_id!r}, "
+            f"durability={self.durability!r})"
+        )
