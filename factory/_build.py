@@ -51,7 +51,6 @@ from factory._settings import (
     LATENCY_WARMUP_RUNS,
     METRICS,
     MISSING_TOKEN,
-    PARITY_SYNTHETIC_ROWS,
     TEST_FRACTION,
     VALIDATION_FRACTION,
 )
@@ -122,7 +121,12 @@ def _test_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> 
     result: dict[str, Any] = {m: score(m, y_true, proba, k)[0] for m in METRICS}
     result = {m: (None if isinstance(v, float) and math.isnan(v) else v) for m, v in result.items()}
     result["per_class"] = {
-        c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        c: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i, c in enumerate(classes)
     }
     result["confusion_matrix"] = confusion_matrix(y_true, predicted, labels=list(range(k))).tolist()
@@ -200,7 +204,9 @@ def build(
     labels = check_target(raw, target)
     unknown = [c for c in [*drop, *([id_column] if id_column else [])] if c not in raw.columns]
     if unknown:
-        raise FactoryInputError(f"column {unknown[0]!r} (to drop) is not in the data; columns are: {', '.join(map(str, raw.columns))}")
+        raise FactoryInputError(
+            f"column {unknown[0]!r} (to drop) is not in the data; columns are: {', '.join(map(str, raw.columns))}"
+        )
     features = raw.drop(columns=[target, *drop, *([id_column] if id_column else [])])
     schema = infer_schema(features)
     frame = normalise_frame(features, schema)
@@ -309,7 +315,11 @@ def build(
         "parity": parity.to_dict(),
         "reference": reference_statistics(train, schema),
         "golden_samples": [
-            {"record": to_record(row, schema), "label": str(golden_labels[i]), "probabilities": [float(p) for p in golden_proba[i]]}
+            {
+                "record": to_record(row, schema),
+                "label": str(golden_labels[i]),
+                "probabilities": [float(p) for p in golden_proba[i]],
+            }
             for i, (_, row) in enumerate(golden_frame.iterrows())
         ],
         "libraries": library_versions(),
@@ -395,4 +405,6 @@ def _first_verified(
         return candidate, parity, latency, model_bytes
     if any("disagrees" in f for f in failures):
         raise ParityError("no feasible candidate passed the parity gate: " + " | ".join(failures))
-    raise BudgetError("no feasible candidate stayed within budget when its artifact was re-measured: " + " | ".join(failures))
+    raise BudgetError(
+        "no feasible candidate stayed within budget when its artifact was re-measured: " + " | ".join(failures)
+    )

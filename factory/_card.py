@@ -53,7 +53,10 @@ def render_card(manifest: dict[str, Any]) -> str:
         "",
         "Confusion matrix (rows = truth, columns = predicted):",
         "",
-        _table(["truth \\ predicted", *classes], [[c, *row] for c, row in zip(classes, test["confusion_matrix"], strict=True)]),
+        _table(
+            ["truth \\ predicted", *classes],
+            [[c, *row] for c, row in zip(classes, test["confusion_matrix"], strict=True)],
+        ),
         "",
         "## Budgets (target device)",
         _table(

@@ -64,15 +64,12 @@ def check_target(frame: pd.DataFrame, target: str) -> pd.Series:
     labels = frame[target]
     if labels.isna().any():
         raise FactoryInputError(
-            f"target column {target!r} is empty in {int(labels.isna().sum())} rows; "
-            "drop or label them first"
+            f"target column {target!r} is empty in {int(labels.isna().sum())} rows; drop or label them first"
         )
     labels = labels.astype(str)
     counts = labels.value_counts()
     if len(counts) < 2:
-        raise FactoryInputError(
-            f"target column {target!r} has only one class ({counts.index[0]!r}); need at least 2"
-        )
+        raise FactoryInputError(f"target column {target!r} has only one class ({counts.index[0]!r}); need at least 2")
     rare = counts[counts < MIN_ROWS_PER_CLASS]
     if len(rare):
         name, count = rare.index[0], int(rare.iloc[0])

@@ -40,9 +40,7 @@ class DeviceProfile:
             raise FactoryInputError(f"device profile {str(file)!r} is not JSON: {exc}") from exc
         scale = data.get("scale") if isinstance(data, dict) else None
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
-            raise FactoryInputError(
-                f"device profile {str(file)!r}: 'scale' must be a number > 0, got {scale!r}"
-            )
+            raise FactoryInputError(f"device profile {str(file)!r}: 'scale' must be a number > 0, got {scale!r}")
         return cls(scale=float(scale), source=str(file), data=data)
 
     def to_dict(self) -> dict[str, Any] | None:

@@ -29,8 +29,17 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _LIBRARIES = (
-    "edgeseg", "onnxruntime", "onnx", "flaml", "scikit-learn", "lightgbm", "xgboost-cpu",
-    "skl2onnx", "onnxmltools", "numpy", "pandas",
+    "edgeseg",
+    "onnxruntime",
+    "onnx",
+    "flaml",
+    "scikit-learn",
+    "lightgbm",
+    "xgboost-cpu",
+    "skl2onnx",
+    "onnxmltools",
+    "numpy",
+    "pandas",
 )
 
 

@@ -63,7 +63,9 @@ def stress_rows(frame: pd.DataFrame, schema: InputSchema, n: int, seed: int) -> 
     return pd.concat(parts, ignore_index=True), n, n_unseen
 
 
-def onnx_predict(session: ort.InferenceSession, frame: pd.DataFrame, schema: InputSchema) -> tuple[np.ndarray, np.ndarray]:
+def onnx_predict(
+    session: ort.InferenceSession, frame: pd.DataFrame, schema: InputSchema
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities of the graph for a normalised frame, encoded as the edge does."""
     layout = InputLayout(num=schema.num, cat=schema.cat, missing_token=MISSING_TOKEN)
     columns = {name: frame[name].tolist() for name in schema.columns}

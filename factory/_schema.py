@@ -45,9 +45,7 @@ def infer_schema(frame: pd.DataFrame) -> InputSchema:
     for name in frame.columns:
         column = frame[name]
         if column.isna().all():
-            raise FactoryInputError(
-                f"column {name!r} is empty in every row; drop it with --drop {name}"
-            )
+            raise FactoryInputError(f"column {name!r} is empty in every row; drop it with --drop {name}")
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
             schema.num.append(str(name))
         else:
@@ -104,9 +102,7 @@ def make_preprocessor(schema: InputSchema) -> Pipeline:
                     [
                         (
                             "impute",
-                            SimpleImputer(
-                                strategy="constant", fill_value=MISSING_TOKEN, missing_values=np.nan
-                            ),
+                            SimpleImputer(strategy="constant", fill_value=MISSING_TOKEN, missing_values=np.nan),
                         ),
                         (
                             "encode",

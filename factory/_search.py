@@ -180,8 +180,10 @@ class _BudgetedMetric:
         feasible = error is None and p99 <= self.budgets.latency_p99_us and size <= self.budgets.size_bytes
         penalty = 0.0
         if not feasible:
-            overshoot = 0.0 if error else max(0.0, p99 / self.budgets.latency_p99_us - 1.0) + max(
-                0.0, size / self.budgets.size_bytes - 1.0
+            overshoot = (
+                0.0
+                if error
+                else max(0.0, p99 / self.budgets.latency_p99_us - 1.0) + max(0.0, size / self.budgets.size_bytes - 1.0)
             )
             penalty = OVER_BUDGET_PENALTY + min(overshoot, 10.0)
         trial = Trial(

@@ -33,24 +33,50 @@ __all__ = ["main"]
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--latency-budget-us", type=float, default=DEFAULT_LATENCY_BUDGET_US,
-                        help="p99 single-row latency budget on the target device (default %(default)s)")
-    parser.add_argument("--size-budget-kb", type=float, default=DEFAULT_SIZE_BUDGET_KB,
-                        help="artifact size budget in KiB (default %(default)s)")
-    parser.add_argument("--time-budget-s", type=float, default=DEFAULT_TIME_BUDGET_S,
-                        help="AutoML search time in seconds (default %(default)s)")
-    parser.add_argument("--metric", choices=METRICS, default=DEFAULT_METRIC,
-                        help="quality the search optimises (default %(default)s)")
-    parser.add_argument("--learners", nargs="+", default=list(DEFAULT_LEARNERS),
-                        help="FLAML learners to search (default: %(default)s)")
-    parser.add_argument("--device-profile", type=Path, default=None,
-                        help="device profile JSON from 'edge-runtime calibrate' (scales latency)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR,
-                        help="artifact root; the artifact goes to OUT/NAME/VERSION (default %(default)s)")
+    parser.add_argument(
+        "--latency-budget-us",
+        type=float,
+        default=DEFAULT_LATENCY_BUDGET_US,
+        help="p99 single-row latency budget on the target device (default %(default)s)",
+    )
+    parser.add_argument(
+        "--size-budget-kb",
+        type=float,
+        default=DEFAULT_SIZE_BUDGET_KB,
+        help="artifact size budget in KiB (default %(default)s)",
+    )
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=DEFAULT_TIME_BUDGET_S,
+        help="AutoML search time in seconds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--metric", choices=METRICS, default=DEFAULT_METRIC, help="quality the search optimises (default %(default)s)"
+    )
+    parser.add_argument(
+        "--learners", nargs="+", default=list(DEFAULT_LEARNERS), help="FLAML learners to search (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--device-profile",
+        type=Path,
+        default=None,
+        help="device profile JSON from 'edge-runtime calibrate' (scales latency)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        help="artifact root; the artifact goes to OUT/NAME/VERSION (default %(default)s)",
+    )
     parser.add_argument("--name", default=None, help="model name (default: from the data file)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
-    parser.add_argument("--key-dir", type=Path, default=None,
-                        help="signing key folder (default $EDGESEG_KEY_DIR or ~/.config/edgeseg/keys)")
+    parser.add_argument(
+        "--key-dir",
+        type=Path,
+        default=None,
+        help="signing key folder (default $EDGESEG_KEY_DIR or ~/.config/edgeseg/keys)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -79,13 +105,28 @@ def _summary(result: Any, console: Any) -> None:
 
     manifest = result.manifest
     measured = manifest["budgets"]["measured"]
+    budgets = manifest["budgets"]
+    search = manifest["search"]
+    parity = manifest["parity"]
+    metric = manifest["metrics"]["metric"]
     test = manifest["metrics"]["test"]
     table = Table(title=f"built {manifest['model_version']}", show_header=False)
-    table.add_row("learner", f"{manifest['search']['learner']} (trial {manifest['search']['trial_index']} of {manifest['search']['trials']}, {manifest['search']['feasible_trials']} within budget)")
-    table.add_row("quality (test)", f"{manifest['metrics']['metric']} {test[manifest['metrics']['metric']]:.4f} · accuracy {test['accuracy']:.4f}")
-    table.add_row("latency", f"p50 {measured['latency_p50_us']:.1f} µs · p99 {measured['latency_p99_us']:.1f} µs (budget {manifest['budgets']['latency_p99_us']:g})")
-    table.add_row("size", f"{measured['size_bytes']:,} bytes (budget {manifest['budgets']['size_bytes']:,})")
-    table.add_row("parity", f"labels {manifest['parity']['label_agreement']:.2%} · max Δp {manifest['parity']['max_abs_prob_diff']:.1e} on {manifest['parity']['rows']} rows")
+    table.add_row(
+        "learner",
+        f"{search['learner']} (trial {search['trial_index']} of {search['trials']}, "
+        f"{search['feasible_trials']} within budget)",
+    )
+    table.add_row("quality (test)", f"{metric} {test[metric]:.4f} · accuracy {test['accuracy']:.4f}")
+    table.add_row(
+        "latency",
+        f"p50 {measured['latency_p50_us']:.1f} µs · p99 {measured['latency_p99_us']:.1f} µs "
+        f"(budget {budgets['latency_p99_us']:g})",
+    )
+    table.add_row("size", f"{measured['size_bytes']:,} bytes (budget {budgets['size_bytes']:,})")
+    table.add_row(
+        "parity",
+        f"labels {parity['label_agreement']:.2%} · max Δp {parity['max_abs_prob_diff']:.1e} on {parity['rows']} rows",
+    )
     table.add_row("search time", f"{manifest['search']['wall_time_s']:.1f} s")
     table.add_row("artifact", str(result.artifact_dir))
     console.print(table)
@@ -118,12 +159,18 @@ def _run(args: argparse.Namespace) -> int:
             console.print(f"  {line}")
         console.print(f"  cutoff {info['cutoff']} · {len(table)} customers · dormant {info['dormant_customers']}")
         inputs: dict[str, Any] = dict(
-            data=table, target="value_tier", id_column="customer_id", name=args.name or "retail-tier",
-            label_rule=info["thresholds"], data_report=_jsonable(info), source_name="online_retail.parquet",
+            data=table,
+            target="value_tier",
+            id_column="customer_id",
+            name=args.name or "retail-tier",
+            label_rule=info["thresholds"],
+            data_report=_jsonable(info),
+            source_name="online_retail.parquet",
         )
     else:
-        inputs = dict(data=args.data, target=args.target, drop=args.drop, id_column=args.id_column,
-                      name=args.name, sep=args.sep)
+        inputs = dict(
+            data=args.data, target=args.target, drop=args.drop, id_column=args.id_column, name=args.name, sep=args.sep
+        )
     if args.quiet:
         result = build(**inputs, **common)
     else:

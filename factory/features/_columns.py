@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from factory.errors import FactoryInputError
+
 # Canonical column names of the cleaned log returned by ``load_transactions``.
 CUSTOMER_ID = "customer_id"
 TIMESTAMP = "timestamp"
@@ -73,18 +75,18 @@ class LogColumns:
 
     def __post_init__(self) -> None:
         if (self.unit_price is None) == (self.amount is None):
-            raise ValueError(
+            raise FactoryInputError(
                 "LogColumns needs exactly one of 'unit_price' and 'amount'. "
                 f"Got unit_price={self.unit_price!r}, amount={self.amount!r} instead."
             )
         if self.category_from_stock_code and (self.product is None or self.category):
-            raise ValueError(
+            raise FactoryInputError(
                 "LogColumns(category_from_stock_code=True) derives the category from 'product', "
                 "so it needs 'product' and no 'category' column. "
                 f"Got product={self.product!r}, category={self.category!r} instead."
             )
         if self.cancel_prefix is not None and self.invoice_id is None:
-            raise ValueError(
+            raise FactoryInputError(
                 "LogColumns 'cancel_prefix' marks cancelled invoices, so it needs 'invoice_id'. "
                 f"Got cancel_prefix={self.cancel_prefix!r}, invoice_id=None instead."
             )

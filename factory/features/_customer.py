@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from factory.errors import FactoryInputError
+
 from ._columns import (
     AMOUNT,
     CATEGORY,
@@ -48,9 +50,7 @@ def _most_frequent(past: pd.DataFrame, column: str, customers: pd.Index) -> pd.S
     return top.reindex(customers).astype("str")
 
 
-def build_customer_features(
-    log: pd.DataFrame, cutoff: pd.Timestamp | str, *, dormant_days: float = 30
-) -> pd.DataFrame:
+def build_customer_features(log: pd.DataFrame, cutoff: pd.Timestamp | str, *, dormant_days: float = 30) -> pd.DataFrame:
     """RFM+X features per customer, using only log lines strictly before ``cutoff``.
 
     A *purchase* is a line that is not a return. A customer gets a row if they made at least
@@ -100,7 +100,7 @@ def build_customer_features(
     past = log.loc[log[TIMESTAMP] < cutoff]
     purchases = past.loc[~past[IS_RETURN]]
     if purchases.empty:
-        raise ValueError(
+        raise FactoryInputError(
             f"{owner}: the log has no purchase before the cutoff {cutoff.isoformat()} "
             f"(it spans {log[TIMESTAMP].min()} to {log[TIMESTAMP].max()})"
         )
@@ -124,9 +124,7 @@ def build_customer_features(
         baskets = invoices.where(invoices > 0, n_days)
 
     net = past.groupby(CUSTOMER_ID, sort=True)[AMOUNT].sum().reindex(customers)
-    returned = -(
-        past.loc[past[IS_RETURN]].groupby(CUSTOMER_ID)[AMOUNT].sum().reindex(customers)
-    ).fillna(0.0)
+    returned = -(past.loc[past[IS_RETURN]].groupby(CUSTOMER_ID)[AMOUNT].sum().reindex(customers)).fillna(0.0)
     last_seen = past.groupby(CUSTOMER_ID, sort=True)[TIMESTAMP].max().reindex(customers)
 
     features: dict[str, pd.Series] = {
@@ -150,9 +148,7 @@ def build_customer_features(
     dormant = last_seen < cutoff - pd.Timedelta(days=dormant_days)
     features["is_dormant"] = dormant.map({True: "yes", False: "no"}).astype("str")
 
-    table = pd.DataFrame(
-        {name: values.reindex(customers) for name, values in features.items()}, index=customers
-    )
+    table = pd.DataFrame({name: values.reindex(customers) for name, values in features.items()}, index=customers)
     for name in table.columns:
         if name not in ("country", "is_dormant"):
             table[name] = table[name].astype("float64")

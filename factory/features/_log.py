@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from factory.errors import FactoryInputError
+
 from ._columns import (
     AMOUNT,
     CATEGORY,
@@ -87,9 +89,8 @@ def _reader_kind(path: Path) -> str:
     ):
         if suffix in suffixes:
             return kind
-    raise ValueError(
-        f"transaction log {path} has an unsupported suffix {path.suffix!r}; "
-        f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+    raise FactoryInputError(
+        f"transaction log {path} has an unsupported suffix {path.suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
     )
 
 
@@ -125,7 +126,7 @@ def _check_columns(path: Path, header: Sequence[str], columns: LogColumns) -> No
     present = set(header)
     for role, raw in columns.mapping().items():
         if raw not in present:
-            raise ValueError(
+            raise FactoryInputError(
                 f"transaction log {path} has no column {raw!r} (needed as {role}); "
                 f"columns are: {', '.join(map(str, header))}"
             )
@@ -307,16 +308,13 @@ def check_log(log: pd.DataFrame, owner: str) -> None:
     """Refuse a frame that is not a cleaned log, naming what is missing and who needs it."""
     if not isinstance(log, pd.DataFrame):
         raise TypeError(
-            f"{owner} needs the cleaned log from load_transactions (a DataFrame). "
-            f"Got {type(log).__name__} instead."
+            f"{owner} needs the cleaned log from load_transactions (a DataFrame). Got {type(log).__name__} instead."
         )
     missing = [c for c in REQUIRED_CANONICAL if c not in log.columns]
     if missing:
-        raise ValueError(
+        raise FactoryInputError(
             f"{owner} needs the cleaned log from load_transactions; it has no column "
             f"{missing[0]!r}. Columns are: {', '.join(map(str, log.columns))}"
         )
     if not pd.api.types.is_datetime64_any_dtype(log[TIMESTAMP].dtype):
-        raise ValueError(
-            f"{owner} needs column 'timestamp' as datetime64. Got {log[TIMESTAMP].dtype} instead."
-        )
+        raise FactoryInputError(f"{owner} needs column 'timestamp' as datetime64. Got {log[TIMESTAMP].dtype} instead.")

@@ -7,15 +7,17 @@ from numbers import Real
 
 import pandas as pd
 
+from factory.errors import FactoryInputError
+
 
 def positive_number(value: object, name: str, owner: str) -> float:
     """``value`` as a float if it is a finite number > 0, else a ValueError naming it."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(
+        raise FactoryInputError(
             f"The {name!r} parameter of {owner} must be a finite number > 0. Got {value!r} instead."
         )
     if value <= 0:
-        raise ValueError(f"The {name!r} parameter of {owner} must be > 0. Got {value!r} instead.")
+        raise FactoryInputError(f"The {name!r} parameter of {owner} must be > 0. Got {value!r} instead.")
     return float(value)
 
 
@@ -24,16 +26,15 @@ def as_cutoff(value: object, owner: str) -> pd.Timestamp:
     try:
         cutoff = pd.Timestamp(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(
+        raise FactoryInputError(
             f"The 'cutoff' parameter of {owner} must be a date or timestamp. Got {value!r} instead."
         ) from exc
     if cutoff is pd.NaT or pd.isna(cutoff):
-        raise ValueError(
+        raise FactoryInputError(
             f"The 'cutoff' parameter of {owner} must be a date or timestamp. Got {value!r} instead."
         )
     if cutoff.tzinfo is not None:
-        raise ValueError(
-            f"The 'cutoff' parameter of {owner} must be naive, like the log's timestamps. "
-            f"Got {value!r} instead."
+        raise FactoryInputError(
+            f"The 'cutoff' parameter of {owner} must be naive, like the log's timestamps. Got {value!r} instead."
         )
     return cutoff

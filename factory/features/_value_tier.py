@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from factory.errors import FactoryInputError
+
 from ._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP
 from ._log import check_log
 from ._params import as_cutoff, positive_number
@@ -26,10 +28,10 @@ def default_cutoff(log: pd.DataFrame, horizon_days: float = 90) -> pd.Timestamp:
     check_log(log, owner)
     horizon = positive_number(horizon_days, "horizon_days", owner)
     if log.empty:
-        raise ValueError(f"{owner}: the log is empty")
+        raise FactoryInputError(f"{owner}: the log is empty")
     cutoff = (log[TIMESTAMP].max() - pd.Timedelta(days=horizon)).normalize()
     if cutoff <= log[TIMESTAMP].min():
-        raise ValueError(
+        raise FactoryInputError(
             f"The 'horizon_days' parameter of {owner} leaves no history before the cutoff: "
             f"the log spans {log[TIMESTAMP].min()} to {log[TIMESTAMP].max()}. "
             f"Got {horizon_days!r} instead."
@@ -40,15 +42,14 @@ def default_cutoff(log: pd.DataFrame, horizon_days: float = 90) -> pd.Timestamp:
 def _check_quantiles(quantiles: Sequence[float], owner: str) -> tuple[float, ...]:
     values = tuple(float(q) for q in quantiles)
     if len(values) != len(VALUE_TIERS) - 2 or not all(0 < q < 1 for q in values):
-        raise ValueError(
+        raise FactoryInputError(
             f"The 'quantiles' parameter of {owner} must be {len(VALUE_TIERS) - 2} numbers in "
             f"(0, 1), one per boundary between {', '.join(VALUE_TIERS[1:])}. "
             f"Got {tuple(quantiles)!r} instead."
         )
     if any(b <= a for a, b in zip(values, values[1:], strict=False)):
-        raise ValueError(
-            f"The 'quantiles' parameter of {owner} must be strictly increasing. "
-            f"Got {tuple(quantiles)!r} instead."
+        raise FactoryInputError(
+            f"The 'quantiles' parameter of {owner} must be strictly increasing. Got {tuple(quantiles)!r} instead."
         )
     return values
 
@@ -93,10 +94,10 @@ def future_value_tier(
     qs = _check_quantiles(quantiles, owner)
     customers = pd.Index(customers, name=CUSTOMER_ID)
     if not customers.is_unique:
-        raise ValueError(f"The 'customers' parameter of {owner} must not repeat a customer id.")
+        raise FactoryInputError(f"The 'customers' parameter of {owner} must not repeat a customer id.")
     end = cutoff + pd.Timedelta(days=horizon)
     if end > log[TIMESTAMP].max():
-        raise ValueError(
+        raise FactoryInputError(
             f"The 'horizon_days' parameter of {owner} makes the label window "
             f"[{cutoff.isoformat()}, {end.isoformat()}) run past the end of the log "
             f"({log[TIMESTAMP].max().isoformat()}); use an earlier cutoff. "

@@ -91,16 +91,22 @@ def test_all_empty_column(capsys: pytest.CaptureFixture[str], table: Path, tmp_p
 
 @pytest.mark.parametrize("option", ["--latency-budget-us", "--size-budget-kb", "--time-budget-s"])
 @pytest.mark.parametrize("value", ["0", "-5"])
-def test_budget_not_positive(capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path, option: str, value: str) -> None:
+def test_budget_not_positive(
+    capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path, option: str, value: str
+) -> None:
     out = tmp_path / "out"
     code, err = _run(capsys, out, "--data", str(table), "--target", "segment", "--drop", "ID", option, value)
     parameter = option.lstrip("-").replace("-", "_")
-    _assert_clean_failure(code, err, out, f"The '{parameter}' parameter of build must be > 0. Got {float(value)!r} instead.")
+    _assert_clean_failure(
+        code, err, out, f"The '{parameter}' parameter of build must be > 0. Got {float(value)!r} instead."
+    )
 
 
 def test_time_budget_too_small_for_one_trial(capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code, err = _run(capsys, out, "--data", str(table), "--target", "segment", "--drop", "ID", "--time-budget-s", "0.001")
+    code, err = _run(
+        capsys, out, "--data", str(table), "--target", "segment", "--drop", "ID", "--time-budget-s", "0.001"
+    )
     _assert_clean_failure(code, err, out, "time budget 0.001 s is too small for a single trial")
 
 
@@ -114,7 +120,19 @@ def test_identifier_column_is_refused_with_advice(capsys: pytest.CaptureFixture[
 
 
 def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code = main(["build", "--quiet", "--debug", "--out", str(tmp_path / "o"), "--data", str(tmp_path / "x.csv"), "--target", "y"])
+    code = main(
+        [
+            "build",
+            "--quiet",
+            "--debug",
+            "--out",
+            str(tmp_path / "o"),
+            "--data",
+            str(tmp_path / "x.csv"),
+            "--target",
+            "y",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "Traceback" in err and "does not exist" in err

@@ -24,9 +24,26 @@ LATENCY_BUDGET_US = 50.0
 SIZE_BUDGET_KB = 64.0
 
 MANIFEST_FIELDS = {
-    "format_version", "name", "version", "model_version", "created_at", "input_layout", "inputs",
-    "target", "metrics", "budgets", "search", "parity", "reference", "golden_samples",
-    "onnx_sha256", "onnx_bytes", "libraries", "data", "signing", "id_field",
+    "format_version",
+    "name",
+    "version",
+    "model_version",
+    "created_at",
+    "input_layout",
+    "inputs",
+    "target",
+    "metrics",
+    "budgets",
+    "search",
+    "parity",
+    "reference",
+    "golden_samples",
+    "onnx_sha256",
+    "onnx_bytes",
+    "libraries",
+    "data",
+    "signing",
+    "id_field",
 }
 
 
@@ -68,13 +85,19 @@ def test_classes_are_the_original_labels(built: tuple[str, Any]) -> None:
     assert result.manifest["target"]["classes"] == sorted(raw[spec["target"]].astype(str).unique())
 
 
-def test_signature_verifies_and_tampering_is_refused(built: tuple[str, Any], signing_public_key: Path, tmp_path: Path) -> None:
+def test_signature_verifies_and_tampering_is_refused(
+    built: tuple[str, Any], signing_public_key: Path, tmp_path: Path
+) -> None:
     _, result = built
     manifest = verify_artifact(result.artifact_dir, signing_public_key)
     assert manifest["onnx_sha256"] == result.manifest["onnx_sha256"]
     import shutil
 
-    for victim, error in [("model.onnx", ModelIntegrityError), ("manifest.json", SignatureError), ("manifest.sig", SignatureError)]:
+    for victim, error in [
+        ("model.onnx", ModelIntegrityError),
+        ("manifest.json", SignatureError),
+        ("manifest.sig", SignatureError),
+    ]:
         copy = tmp_path / victim
         shutil.copytree(result.artifact_dir, copy)
         data = bytearray((copy / victim).read_bytes())
@@ -118,13 +141,15 @@ def test_graph_reproduces_the_native_pipeline_on_held_out_and_stress_rows(built:
     columns = [*layout.num, *layout.cat]
     records: list[dict[str, Any]] = []
     for _, row in raw.iterrows():
-        records.append({c: (None if pd.isna(row[c]) else (float(row[c]) if c in layout.num else str(row[c]))) for c in columns})
+        records.append(
+            {c: (None if pd.isna(row[c]) else (float(row[c]) if c in layout.num else str(row[c]))) for c in columns}
+        )
     records += [{c: None for c in columns}] + [dict(r, **{c: "never-seen" for c in layout.cat}) for r in records[:50]]
     session = ort.InferenceSession(str(result.artifact_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     labels, proba = session.run(["label", "probabilities"], encode_records(layout, records))
-    frame = pd.DataFrame(
-        {c: [np.nan if r[c] is None else r[c] for r in records] for c in columns}
-    ).astype({c: object for c in layout.cat})
+    frame = pd.DataFrame({c: [np.nan if r[c] is None else r[c] for r in records] for c in columns}).astype(
+        {c: object for c in layout.cat}
+    )
     expected = result.native_pipeline.predict_proba(frame)
     classes = np.array(manifest["target"]["classes"])
     assert np.array_equal(labels, classes[expected.argmax(axis=1)])
@@ -139,7 +164,9 @@ def test_golden_samples_reproduce_and_cover_missing_and_unseen(built: tuple[str,
     assert any(all(v is None for v in g["record"].values()) for g in golden)
     if layout.cat:
         known = {s["name"]: set(s["categories"]) for s in manifest["inputs"] if s["type"] == "string"}
-        assert any(any(g["record"][c] is not None and g["record"][c] not in known[c] for c in layout.cat) for g in golden)
+        assert any(
+            any(g["record"][c] is not None and g["record"][c] not in known[c] for c in layout.cat) for g in golden
+        )
     session = ort.InferenceSession(str(result.artifact_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     labels, proba = session.run(["label", "probabilities"], encode_records(layout, [g["record"] for g in golden]))
     assert list(labels) == [g["label"] for g in golden]
@@ -153,7 +180,7 @@ def test_reference_statistics_are_distributions(built: tuple[str, Any]) -> None:
     for name, ref in manifest["reference"].items():
         if ref["type"] == "number":
             assert len(ref["proportions"]) == len(ref["bin_edges"])  # k bins + missing
-            assert all(a < b for a, b in zip(ref["bin_edges"], ref["bin_edges"][1:]))
+            assert all(a < b for a, b in zip(ref["bin_edges"], ref["bin_edges"][1:], strict=False))
             total = sum(ref["proportions"])
         else:
             total = sum(ref["proportions"]) + ref["other"] + ref["missing"]

@@ -100,15 +100,29 @@ def test_device_profile_scales_the_budgeted_latency(segmentation_csv, tmp_path) 
     profile = tmp_path / "slow-terminal.json"
     profile.write_text(json.dumps({"format_version": 1, "scale": 1000.0}))
     with pytest.raises(BudgetError, match="no candidate met the budgets"):
-        build(segmentation_csv, target="Segmentation", id_column="ID", out_dir=tmp_path / "out",
-              time_budget_s=2, device_profile=profile, learners=("lrl1",))
+        build(
+            segmentation_csv,
+            target="Segmentation",
+            id_column="ID",
+            out_dir=tmp_path / "out",
+            time_budget_s=2,
+            device_profile=profile,
+            learners=("lrl1",),
+        )
 
 
 def test_size_budget_steers_the_choice(segmentation_csv, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from factory import build
 
-    result = build(segmentation_csv, target="Segmentation", id_column="ID", out_dir=tmp_path,
-                   time_budget_s=5, size_budget_kb=6, learners=("lgbm", "lrl1"))
+    result = build(
+        segmentation_csv,
+        target="Segmentation",
+        id_column="ID",
+        out_dir=tmp_path,
+        time_budget_s=5,
+        size_budget_kb=6,
+        learners=("lgbm", "lrl1"),
+    )
     assert (result.artifact_dir / "model.onnx").stat().st_size <= 6 * 1024
     over = [t for t in result.search.trials if t.size_bytes > 6 * 1024]
     assert all(not t.feasible for t in over)

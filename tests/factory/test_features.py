@@ -182,8 +182,7 @@ def test_missing_column_names_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as excinfo:
         load_transactions(path)
     assert str(excinfo.value) == (
-        f"transaction log {path} has no column 'CustomerID' (needed as customer_id); "
-        "columns are: InvoiceNo, Quantity"
+        f"transaction log {path} has no column 'CustomerID' (needed as customer_id); columns are: InvoiceNo, Quantity"
     )
 
 
@@ -210,9 +209,7 @@ def test_log_columns_refuses_ambiguous_mappings() -> None:
     with pytest.raises(ValueError, match="exactly one of 'unit_price' and 'amount'"):
         LogColumns(customer_id="c", timestamp="t", quantity="q")
     with pytest.raises(ValueError, match="needs 'product'"):
-        LogColumns(
-            customer_id="c", timestamp="t", quantity="q", amount="a", category_from_stock_code=True
-        )
+        LogColumns(customer_id="c", timestamp="t", quantity="q", amount="a", category_from_stock_code=True)
 
 
 @pytest.mark.parametrize(
@@ -227,21 +224,16 @@ def test_log_columns_refuses_ambiguous_mappings() -> None:
             "The 'horizon_days' parameter of future_value_tier must be > 0. Got -5 instead.",
         ),
         (
-            lambda log: future_value_tier(
-                log, "2011-03-01", pd.Index(["1"]), quantiles=(0.8, 0.5, 0.9)
-            ),
-            "The 'quantiles' parameter of future_value_tier must be strictly increasing. "
-            "Got (0.8, 0.5, 0.9) instead.",
+            lambda log: future_value_tier(log, "2011-03-01", pd.Index(["1"]), quantiles=(0.8, 0.5, 0.9)),
+            "The 'quantiles' parameter of future_value_tier must be strictly increasing. Got (0.8, 0.5, 0.9) instead.",
         ),
         (
             lambda log: build_customer_features(log, "not a date"),
-            "The 'cutoff' parameter of build_customer_features must be a date or timestamp. "
-            "Got 'not a date' instead.",
+            "The 'cutoff' parameter of build_customer_features must be a date or timestamp. Got 'not a date' instead.",
         ),
         (
             lambda log: build_customer_features(log.drop(columns="amount"), "2011-03-01"),
-            "build_customer_features needs the cleaned log from load_transactions; it has no "
-            "column 'amount'.",
+            "build_customer_features needs the cleaned log from load_transactions; it has no column 'amount'.",
         ),
     ],
     ids=["dormant_days", "horizon_days", "quantiles", "cutoff", "not_a_cleaned_log"],
@@ -386,9 +378,7 @@ def test_no_leakage_from_the_future(retail: tuple[pd.DataFrame, ff.CleaningRepor
     pd.testing.assert_frame_equal(before, after)
 
     # The check is not vacuous: one purchase a second before the cutoff does change things.
-    leak = extra.iloc[[0]].assign(
-        timestamp=cutoff - pd.Timedelta(seconds=1), customer_id=before.index[0]
-    )
+    leak = extra.iloc[[0]].assign(timestamp=cutoff - pd.Timedelta(seconds=1), customer_id=before.index[0])
     leak["is_return"] = False
     changed = build_customer_features(pd.concat([log, leak], ignore_index=True), cutoff)
     assert changed.loc[before.index[0], "recency_days"] == pytest.approx(1 / 86_400)
@@ -520,9 +510,7 @@ def test_cdnow_loads_and_builds_features_without_product_or_country(
     pd.testing.assert_series_equal(
         features["frequency"], days.astype("float64"), check_names=False, check_index_type=False
     )
-    np.testing.assert_allclose(
-        features["monetary"], paid.groupby("customer_id")["dollar_value"].sum()
-    )
+    np.testing.assert_allclose(features["monetary"], paid.groupby("customer_id")["dollar_value"].sum())
     tier, info = future_value_tier(log, cutoff, features.index)
     assert sum(info["counts"].values()) == len(features) == len(tier)
 
@@ -545,14 +533,10 @@ def test_tiers_never_rank_a_bigger_spender_lower(spends: list[float]) -> None:
         }
     )
     after = before.assign(timestamp=pd.Timestamp("2020-01-03"), amount=spends)
-    log_end = before.iloc[:1].assign(
-        customer_id="someone else", timestamp=pd.Timestamp("2020-02-01")
-    )
+    log_end = before.iloc[:1].assign(customer_id="someone else", timestamp=pd.Timestamp("2020-02-01"))
     log = pd.concat([before, after, log_end], ignore_index=True)
     log["customer_id"] = log["customer_id"].astype("str")
-    tier, info = future_value_tier(
-        log, "2020-01-02", pd.Index(customers).astype("str"), horizon_days=3
-    )
+    tier, info = future_value_tier(log, "2020-01-02", pd.Index(customers).astype("str"), horizon_days=3)
     rank = tier.map({name: i for i, name in enumerate(VALUE_TIERS)}).to_numpy()
     order = np.argsort(spends, kind="stable")
     assert (np.diff(rank[order]) >= 0).all()
