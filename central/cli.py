@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("artifact_dir", metavar="ARTIFACT_DIR")
     publish.add_argument("--store", default=None, help="roll out to this store (default: all)")
 
-    db = commands.add_parser("db", help="database schema").add_subparsers(
-        dest="db_command", required=True
-    )
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations up to head")
     return parser
 

@@ -114,9 +114,7 @@ def build_view(session: Session, *, threshold: float, days: int = 30) -> Dashboa
             {
                 "store": store,
                 "total": total,
-                "shares": [
-                    (seg, colours[seg], 100.0 * counts.get(seg, 0) / total) for seg in segments
-                ],
+                "shares": [(seg, colours[seg], 100.0 * counts.get(seg, 0) / total) for seg in segments],
             }
         )
 
@@ -139,8 +137,7 @@ def build_view(session: Session, *, threshold: float, days: int = 30) -> Dashboa
         "evaluated": acc.evaluated,
         "accuracy": acc.accuracy,
         "recall": [
-            (seg, value, acc.support.get(seg, 0), colours.get(seg, PALETTE[0]))
-            for seg, value in acc.recall.items()
+            (seg, value, acc.support.get(seg, 0), colours.get(seg, PALETTE[0])) for seg, value in acc.recall.items()
         ],
     }
     return view

@@ -66,15 +66,12 @@ def validate_batch(session: Session, results: Sequence[ResultCreate], cache: Cla
         where = f"results[{i}]"
         if result.seq in seen:
             raise BatchRejected(
-                f"{where}.seq: {result.seq} appears twice in this batch "
-                f"(first at results[{seen[result.seq]}])"
+                f"{where}.seq: {result.seq} appears twice in this batch (first at results[{seen[result.seq]}])"
             )
         seen[result.seq] = i
         classes = classes_of.get(result.model_version)
         if classes is None:
-            raise BatchRejected(
-                f"{where}.model_version: {result.model_version!r} is not registered at central"
-            )
+            raise BatchRejected(f"{where}.model_version: {result.model_version!r} is not registered at central")
         if set(result.probabilities) != set(classes) or len(result.probabilities) != len(classes):
             raise BatchRejected(
                 f"{where}.probabilities: keys {sorted(result.probabilities)} are not the classes "
@@ -83,13 +80,11 @@ def validate_batch(session: Session, results: Sequence[ResultCreate], cache: Cla
         total = math.fsum(result.probabilities.values())
         if abs(total - 1.0) > PROBABILITY_TOLERANCE:
             raise BatchRejected(
-                f"{where}.probabilities: sum to {total:.6g}, not 1 "
-                f"(tolerance {PROBABILITY_TOLERANCE:g})"
+                f"{where}.probabilities: sum to {total:.6g}, not 1 (tolerance {PROBABILITY_TOLERANCE:g})"
             )
         if result.segment not in classes:
             raise BatchRejected(
-                f"{where}.segment: {result.segment!r} is not a class of {result.model_version} "
-                f"({', '.join(classes)})"
+                f"{where}.segment: {result.segment!r} is not a class of {result.model_version} ({', '.join(classes)})"
             )
 
 
@@ -136,10 +131,7 @@ def ingest(
     # request) take turns, so the watermark they read is never stale. SQLite's BEGIN IMMEDIATE
     # already serialises writers; SQLAlchemy leaves FOR UPDATE out there.
     device = session.scalars(
-        select(Device)
-        .where(Device.id == device_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        select(Device).where(Device.id == device_id).with_for_update().execution_options(populate_existing=True)
     ).one()
     validate_batch(session, results, cache)
     now = utc_now()

@@ -78,7 +78,7 @@ class Result(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
     seq: Mapped[int] = mapped_column(BigInteger)
-    customer_ref: Mapped[str] = mapped_column(String(128))
+    customer_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
     segment: Mapped[str] = mapped_column(String(128))
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
     model_version: Mapped[str] = mapped_column(String(200))
@@ -103,9 +103,7 @@ class Model(Base):
 class ModelFile(Base):
     __tablename__ = "model_files"
 
-    model_version: Mapped[str] = mapped_column(
-        String(200), ForeignKey("models.model_version"), primary_key=True
-    )
+    model_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     content: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))

@@ -40,8 +40,7 @@ def _check_manifest(manifest: dict[str, Any]) -> tuple[str, str, str, list[str]]
     name, version = manifest.get("name"), manifest.get("version")
     if not isinstance(model_version, str) or model_version != f"{name}/{version}":
         raise ArtifactRejected(
-            f"manifest model_version {model_version!r} is not '<name>/<version>' "
-            f"({name!r}/{version!r})"
+            f"manifest model_version {model_version!r} is not '<name>/<version>' ({name!r}/{version!r})"
         )
     target = manifest.get("target")
     classes = target.get("classes") if isinstance(target, dict) else None
@@ -51,9 +50,7 @@ def _check_manifest(manifest: dict[str, Any]) -> tuple[str, str, str, list[str]]
         or not all(isinstance(c, str) and c for c in classes)
         or len(set(classes)) != len(classes)
     ):
-        raise ArtifactRejected(
-            f"manifest target.classes must list at least two distinct class names (got {classes!r})"
-        )
+        raise ArtifactRejected(f"manifest target.classes must list at least two distinct class names (got {classes!r})")
     reference = manifest.get("reference", {})
     if not isinstance(reference, dict):
         raise ArtifactRejected("manifest reference must be an object of per-input statistics")
@@ -86,9 +83,7 @@ def register_artifact(
     existing = session.get(Model, model_version)
     if existing is not None:
         if existing.onnx_sha256 != manifest.get("onnx_sha256"):
-            raise ArtifactRejected(
-                f"{model_version} is already registered with a different model.onnx"
-            )
+            raise ArtifactRejected(f"{model_version} is already registered with a different model.onnx")
         model = existing
     else:
         model = Model(

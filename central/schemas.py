@@ -48,7 +48,7 @@ class ErrorPublic(BaseModel):
 
 class ResultCreate(_In):
     seq: Annotated[StrictInt, Field(gt=0, le=2**62)]
-    customer_ref: Name
+    customer_ref: Name | None = Field(description="pseudonym of the customer; null if none")
     segment: Name
     probabilities: Annotated[dict[Name, Probability], Field(min_length=1, max_length=1000)]
     model_version: ModelVersion

@@ -20,9 +20,7 @@ def _day(value: object) -> str:
     return str(value)[:10]
 
 
-def segment_mix(
-    session: Session, *, days: int | None = None, store: str | None = None
-) -> list[SegmentMixRow]:
+def segment_mix(session: Session, *, days: int | None = None, store: str | None = None) -> list[SegmentMixRow]:
     """Result counts per store, UTC day of classification and segment."""
     day = func.date(Result.classified_at)
     query = (
@@ -36,19 +34,12 @@ def segment_mix(
         query = query.where(Result.classified_at >= since)
     if store is not None:
         query = query.where(Device.store == store)
-    return [
-        SegmentMixRow(store=s, day=_day(d), segment=seg, count=int(n))
-        for s, d, seg, n in session.execute(query)
-    ]
+    return [SegmentMixRow(store=s, day=_day(d), segment=seg, count=int(n)) for s, d, seg, n in session.execute(query)]
 
 
 def accuracy(session: Session) -> AccuracyPublic:
     """Compare each customer's latest prediction with the outcome head office reported."""
-    latest = (
-        select(Result.customer_ref, func.max(Result.id).label("id"))
-        .group_by(Result.customer_ref)
-        .subquery()
-    )
+    latest = select(Result.customer_ref, func.max(Result.id).label("id")).group_by(Result.customer_ref).subquery()
     pairs = session.execute(
         select(Outcome.actual_segment, Result.segment, func.count())
         .join(latest, latest.c.customer_ref == Outcome.customer_ref)
@@ -73,14 +64,8 @@ def accuracy(session: Session) -> AccuracyPublic:
 def latest_drift(session: Session) -> list[DriftReport]:
     """Each device's newest drift report."""
     newest = (
-        select(DriftReport.device_id, func.max(DriftReport.id).label("id"))
-        .group_by(DriftReport.device_id)
-        .subquery()
+        select(DriftReport.device_id, func.max(DriftReport.id).label("id")).group_by(DriftReport.device_id).subquery()
     )
     return list(
-        session.scalars(
-            select(DriftReport)
-            .join(newest, newest.c.id == DriftReport.id)
-            .order_by(DriftReport.device_id)
-        )
+        session.scalars(select(DriftReport).join(newest, newest.c.id == DriftReport.id).order_by(DriftReport.device_id))
     )

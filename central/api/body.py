@@ -49,20 +49,14 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         try:
             raw = inflater.decompress(raw, max_bytes + 1)
         except zlib.error as exc:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid gzip: {exc}"
-            ) from exc
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid gzip: {exc}") from exc
         if len(raw) > max_bytes or inflater.unconsumed_tail:
             raise too_large
         if not inflater.eof:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail="request body is not valid gzip: truncated"
-            )
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="request body is not valid gzip: truncated")
     if not raw:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="request body is empty")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid JSON: {exc}"
-        ) from exc
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid JSON: {exc}") from exc

@@ -28,9 +28,7 @@ __all__ = [
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="a device token, or the admin token")
-_basic = HTTPBasic(
-    auto_error=False, realm="edgeseg", description="any user, admin token as password"
-)
+_basic = HTTPBasic(auto_error=False, realm="edgeseg", description="any user, admin token as password")
 
 MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>'"
 # last_seen_at is written at most this often by read-only device requests.
@@ -38,9 +36,7 @@ _LAST_SEEN_RESOLUTION = timedelta(seconds=10)
 
 
 def _unauthorized(detail: str, scheme: str = "Bearer") -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": scheme}
-    )
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": scheme})
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -67,9 +63,7 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 def get_current_device(session: SessionDep, credentials: BearerDep) -> Device:
     if credentials is None or not credentials.credentials:
         raise _unauthorized(MISSING_TOKEN)
-    device = session.scalars(
-        select(Device).where(Device.token_hash == hash_token(credentials.credentials))
-    ).first()
+    device = session.scalars(select(Device).where(Device.token_hash == hash_token(credentials.credentials))).first()
     if device is None:
         raise _unauthorized("invalid device token")
     if device.revoked_at is not None:

@@ -61,8 +61,7 @@ class Settings(BaseSettings):
             )
         if len(self.admin_token) < 16 and self.env == "production":
             raise ValueError(
-                "EDGESEG_ADMIN_TOKEN must be at least 16 characters in production "
-                f"(got {len(self.admin_token)})"
+                f"EDGESEG_ADMIN_TOKEN must be at least 16 characters in production (got {len(self.admin_token)})"
             )
         return self
 

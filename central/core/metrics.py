@@ -71,7 +71,5 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(
-                scope["method"], template, str(status_holder["status"])
-            ).inc()
+            self.metrics.requests.labels(scope["method"], template, str(status_holder["status"])).inc()
             self.metrics.latency.labels(template).observe(time.perf_counter() - start)

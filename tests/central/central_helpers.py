@@ -88,9 +88,7 @@ class CentralApi:
         return response.json()
 
     def publish(self, artifact: Path, rollout_to: str = "all") -> dict[str, Any]:
-        response = self.client.post(
-            "/v1/models", json=upload_body(artifact, rollout_to), headers=ADMIN
-        )
+        response = self.client.post("/v1/models", json=upload_body(artifact, rollout_to), headers=ADMIN)
         assert response.status_code == 201, response.text
         return response.json()
 
@@ -121,3 +119,41 @@ def make_result(seq: Any, **overrides: Any) -> dict[str, Any]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+class TestClientTransport:
+    """The sync client's transport over a FastAPI TestClient (same errors as HttpTransport)."""
+
+    __test__ = False
+
+    def __init__(self, client: Any, token: str) -> None:
+        self.client = client
+        self.token = token
+        self.calls = 0
+
+    def send(self, payload: Any) -> dict[str, Any]:
+        from edge_runtime.exceptions import SyncError
+        from edge_runtime.sync import RetryableError, parse_retry_after
+
+        self.calls += 1
+        response = self.client.post(
+            "/v1/results:batch", json=payload, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise RetryableError(
+                f"HTTP {response.status_code}",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if response.status_code != 200:
+            raise SyncError(f"HTTP {response.status_code}: {response.json()['detail']}")
+        return response.json()
+
+
+def fill_outbox(outbox: Any, n: int, model_version: str = MODEL_VERSION) -> None:
+    for i in range(n):
+        outbox.append(
+            segment=CLASSES[i % 3],
+            probabilities={"high": 0.5, "mid": 0.3, "low": 0.2},
+            model_version=model_version,
+            customer_ref=f"c-{i}",
+        )

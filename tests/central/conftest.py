@@ -63,10 +63,7 @@ def pg_database() -> Iterator[tuple[str, str]]:
 
 
 def _pg_url(user: str, database: str, schema: str) -> str:
-    return (
-        f"postgresql+psycopg://{user}@{PG_HOST}:{PG_PORT}/{database}"
-        f"?options=-csearch_path%3D{schema}"
-    )
+    return f"postgresql+psycopg://{user}@{PG_HOST}:{PG_PORT}/{database}?options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture
@@ -76,16 +73,12 @@ def pg_url(pg_database: tuple[str, str]) -> Iterator[str]:
 
     user, database = pg_database
     schema = f"t_{secrets.token_hex(4)}"
-    with psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user=user, dbname=database, autocommit=True
-    ) as conn:
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname=database, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     try:
         yield _pg_url(user, database, schema)
     finally:
-        with psycopg.connect(
-            host=PG_HOST, port=PG_PORT, user=user, dbname=database, autocommit=True
-        ) as conn:
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=user, dbname=database, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 

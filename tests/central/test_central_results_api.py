@@ -17,9 +17,7 @@ def device(api, test_artifact):  # type: ignore[no-untyped-def]
 
 def post(api, device, results, **kwargs):  # type: ignore[no-untyped-def]
     body = {"device_id": device["id"], "results": results}
-    return api.client.post(
-        "/v1/results:batch", json=body, headers=bearer(device["token"]), **kwargs
-    )
+    return api.client.post("/v1/results:batch", json=body, headers=bearer(device["token"]), **kwargs)
 
 
 def test_batch_is_stored_once_and_acked_contiguously(api, device) -> None:
@@ -166,22 +164,16 @@ def test_body_refusals_store_nothing(api, device) -> None:
     url = "/v1/results:batch"
     malformed = api.client.post(url, content=b'{"device_id": ', headers=headers)
     assert malformed.status_code == 400
-    assert malformed.json() == {
-        "detail": "request body is not valid JSON: Expecting value: line 1 column 15 (char 14)"
-    }
+    assert malformed.json() == {"detail": "request body is not valid JSON: Expecting value: line 1 column 15 (char 14)"}
     nan = api.client.post(url, content=b'{"device_id": NaN}', headers=headers)
     assert nan.json() == {"detail": "request body is not valid JSON: NaN is not valid JSON"}
 
     oversize = post(api, device, [make_result(s) for s in range(1, 102)])
     assert oversize.status_code == 413
-    assert oversize.json() == {
-        "detail": "batch holds 101 results; the limit is 100 (EDGESEG_MAX_BATCH_RESULTS)"
-    }
+    assert oversize.json() == {"detail": "batch holds 101 results; the limit is 100 (EDGESEG_MAX_BATCH_RESULTS)"}
     too_big = api.client.post(url, content=b" " * (256 * 1024 + 1), headers=headers)
     assert too_big.status_code == 413
-    assert too_big.json() == {
-        "detail": "request body exceeds 262144 bytes (EDGESEG_MAX_BODY_BYTES)"
-    }
+    assert too_big.json() == {"detail": "request body exceeds 262144 bytes (EDGESEG_MAX_BODY_BYTES)"}
     bomb = gzip.compress(b" " * (1024 * 1024))
     inflated = api.client.post(url, content=bomb, headers={**headers, "Content-Encoding": "gzip"})
     assert (inflated.status_code, inflated.json()) == (

@@ -18,9 +18,7 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
 def make_environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"])
-    )
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
 
 
 @router.get(
@@ -28,9 +26,7 @@ def make_environment() -> Environment:
     response_class=HTMLResponse,
     responses={401: error("the admin token is needed (HTTP Basic password or bearer)")},
 )
-def dashboard(
-    request: Request, session: SessionDep, settings: SettingsDep, _admin: DashboardAdminDep
-) -> HTMLResponse:
+def dashboard(request: Request, session: SessionDep, settings: SettingsDep, _admin: DashboardAdminDep) -> HTMLResponse:
     view = build_view(session, threshold=settings.drift_psi_threshold)
     template = request.app.state.templates.get_template("dashboard.html")
     return HTMLResponse(template.render(view=view))

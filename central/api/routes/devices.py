@@ -19,9 +19,7 @@ from central.schemas import (
 router = APIRouter(prefix="/devices", tags=["devices"])
 
 
-@router.post(
-    "", response_model=DeviceCreated, status_code=status.HTTP_201_CREATED, responses=ADMIN_ERRORS
-)
+@router.post("", response_model=DeviceCreated, status_code=status.HTTP_201_CREATED, responses=ADMIN_ERRORS)
 def create_device(body: DeviceCreate, session: SessionDep, _admin: AdminDep) -> DeviceCreated:
     """Register a device; the answer carries its token, which central never shows again."""
     return crud.create_device(session, body.store)

@@ -38,9 +38,7 @@ router = APIRouter(tags=["models"])
 
 
 def _model_public(session, model: Model) -> ModelPublic:  # type: ignore[no-untyped-def]
-    files = session.scalars(
-        select(ModelFile.name).where(ModelFile.model_version == model.model_version)
-    ).all()
+    files = session.scalars(select(ModelFile.name).where(ModelFile.model_version == model.model_version)).all()
     rollouts = session.scalars(
         select(Rollout).where(Rollout.model_version == model.model_version).order_by(Rollout.id)
     ).all()
@@ -54,8 +52,7 @@ def _model_public(session, model: Model) -> ModelPublic:  # type: ignore[no-unty
         registered_at=model.registered_at,
         files=sorted(files),
         rollouts=[
-            RolloutPublic(model_version=r.model_version, store=r.store, created_at=r.created_at)
-            for r in rollouts
+            RolloutPublic(model_version=r.model_version, store=r.store, created_at=r.created_at) for r in rollouts
         ],
     )
 
@@ -66,9 +63,7 @@ def _model_public(session, model: Model) -> ModelPublic:  # type: ignore[no-unty
     status_code=status.HTTP_201_CREATED,
     responses={**ADMIN_ERRORS, 413: error("artifact too large"), 503: error("no trusted key")},
 )
-def upload_model(
-    body: ModelCreate, session: SessionDep, settings: SettingsDep, _admin: AdminDep
-) -> ModelPublic:
+def upload_model(body: ModelCreate, session: SessionDep, settings: SettingsDep, _admin: AdminDep) -> ModelPublic:
     """Verify and register an artifact, then roll it out (``rollout_to``)."""
     files: dict[str, bytes] = {}
     total = 0
@@ -121,9 +116,7 @@ def create_rollout(body: RolloutCreate, session: SessionDep, _admin: AdminDep) -
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc).strip("'\"")) from exc
     session.commit()
-    return RolloutPublic(
-        model_version=entry.model_version, store=entry.store, created_at=entry.created_at
-    )
+    return RolloutPublic(model_version=entry.model_version, store=entry.store, created_at=entry.created_at)
 
 
 @router.get(
@@ -131,15 +124,11 @@ def create_rollout(body: RolloutCreate, session: SessionDep, _admin: AdminDep) -
     response_model=CurrentModelPublic,
     responses={**DEVICE_ERRORS, 404: error("nothing rolled out to this device's store")},
 )
-def current_model(
-    request: Request, device: CurrentDevice, session: SessionDep
-) -> CurrentModelPublic:
+def current_model(request: Request, device: CurrentDevice, session: SessionDep) -> CurrentModelPublic:
     """Which model this device should run, and where to download its files."""
     model = current_model_for_store(session, device.store)
     if model is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"no model is rolled out to store {device.store!r}"
-        )
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model is rolled out to store {device.store!r}")
     hashes = dict(
         session.execute(
             select(ModelFile.name, ModelFile.sha256).where(
@@ -148,11 +137,7 @@ def current_model(
         ).tuples()
     )
     files = {
-        name: str(
-            request.url_for(
-                "download_model_file", name=model.name, version=model.version, file_name=name
-            )
-        )
+        name: str(request.url_for("download_model_file", name=model.name, version=model.version, file_name=name))
         for name in DEVICE_FILES
     }
     return CurrentModelPublic(
@@ -175,9 +160,7 @@ def download_model_file(
 ) -> Response:
     entry = session.get(ModelFile, (f"{name}/{version}", file_name))
     if entry is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail=f"model {name}/{version} has no file {file_name!r}"
-        )
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {name}/{version} has no file {file_name!r}")
     media = "application/json" if file_name.endswith((".json", ".sig")) else None
     return Response(
         entry.content,

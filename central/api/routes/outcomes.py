@@ -19,10 +19,7 @@ def post_outcomes(body: OutcomesCreate, session: SessionDep, _admin: AdminDep) -
     """Record outcomes (the newest per customer wins); answer accuracy and per-segment recall."""
     latest = {o.customer_ref: o.actual_segment for o in body.outcomes}
     now = utc_now()
-    rows = [
-        {"customer_ref": ref, "actual_segment": seg, "recorded_at": now}
-        for ref, seg in latest.items()
-    ]
+    rows = [{"customer_ref": ref, "actual_segment": seg, "recorded_at": now} for ref, seg in latest.items()]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(Outcome.__table__)

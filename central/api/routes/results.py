@@ -28,9 +28,7 @@ async def _batch_body(request: Request, settings: SettingsDep) -> Any:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ResultsBatchCreate"}}
-            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ResultsBatchCreate"}}},
             "description": "May be sent with Content-Encoding: gzip.",
         }
     },
@@ -56,9 +54,7 @@ def post_results_batch(
         batch = ResultsBatchCreate.model_validate(body)
     except ValidationError as exc:
         metrics.batches.labels("rejected").inc()
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=format_errors(exc.errors())
-        ) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=format_errors(exc.errors())) from exc
     if batch.device_id != device.id:
         metrics.batches.labels("rejected").inc()
         raise HTTPException(
@@ -66,9 +62,7 @@ def post_results_batch(
             detail=f"this token belongs to device {device.id!r}, not {batch.device_id!r}",
         )
     try:
-        outcome = ingest(
-            session, device.id, batch.results, request.app.state.class_cache, backlog=batch.backlog
-        )
+        outcome = ingest(session, device.id, batch.results, request.app.state.class_cache, backlog=batch.backlog)
     except BatchRejected as exc:
         session.rollback()
         metrics.batches.labels("rejected").inc()
@@ -76,6 +70,4 @@ def post_results_batch(
     metrics.batches.labels("ok").inc()
     metrics.results_stored.inc(outcome.stored)
     metrics.results_duplicate.inc(outcome.duplicates)
-    return BatchAck(
-        acked_through=outcome.acked_through, stored=outcome.stored, duplicates=outcome.duplicates
-    )
+    return BatchAck(acked_through=outcome.acked_through, stored=outcome.stored, duplicates=outcome.duplicates)

@@ -34,9 +34,7 @@ def accuracy(session: SessionDep, _admin: AdminDep) -> AccuracyPublic:
 
 
 @router.get("/stats/drift", response_model=list[DriftPublic], responses=ADMIN_ERRORS)
-def drift_overview(
-    session: SessionDep, settings: SettingsDep, _admin: AdminDep
-) -> list[DriftPublic]:
+def drift_overview(session: SessionDep, settings: SettingsDep, _admin: AdminDep) -> list[DriftPublic]:
     """Each device's newest drift report."""
     return [
         DriftPublic(
@@ -88,8 +86,7 @@ def post_drift(
         if len(counts) != len(expected[name]):
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"histograms.{name}: {len(counts)} counts, the reference has "
-                f"{len(expected[name])} bins",
+                detail=f"histograms.{name}: {len(counts)} counts, the reference has {len(expected[name])} bins",
             )
         values[name] = psi(expected[name], counts)
         rows = max(rows, sum(counts))

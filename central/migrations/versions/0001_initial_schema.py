@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 02:28:02.697679
 """
 
 from __future__ import annotations
@@ -128,7 +127,7 @@ def upgrade() -> None:
         ),
         sa.Column("device_id", sa.String(length=64), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("customer_ref", sa.String(length=128), nullable=False),
+        sa.Column("customer_ref", sa.String(length=128), nullable=True),
         sa.Column("segment", sa.String(length=128), nullable=False),
         sa.Column("probabilities", sa.JSON(), nullable=False),
         sa.Column("model_version", sa.String(length=200), nullable=False),
