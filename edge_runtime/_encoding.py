@@ -47,9 +47,7 @@ def _as_category(value: Any, missing_token: str) -> str:
     return text if text != "" else missing_token
 
 
-def encode_records(
-    layout: InputLayout, records: Sequence[Mapping[str, Any]]
-) -> dict[str, np.ndarray]:
+def encode_records(layout: InputLayout, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Encode a list of records (dicts of raw fields; absent key = missing) as graph inputs."""
     feeds: dict[str, np.ndarray] = {}
     if layout.num:
@@ -65,9 +63,7 @@ def encode_records(
     return feeds
 
 
-def encode_columns(
-    layout: InputLayout, columns: Mapping[str, Sequence[Any]], n_rows: int
-) -> dict[str, np.ndarray]:
+def encode_columns(layout: InputLayout, columns: Mapping[str, Sequence[Any]], n_rows: int) -> dict[str, np.ndarray]:
     """Encode a dict of columns (name -> values; absent name = all missing) as graph inputs."""
     feeds: dict[str, np.ndarray] = {}
     if layout.num:

@@ -89,9 +89,7 @@ def _attribute(name: str, value: object) -> bytes:
     return out + _packed_ints(8, items) + _int(20, _ATTR_INTS)
 
 
-def _node(
-    op_type: str, inputs: Sequence[str], outputs: Sequence[str], domain: str = "", **attrs: object
-) -> bytes:
+def _node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], domain: str = "", **attrs: object) -> bytes:
     """NodeProto: input=1, output=2, name=3, op_type=4, attribute=5, domain=7."""
     out = b"".join(_bytes(1, name) for name in inputs)
     out += b"".join(_bytes(2, name) for name in outputs)
@@ -198,9 +196,7 @@ def tree_ensemble_model(
             encoded.append(f"cat_{j}_code")
         nodes.append(_node("Concat", ["num", *encoded], ["features"], axis=1))
         features = "features"
-    trees = _random_trees(
-        rng, n_trees=n_trees, depth=depth, n_features=n_num + n_cat, n_classes=len(classes)
-    )
+    trees = _random_trees(rng, n_trees=n_trees, depth=depth, n_features=n_num + n_cat, n_classes=len(classes))
     nodes.append(
         _node(
             "TreeEnsembleClassifier",

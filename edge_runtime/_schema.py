@@ -120,9 +120,7 @@ class RecordValidator:
         self._ranges = {name: (low, high) for _, name, low, high, _ in self._num}
         self._max_length = {name: max_length for _, name, _, max_length, _ in self._cat}
         self._known = {name: known for _, name, known, _, _ in self._cat}
-        self._known_sorted = {
-            name: np.array(sorted(known), dtype=str) for name, known in self._known.items()
-        }
+        self._known_sorted = {name: np.array(sorted(known), dtype=str) for name, known in self._known.items()}
         self._required = {spec[1]: spec[4] for spec in (*self._num, *self._cat)}
         id_field = manifest.get("id_field")
         self.id_field: str | None = id_field if isinstance(id_field, str) else None
@@ -151,9 +149,7 @@ class RecordValidator:
             size = len(record)
         except (AttributeError, TypeError):
             self.stats.refused += 1
-            raise SchemaError(
-                "<record>", record, "must be a mapping of field names to values", row=row
-            ) from None
+            raise SchemaError("<record>", record, "must be a mapping of field names to values", row=row) from None
         present = 0
         try:
             for j, name, low, high, required in self._num:
@@ -259,9 +255,7 @@ class RecordValidator:
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError:
-                raise SchemaError(
-                    name, v, "must be valid text (no lone surrogates)", row=row
-                ) from None
+                raise SchemaError(name, v, "must be valid text (no lone surrogates)", row=row) from None
 
     def _count_extras(self, record: Mapping[Any, Any]) -> None:
         extra = self.stats.extra_fields

@@ -77,13 +77,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.durability not in DURABILITIES:
             raise ValueError(
-                f"The 'durability' setting must be one of {DURABILITIES}. "
-                f"Got {self.durability!r} instead."
+                f"The 'durability' setting must be one of {DURABILITIES}. Got {self.durability!r} instead."
             )
         if self.max_backlog < 1:
-            raise ValueError(
-                f"The 'max_backlog' setting must be >= 1. Got {self.max_backlog!r} instead."
-            )
+            raise ValueError(f"The 'max_backlog' setting must be >= 1. Got {self.max_backlog!r} instead.")
 
     def updated(self, **overrides: Any) -> Settings:
         """A copy with the given non-None overrides (CLI flags) applied."""
@@ -118,8 +115,7 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
         unknown = sorted(set(loaded) - set(_CONVERTERS))
         if unknown:
             raise ValueError(
-                f"EDGESEG_CONFIG file {config!r} has unknown keys {unknown}; "
-                f"allowed: {sorted(_CONVERTERS)}"
+                f"EDGESEG_CONFIG file {config!r} has unknown keys {unknown}; allowed: {sorted(_CONVERTERS)}"
             )
         values.update(loaded)
     for name in (f.name for f in fields(Settings)):

@@ -147,9 +147,7 @@ class Classifier:
             )
         try:
             self.model_version: str = str(self.manifest["model_version"])
-            self.classes: tuple[str, ...] = tuple(
-                str(c) for c in self.manifest["target"]["classes"]
-            )
+            self.classes: tuple[str, ...] = tuple(str(c) for c in self.manifest["target"]["classes"])
         except (KeyError, TypeError) as exc:
             raise ModelLoadError(f"manifest is missing {exc}") from exc
         self._validator = RecordValidator(self.manifest, out_of_range=out_of_range)
@@ -194,9 +192,7 @@ class Classifier:
 
         Raises SignatureError, ModelIntegrityError, SelfTestError or ModelLoadError.
         """
-        manifest, model_bytes = load_verified_artifact(
-            artifact_dir, _resolve_public_key(public_key)
-        )
+        manifest, model_bytes = load_verified_artifact(artifact_dir, _resolve_public_key(public_key))
         return cls(manifest, model_bytes, artifact_dir=artifact_dir, out_of_range=out_of_range)
 
     # ------------------------------------------------------------------ loading
@@ -218,9 +214,7 @@ class Classifier:
         if self._validator.cat_names:
             expected["cat"] = "tensor(string)"
         if inputs != expected:
-            raise ModelLoadError(
-                f"model.onnx inputs {inputs} do not match the manifest input_layout {expected}"
-            )
+            raise ModelLoadError(f"model.onnx inputs {inputs} do not match the manifest input_layout {expected}")
         outputs = {o.name: o.type for o in self._session.get_outputs()}
         wanted = {"label": "tensor(string)", "probabilities": "tensor(float)"}
         if any(outputs.get(name) != kind for name, kind in wanted.items()):
@@ -239,19 +233,12 @@ class Classifier:
                 raise SelfTestError(f"golden sample {i} is malformed: {exc!r}") from exc
             self._compare_golden(i, golden, result.segment, list(result.probabilities.values()))
 
-    def _compare_golden(
-        self, i: int, golden: Mapping[str, Any], segment: str, probabilities: Sequence[float]
-    ) -> None:
+    def _compare_golden(self, i: int, golden: Mapping[str, Any], segment: str, probabilities: Sequence[float]) -> None:
         if segment != golden.get("label"):
-            raise SelfTestError(
-                f"golden sample {i}: expected label {golden.get('label')!r}, got {segment!r}"
-            )
+            raise SelfTestError(f"golden sample {i}: expected label {golden.get('label')!r}, got {segment!r}")
         expected = golden.get("probabilities") or []
         if len(expected) != len(probabilities):
-            raise SelfTestError(
-                f"golden sample {i}: expected {len(expected)} probabilities, "
-                f"got {len(probabilities)}"
-            )
+            raise SelfTestError(f"golden sample {i}: expected {len(expected)} probabilities, got {len(probabilities)}")
         for cls, want, got in zip(self.classes, expected, probabilities, strict=True):
             if not abs(float(want) - got) <= GOLDEN_PROBABILITY_TOLERANCE:
                 raise SelfTestError(
@@ -296,9 +283,7 @@ class Classifier:
             records = list(records)
         return self._validator.fill_records(records), len(records)
 
-    def run_feeds(
-        self, feeds: Mapping[str, np.ndarray], n_rows: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def run_feeds(self, feeds: Mapping[str, np.ndarray], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Run validated feeds; the threaded session for large batches."""
         if n_rows == 0:
             return np.empty(0, dtype=object), np.empty((0, len(self.classes)), dtype=np.float32)

@@ -106,10 +106,7 @@ class DriftHistograms:
         "counts", "bin_edges" | "categories"}}}``; counts align with the manifest reference
         (numbers: k bins + missing; strings: categories + other + missing)."""
         with self._lock:
-            inputs = {
-                name: {**self._meta[name], "counts": list(counts)}
-                for name, counts in self._counts.items()
-            }
+            inputs = {name: {**self._meta[name], "counts": list(counts)} for name, counts in self._counts.items()}
             out = {
                 "model_version": self.model_version,
                 "since": self.since,

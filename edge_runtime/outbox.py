@@ -15,7 +15,7 @@ Guarantees (DESIGN §4-5):
 * The raw customer id is never stored: callers pass ``customer_ref`` (Runtime computes it
   as HMAC-SHA256 with the deployment secret). Raw features are never stored either.
 * Rows are never deleted before they are synced. Past ``max_backlog`` unsynced rows the
-  outbox logs a warning (once per crossing, then every 10 % further growth) and
+  outbox logs a warning (once per crossing, then per further 10 % of max_backlog) and
   ``status()["backlog_exceeded"]`` is true; it keeps accepting results.
 
 Probabilities are stored as packed float64 in the model's class order (a few hundred
@@ -88,22 +88,17 @@ class Outbox:
             )
         if not isinstance(device_id, str) or not device_id:
             raise ValueError(
-                f"The 'device_id' parameter of Outbox must be a non-empty string. "
-                f"Got {device_id!r} instead."
+                f"The 'device_id' parameter of Outbox must be a non-empty string. Got {device_id!r} instead."
             )
         if max_backlog < 1:
-            raise ValueError(
-                f"The 'max_backlog' parameter of Outbox must be >= 1. Got {max_backlog!r} instead."
-            )
+            raise ValueError(f"The 'max_backlog' parameter of Outbox must be >= 1. Got {max_backlog!r} instead.")
         self.path = Path(path)
         self.device_id = device_id
         self.durability = durability
         self.max_backlog = max_backlog
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
-        )
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
         self._db.execute("PRAGMA busy_timeout=10000")
@@ -122,6 +117,7 @@ class Outbox:
         self._classes_by_id: dict[int, tuple[str, tuple[str, ...]]] = {}
         self._backlog = self._count_backlog()
         self._warned_at = 0
+        self._next_check = 0
         self._insert_sql = (
             "INSERT INTO results (seq, customer_ref, segment, probabilities, model_id, "
             "classified_at_us) VALUES (NULL, ?, ?, ?, ?, ?)"
@@ -203,9 +199,7 @@ class Outbox:
             # One statement in autocommit mode = one transaction: committed (and, with
             # durability="power", fsynced) before execute returns. seq NULL = SQLite's
             # max(seq) + 1 under the write lock, so even two writer processes cannot collide.
-            seq = self._db.execute(
-                self._insert_sql, (customer_ref, segment, blob, model_id, stamp)
-            ).lastrowid
+            seq = self._db.execute(self._insert_sql, (customer_ref, segment, blob, model_id, stamp)).lastrowid
             assert seq is not None
             self._backlog += 1
             if self._backlog > self.max_backlog:
@@ -248,12 +242,16 @@ class Outbox:
         return list(range(first, first + n))
 
     def _over_backlog(self) -> None:
-        # The in-memory count may be stale if another process marked rows synced: recount.
+        # The in-memory count may be stale if another process marked rows synced: recount,
+        # but only every 1 % of max_backlog (a COUNT over a large backlog is not free).
+        if self._backlog < self._next_check:
+            return
         self._backlog = self._count_backlog()
+        self._next_check = self._backlog + max(1, self.max_backlog // 100)
         if self._backlog <= self.max_backlog:
             self._warned_at = 0
             return
-        if self._warned_at == 0 or self._backlog >= self._warned_at * 1.1:
+        if self._warned_at == 0 or self._backlog >= self._warned_at + max(1, self.max_backlog // 10):
             self._warned_at = self._backlog
             logger.warning(
                 "outbox %s holds %d unsynced results, more than max_backlog=%d: sync is not "
@@ -267,9 +265,7 @@ class Outbox:
     def pending(self, limit: int) -> list[dict[str, Any]]:
         """Oldest unsynced results first, at most ``limit``, in the sync protocol's shape."""
         if limit < 1:
-            raise ValueError(
-                f"The 'limit' parameter of Outbox.pending must be >= 1. Got {limit!r}."
-            )
+            raise ValueError(f"The 'limit' parameter of Outbox.pending must be >= 1. Got {limit!r}.")
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, customer_ref, segment, probabilities, model_id, classified_at_us "
@@ -312,9 +308,7 @@ class Outbox:
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "UPDATE results SET synced = 1 WHERE seq = ? AND synced = 0", values
-                )
+                self._db.executemany("UPDATE results SET synced = 1 WHERE seq = ? AND synced = 0", values)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -361,7 +355,4 @@ class Outbox:
         self.close()
 
     def __repr__(self) -> str:
-        return (
-            f"Outbox({str(self.path)!r}, device_id={self.device_id!r}, "
-            f"durability={self.durability!r})"
-        )
+        return f"Outbox({str(self.path)!r}, device_id={self.device_id!r}, durability={self.durability!r})"

@@ -70,9 +70,7 @@ class Runtime:
             classifier = Classifier.load(model, public_key, out_of_range=out_of_range)
         self._active = (classifier, DriftHistograms(classifier.manifest))
         self._previous: Classifier | None = None
-        self.outbox = Outbox(
-            outbox_path, device_id=device_id, durability=durability, max_backlog=max_backlog
-        )
+        self.outbox = Outbox(outbox_path, device_id=device_id, durability=durability, max_backlog=max_backlog)
         self.device_id = device_id
 
     # ------------------------------------------------------------------ models
@@ -88,9 +86,7 @@ class Runtime:
     def previous_artifact_dir(self) -> Path | None:
         return None if self._previous is None else self._previous.artifact_dir
 
-    def swap_model(
-        self, artifact_dir: str | Path, public_key: PublicKey | None = None
-    ) -> Classifier:
+    def swap_model(self, artifact_dir: str | Path, public_key: PublicKey | None = None) -> Classifier:
         """Load, verify and self-test a new model, then serve it; keep the current one for
         ``rollback``. On any ModelLoadError the running model stays and the error is raised."""
         key = public_key if public_key is not None else self.public_key
@@ -148,9 +144,7 @@ class Runtime:
             drift.observe(classifier._num_row, classifier._cat_row)
         ref = self._customer_ref(record, classifier.validator.id_field)
         try:
-            seq = self.outbox.append_values(
-                segment, classifier.classes, values, classifier.model_version, ref
-            )
+            seq = self.outbox.append_values(segment, classifier.classes, values, classifier.model_version, ref)
         except Exception as exc:  # sqlite3 errors: disk full, read-only file, locked
             raise OutboxError(f"result not stored in the outbox: {exc}") from exc
         return Result(
@@ -160,20 +154,14 @@ class Runtime:
             seq,
         )
 
-    def classify_many(
-        self, records: Sequence[Mapping[str, Any]] | Mapping[str, Any]
-    ) -> BatchResult:
+    def classify_many(self, records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> BatchResult:
         """Classify a batch and store it in the outbox in one transaction (contiguous seqs)."""
         classifier, drift = self._active
         feeds, n_rows = classifier.encode(records)
         id_field = classifier.validator.id_field
         if isinstance(records, Mapping):
             ids = records.get(id_field) if id_field is not None else None
-            refs = (
-                [None] * n_rows
-                if ids is None
-                else [self._customer_ref({"id": raw}, "id") for raw in list(ids)]
-            )
+            refs = [None] * n_rows if ids is None else [self._customer_ref({"id": raw}, "id") for raw in list(ids)]
         else:
             refs = [self._customer_ref(record, id_field) for record in records]
         labels, probabilities = classifier.run_feeds(feeds, n_rows)
@@ -198,12 +186,8 @@ class Runtime:
         classifier, drift = self._active
         return {
             "model_version": classifier.model_version,
-            "artifact_dir": None
-            if classifier.artifact_dir is None
-            else str(classifier.artifact_dir),
-            "previous_model_version": None
-            if self._previous is None
-            else self._previous.model_version,
+            "artifact_dir": None if classifier.artifact_dir is None else str(classifier.artifact_dir),
+            "previous_model_version": None if self._previous is None else self._previous.model_version,
             "classes": list(classifier.classes),
             "inputs": classifier.input_stats,
             "drift_rows": drift.rows,

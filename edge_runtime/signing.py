@@ -98,9 +98,7 @@ def verify_manifest_bytes(
     return manifest
 
 
-def verify_artifact(
-    artifact_dir: str | Path, public_key: str | Path | bytes | Ed25519PublicKey
-) -> dict[str, Any]:
+def verify_artifact(artifact_dir: str | Path, public_key: str | Path | bytes | Ed25519PublicKey) -> dict[str, Any]:
     """Verify signature then ONNX hash of an artifact folder; return its manifest.
 
     Raises SignatureError, ModelIntegrityError or ModelLoadError (a file is missing).
@@ -111,15 +109,12 @@ def verify_artifact(
     for name, path in paths.items():
         if not path.is_file():
             raise ModelLoadError(f"artifact {str(folder)!r} has no {name}")
-    manifest = verify_manifest_bytes(
-        paths[MANIFEST_NAME].read_bytes(), paths[SIGNATURE_NAME].read_bytes(), key
-    )
+    manifest = verify_manifest_bytes(paths[MANIFEST_NAME].read_bytes(), paths[SIGNATURE_NAME].read_bytes(), key)
     expected = manifest.get("onnx_sha256")
     actual = sha256_file(paths[MODEL_NAME])
     if actual != expected:
         raise ModelIntegrityError(
-            f"{MODEL_NAME} sha256 {actual[:16]}… does not match the signed manifest "
-            f"({str(expected)[:16]}…)"
+            f"{MODEL_NAME} sha256 {actual[:16]}… does not match the signed manifest ({str(expected)[:16]}…)"
         )
     return manifest
 
@@ -138,15 +133,12 @@ def load_verified_artifact(
     for name, path in paths.items():
         if not path.is_file():
             raise ModelLoadError(f"artifact {str(folder)!r} has no {name}")
-    manifest = verify_manifest_bytes(
-        paths[MANIFEST_NAME].read_bytes(), paths[SIGNATURE_NAME].read_bytes(), key
-    )
+    manifest = verify_manifest_bytes(paths[MANIFEST_NAME].read_bytes(), paths[SIGNATURE_NAME].read_bytes(), key)
     model_bytes = paths[MODEL_NAME].read_bytes()
     expected = manifest.get("onnx_sha256")
     actual = hashlib.sha256(model_bytes).hexdigest()
     if actual != expected:
         raise ModelIntegrityError(
-            f"{MODEL_NAME} sha256 {actual[:16]}… does not match the signed manifest "
-            f"({str(expected)[:16]}…)"
+            f"{MODEL_NAME} sha256 {actual[:16]}… does not match the signed manifest ({str(expected)[:16]}…)"
         )
     return manifest, model_bytes

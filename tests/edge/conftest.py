@@ -31,9 +31,7 @@ def toy_artifact(tmp_path_factory: pytest.TempPathFactory, toy_key) -> Path:
 
 @pytest.fixture(scope="session")
 def toy_artifact_b(tmp_path_factory: pytest.TempPathFactory, toy_key) -> Path:
-    return build_toy_artifact(
-        tmp_path_factory.mktemp("edge_models_b"), toy_key[0], version="20261127T010000Z", seed=1
-    )
+    return build_toy_artifact(tmp_path_factory.mktemp("edge_models_b"), toy_key[0], version="20261127T010000Z", seed=1)
 
 
 @pytest.fixture(scope="session")

@@ -53,9 +53,7 @@ GOLDEN_RECORDS: list[dict[str, Any]] = [
 
 def generate_key() -> tuple[Ed25519PrivateKey, bytes]:
     key = Ed25519PrivateKey.generate()
-    pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return key, pem
 
 

@@ -1,0 +1,67 @@
+"""SIGKILL a classifying process at random moments: every returned seq is in the outbox.
+
+The child prints each seq *after* ``Runtime.classify`` returned it; the parent kills it at a
+random moment (during start-up, mid-commit, mid-print), reads every complete line, restarts
+it, and repeats. At the end the outbox must hold exactly 1..N with no gap or duplicate, and
+every seq a caller ever saw must be among them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHILD = Path(__file__).with_name("edge_crash_child.py")
+KILLS = 20
+
+
+def run_and_kill(args: list[str], delay_s: float) -> list[int]:
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))  # type: ignore[union-attr]
+    reader.start()
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    reader.join(timeout=10)
+    stderr = proc.stderr.read().decode()  # type: ignore[union-attr]
+    assert proc.returncode == -signal.SIGKILL, stderr  # it was still running: killed, not crashed
+    data = b"".join(chunks)
+    complete = data[: data.rfind(b"\n") + 1]  # a half-written last line was never "returned"
+    return [int(line) for line in complete.split()]
+
+
+@pytest.mark.slow
+def test_sigkill_never_loses_or_duplicates_a_returned_result(toy_artifact, toy_public_key, tmp_path):
+    rng = random.Random(20261127)
+    outbox = tmp_path / "outbox.db"
+    args = [str(toy_artifact), str(toy_public_key), str(outbox)]
+    seen: list[int] = []
+    started = time.monotonic()
+    for _ in range(KILLS):
+        # Start-up takes ~0.1-0.2 s here: some kills land before the first result.
+        seen.extend(run_and_kill(args, rng.uniform(0.05, 0.6)))
+        assert time.monotonic() - started < 50, "crash test is over its time bound"
+    with sqlite3.connect(outbox) as db:
+        stored = [row[0] for row in db.execute("SELECT seq FROM results ORDER BY seq")]
+    assert len(seen) > KILLS * 10, "the child should have returned results before most kills"
+    assert len(seen) == len(set(seen)), "a seq was returned twice"
+    assert stored == list(range(1, len(stored) + 1)), "seq has a gap or a duplicate"
+    missing = sorted(set(seen) - set(stored))
+    assert missing == [], f"returned but not in the outbox: {missing[:10]}"
+    # At most one result per kill can be committed but not yet printed.
+    assert len(stored) - len(seen) <= KILLS
