@@ -39,6 +39,7 @@ from edge_runtime.exceptions import SyncError
 
 __all__ = [
     "BATCH_PATH",
+    "DRIFT_PATH",
     "HttpTransport",
     "RetryableError",
     "SyncClient",
@@ -50,6 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BATCH_PATH = "/v1/results:batch"
+DRIFT_PATH = "/v1/drift"
 USER_AGENT = "edgeseg-edge-runtime/0.1"
 
 
@@ -336,6 +338,21 @@ class SyncClient:
             raise
         report.backlog = _safe_backlog(outbox)
         return report
+
+    def report_drift(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        """POST ``Runtime.drift_snapshot()`` to ``/v1/drift``; central answers PSI per input.
+
+        Needs a transport with ``request`` (HttpTransport has it). Raises SyncError.
+        """
+        request = getattr(self.transport, "request", None)
+        if request is None:
+            raise SyncError("this transport cannot report drift (it has no request method)")
+        payload = {
+            "device_id": self.device_id,
+            "model_version": snapshot["model_version"],
+            "histograms": {name: list(entry["counts"]) for name, entry in snapshot["inputs"].items()},
+        }
+        return json.loads(request("POST", DRIFT_PATH, payload))
 
     def follow(
         self,

@@ -1,0 +1,233 @@
+"""The edge-runtime CLI, the loopback HTTP endpoint, calibrate and the public API surface."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import math
+import shutil
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from edge_toy_artifact import GOLDEN_RECORDS
+
+import edge_runtime
+from edge_runtime import Runtime
+from edge_runtime._http import make_server
+from edge_runtime._onnx_proto import tree_ensemble_model
+from edge_runtime._settings import get_settings
+from edge_runtime.calibrate import REFERENCE_GRAPHS
+from edge_runtime.cli import build_parser, main
+
+SECRET = "cli-deployment-secret-0123456789"
+
+
+def test_public_api():
+    assert edge_runtime.__all__ == [
+        "BatchResult", "Classifier", "EdgeRuntimeError", "EdgeRuntimeWarning",
+        "ModelIntegrityError", "ModelLoadError", "Outbox", "OutboxError", "Result", "Runtime",
+        "SchemaError", "SelfTestError", "SignatureError", "SyncError", "__version__",
+    ]  # fmt: skip
+    assert issubclass(edge_runtime.SchemaError, ValueError)
+    assert issubclass(edge_runtime.OutboxError, OSError)
+    assert issubclass(edge_runtime.SelfTestError, edge_runtime.ModelLoadError)
+
+
+@pytest.fixture()
+def env(monkeypatch, tmp_path, toy_artifact, toy_public_key):
+    for name in ("EDGESEG_CONFIG", "EDGESEG_HOST", "EDGESEG_PORT", "EDGESEG_DURABILITY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EDGESEG_ARTIFACT", str(toy_artifact))
+    monkeypatch.setenv("EDGESEG_PUBLIC_KEY", str(toy_public_key))
+    monkeypatch.setenv("EDGESEG_OUTBOX", str(tmp_path / "outbox.db"))
+    monkeypatch.setenv("EDGESEG_DEVICE_ID", "till-cli")
+    monkeypatch.setenv("EDGESEG_SECRET", SECRET)
+    return tmp_path
+
+
+def test_settings_from_config_file_env_and_flags(tmp_path, monkeypatch):
+    config = tmp_path / "edge.json"
+    config.write_text(json.dumps({"device_id": "from-file", "port": 9000, "durability": "power"}))
+    environ = {"EDGESEG_CONFIG": str(config), "EDGESEG_PORT": "9001", "EDGESEG_KEY_DIR": "/k"}
+    settings = get_settings(environ)
+    assert (settings.device_id, settings.port, settings.durability) == ("from-file", 9001, "power")
+    assert str(settings.public_key) == "/k/signing_key.pub.pem"
+    assert settings.updated(port=None, device_id="flag").device_id == "flag"
+    with pytest.raises(ValueError) as caught:
+        get_settings({"EDGESEG_DURABILITY": "disk"})
+    assert str(caught.value) == ("The 'durability' setting must be one of ('process', 'power'). Got 'disk' instead.")
+    config.write_text(json.dumps({"colour": "red"}))
+    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
+        get_settings(environ)
+
+
+def test_parser_commands():
+    parser = build_parser()
+    args = parser.parse_args(["classify", "in.csv", "--format", "csv", "--dry-run"])
+    assert (args.command, args.input, args.format, args.dry_run) == ("classify", "in.csv", "csv", True)
+    assert parser.parse_args(["classify"]).input == "-"
+    assert parser.parse_args(["serve", "--port", "0"]).port == 0
+    assert str(parser.parse_args(["verify", "some/dir"]).artifact_dir) == "some/dir"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["calibrate"])  # --out is required
+
+
+def test_classify_csv_reports_bad_lines_and_continues(env, capsys):
+    csv_path = env / "customers.csv"
+    csv_path.write_text(
+        "ID,Age,Gender,Profession,Work_Experience\n"
+        "462809,22,Male,Healthcare,1.0\n"
+        "462643,abc,Female,Engineer,\n"
+        "466315,67,,Lawyer,\n"
+        "461735,,Male,Doctor,3\n"
+    )
+    assert main(["classify", str(csv_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "line 3: field 'Age': must be a number (got 'abc')\nline 5: field 'Age': is required (got None)\n"
+    )
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [(r["line"], r["seq"]) for r in lines] == [(2, 1), (4, 2)]
+    assert all(r["segment"] in "ABCD" and r["model_version"] == "toy-seg/20261127T000000Z"
+               for r in lines)  # fmt: skip
+    with sqlite3.connect(env / "outbox.db") as db:
+        refs = [r[0] for r in db.execute("SELECT customer_ref FROM results ORDER BY seq")]
+    assert refs == [hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()[:32] for raw in (b"462809", b"466315")]
+
+
+def test_classify_jsonl_stdin_dry_run(env, capsys, monkeypatch):
+    lines = [json.dumps(GOLDEN_RECORDS[0]), "{not json", json.dumps([1, 2]), "",
+             json.dumps(dict(GOLDEN_RECORDS[1], Age=True))]  # fmt: skip
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["classify", "--dry-run"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert err[0].startswith("line 2: invalid JSON: ")
+    assert err[1:] == [
+        "line 3: field '<record>': must be a mapping of field names to values (got [1, 2])",
+        "line 5: field 'Age': must be a number, not a boolean (got True)",
+    ]
+    out = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(out) == 1 and out[0]["line"] == 1 and out[0]["seq"] is None
+    assert not (env / "outbox.db").exists()
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(GOLDEN_RECORDS[2]) + "\n"))
+    assert main(["classify", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["seq"] == 1
+
+
+def test_classify_without_secret_is_a_usage_error(env, capsys, monkeypatch):
+    monkeypatch.delenv("EDGESEG_SECRET")
+    assert main(["classify", str(env / "nothing.csv")]) == 2
+    assert capsys.readouterr().err == (
+        "edge-runtime classify: EDGESEG_SECRET is not set: the per-deployment secret that pseudonymises customer ids\n"
+    )
+
+
+def test_verify_and_status(env, capsys, toy_artifact, tmp_path):
+    assert main(["verify", str(toy_artifact)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True and out["model_version"] == "toy-seg/20261127T000000Z"
+    assert out["golden_samples"] == len(GOLDEN_RECORDS)
+    bad = tmp_path / "bad"
+    shutil.copytree(toy_artifact, bad)
+    (bad / "model.onnx").write_bytes((bad / "model.onnx").read_bytes() + b"\0")
+    assert main(["verify", str(bad)]) == 1
+    assert capsys.readouterr().err.startswith("refused: ModelIntegrityError: model.onnx sha256 ")
+
+    assert main(["status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status == {"device_id": "till-cli", "outbox": None,
+                      "model": {"model_version": "toy-seg/20261127T000000Z",
+                                "artifact_dir": str(toy_artifact),
+                                "classes": ["A", "B", "C", "D"]}}  # fmt: skip
+    csv_path = env / "one.csv"
+    csv_path.write_text("Age\n30\n")
+    assert main(["classify", str(csv_path)]) == 0
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    outbox = json.loads(capsys.readouterr().out)["outbox"]
+    assert (outbox["last_seq"], outbox["backlog"], outbox["backlog_exceeded"]) == (1, 1, False)
+
+
+def test_calibrate_writes_a_profile_the_factory_can_read(env, capsys):
+    out = env / "profile.json"
+    assert main(["calibrate", "--out", str(out), "--runs", "30"]) == 0
+    profile = json.loads(out.read_text())
+    assert profile["format_version"] == 1
+    assert set(profile["measurements"]) == set(REFERENCE_GRAPHS)
+    assert profile["device"]["device_id"] == "till-cli"
+    ratios = [m["p50_us"] / profile["reference"]["p50_us"][name]
+              for name, m in profile["measurements"].items()]  # fmt: skip
+    expected = math.exp(sum(map(math.log, ratios)) / len(ratios))
+    assert profile["scale"] == pytest.approx(expected, rel=1e-3)
+    # Against itself as the reference, the measured numbers are the denominators.
+    ref = env / "ref.json"
+    doubled = {**profile, "measurements": {k: {**v, "p50_us": 2 * v["p50_us"]}
+                                           for k, v in profile["measurements"].items()}}  # fmt: skip
+    ref.write_text(json.dumps(doubled))
+    assert main(["calibrate", "--out", str(out), "--runs", "30", "--reference", str(ref)]) == 0
+    again = json.loads(out.read_text())
+    assert again["reference"]["source"] == str(ref)
+    assert again["reference"]["p50_us"] == {k: v["p50_us"] for k, v in doubled["measurements"].items()}
+
+
+def test_reference_graphs_are_valid_onnx():
+    onnx = pytest.importorskip("onnx")  # the factory's dependency, absent on a device
+    for spec in REFERENCE_GRAPHS.values():
+        model = onnx.load_from_string(tree_ensemble_model(classes=["A", "B"], **spec))
+        onnx.checker.check_model(model, full_check=True)
+        assert [i.name for i in model.graph.input] == (["num", "cat"] if spec["categories"]
+                                                       else ["num"])  # fmt: skip
+
+
+@pytest.fixture()
+def server(toy_artifact, toy_public_key, tmp_path):
+    runtime = Runtime(toy_artifact, outbox_path=tmp_path / "o.db", device_id="till-http",
+                      secret=SECRET, public_key=toy_public_key)  # fmt: skip
+    httpd = make_server(runtime, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", runtime
+    httpd.shutdown()
+    httpd.server_close()
+    runtime.close()
+
+
+def call(url: str, body: object | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_http_endpoint(server):
+    base, runtime = server
+    status, body = call(f"{base}/classify", GOLDEN_RECORDS[0])
+    assert status == 200 and body["seq"] == 1
+    stored = runtime.outbox.pending(1)[0]
+    assert (body["segment"], body["probabilities"]) == (stored["segment"], stored["probabilities"])
+    assert call(f"{base}/classify", dict(GOLDEN_RECORDS[0], Age="x")) == (422, {
+        "detail": "field 'Age': must be a number (got 'x')", "field": "Age",
+        "rule": "must be a number", "row": None,
+    })  # fmt: skip
+    status, body = call(f"{base}/classify", {"records": [GOLDEN_RECORDS[1], GOLDEN_RECORDS[2]]})
+    assert status == 200 and [r["seq"] for r in body["results"]] == [2, 3]
+    assert call(f"{base}/health") == (200, {"status": "ok",
+                                            "model_version": "toy-seg/20261127T000000Z"})  # fmt: skip
+    status, body = call(f"{base}/status")
+    assert status == 200 and body["outbox"]["last_seq"] == 3
+    assert call(f"{base}/nope") == (404, {"detail": "no route GET /nope"})
+    with pytest.raises(ValueError) as caught:
+        make_server(runtime, "0.0.0.0", 0)
+    assert str(caught.value) == (
+        "The 'host' parameter of serve must be a loopback address (the endpoint has no "
+        "authentication). Got '0.0.0.0' instead."
+    )
