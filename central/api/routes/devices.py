@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import select
 
 from central import crud
 from central.api.deps import AdminDep, CurrentDevice, SessionDep
@@ -39,6 +40,23 @@ def revoke_device(device_id: str, session: SessionDep, _admin: AdminDep) -> Devi
     return crud.device_public(device)
 
 
+@router.get("/{device_id}/model-reports", response_model=list[ModelReportPublic], responses=ADMIN_ERRORS)
+def list_model_reports(device_id: str, session: SessionDep, _admin: AdminDep) -> list[ModelReportPublic]:
+    """What a device said about the models it was offered, oldest first."""
+    reports = session.scalars(select(ModelReport).where(ModelReport.device_id == device_id).order_by(ModelReport.id))
+    return [_report_public(r) for r in reports]
+
+
+def _report_public(report: ModelReport) -> ModelReportPublic:
+    return ModelReportPublic(
+        device_id=report.device_id,
+        model_version=report.model_version,
+        status=report.status,
+        reason=report.reason,
+        created_at=report.created_at,
+    )
+
+
 @router.post(
     "/{device_id}/model-report",
     response_model=ModelReportPublic,
@@ -65,10 +83,4 @@ def post_model_report(
     if body.status == "installed":
         device.model_version = body.model_version
     session.commit()
-    return ModelReportPublic(
-        device_id=report.device_id,
-        model_version=report.model_version,
-        status=report.status,
-        reason=report.reason,
-        created_at=report.created_at,
-    )
+    return _report_public(report)

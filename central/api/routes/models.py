@@ -134,7 +134,7 @@ def current_model(request: Request, device: CurrentDevice, session: SessionDep) 
             select(ModelFile.name, ModelFile.sha256).where(
                 ModelFile.model_version == model.model_version, ModelFile.name.in_(DEVICE_FILES)
             )
-        ).tuples()
+        ).all()
     )
     files = {
         name: str(request.url_for("download_model_file", name=model.name, version=model.version, file_name=name))

@@ -1,0 +1,168 @@
+"""Model updates end to end: central (uvicorn) serves real signed artifacts from the factory; the
+device's ModelUpdater downloads, verifies, self-tests, swaps, rolls back, and refuses and
+reports a bad one while the running model stays."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from central_helpers import ADMIN_TOKEN, CentralProcess, free_port, upload_body
+
+from edge_runtime.sync import HttpTransport
+from edge_runtime.updates import ModelUpdater
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def central(tmp_path, signing_public_key):  # type: ignore[no-untyped-def]
+    process = CentralProcess(
+        {
+            "EDGESEG_DATABASE_URL": f"sqlite:///{tmp_path / 'central.db'}",
+            "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
+            "EDGESEG_ENV": "test",
+            "EDGESEG_PUBLIC_KEY_PATH": str(signing_public_key),
+        },
+        free_port(),
+        tmp_path / "central.log",
+    )
+    process.start()
+    yield process
+    process.kill()
+
+
+def _version(artifact: Path) -> str:
+    return json.loads((artifact / "manifest.json").read_text())["model_version"]
+
+
+def _updater(central, device, signing_public_key, models_dir, transport=None):  # type: ignore[no-untyped-def]
+    return ModelUpdater(
+        central.url,
+        device_id=device["id"],
+        token=device["token"],
+        public_key=signing_public_key,
+        models_dir=models_dir,
+        transport=transport,
+    )
+
+
+def _reports(central, device) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return [
+        (r["model_version"], r["status"], r["reason"])
+        for r in central.call("GET", f"/v1/devices/{device['id']}/model-reports")
+    ]
+
+
+def test_update_swap_and_rollback(central, small_artifact, other_artifact, signing_public_key, tmp_path) -> None:
+    from edge_runtime import Runtime
+
+    device = central.call("POST", "/v1/devices", {"store": "s1"})
+    models_dir = tmp_path / "models"
+    updater = _updater(central, device, signing_public_key, models_dir)
+    assert updater.update().status == "none_rolled_out"
+
+    central.call("POST", "/v1/models", upload_body(small_artifact))
+    first = updater.update()
+    assert (first.status, first.model_version) == ("installed", _version(small_artifact))
+    assert updater.current_dir == models_dir / _version(small_artifact)
+    assert updater.update().status == "up_to_date"
+
+    runtime = Runtime(
+        updater.current_dir,
+        outbox_path=tmp_path / "outbox.db",
+        device_id=device["id"],
+        secret="0123456789abcdef0123",
+        public_key=signing_public_key,
+    )
+    central.call("POST", "/v1/models", upload_body(other_artifact, rollout_to="s1"))
+    second = updater.update(runtime)
+    assert (second.status, runtime.model_version) == ("installed", _version(other_artifact))
+    assert updater.current_dir == models_dir / _version(other_artifact)
+    assert (models_dir / "previous").resolve() == models_dir / _version(small_artifact)
+
+    back = updater.rollback(runtime)
+    assert (back.status, back.model_version) == ("rolled_back", _version(small_artifact))
+    assert runtime.model_version == _version(small_artifact)
+    assert updater.current_dir == models_dir / _version(small_artifact)
+    assert _reports(central, device) == [
+        (_version(small_artifact), "installed", ""),
+        (_version(other_artifact), "installed", ""),
+        (_version(small_artifact), "rolled_back", ""),
+    ]
+    listed = {d["id"]: d for d in central.call("GET", "/v1/devices")}
+    assert listed[device["id"]]["model_version"] == _version(other_artifact)
+    runtime.close()
+
+
+class CorruptingTransport(HttpTransport):
+    """A network that flips one byte of model.onnx (and optionally hides central's hashes)."""
+
+    def __init__(self, *args, hide_hashes: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.hide_hashes = hide_hashes
+
+    def request(self, method, path_or_url, payload=None, *, accept="application/json"):  # type: ignore[no-untyped-def]
+        body = super().request(method, path_or_url, payload, accept=accept)
+        if path_or_url.endswith("/model.onnx"):
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        if self.hide_hashes and path_or_url == "/v1/models/current":
+            offer = json.loads(body)
+            offer["file_sha256"] = {}
+            body = json.dumps(offer).encode()
+        return body
+
+
+@pytest.mark.parametrize(
+    ("hide_hashes", "reason"),
+    [
+        (False, "ModelIntegrityError: model.onnx downloaded with sha256 "),
+        (True, "ModelIntegrityError: model.onnx sha256 "),
+    ],
+    ids=["central-hash", "signed-manifest-hash"],
+)
+def test_corrupted_download_is_refused_and_reported(
+    central, small_artifact, signing_public_key, tmp_path, hide_hashes, reason
+) -> None:
+    device = central.call("POST", "/v1/devices", {"store": "s1"})
+    central.call("POST", "/v1/models", upload_body(small_artifact))
+    transport = CorruptingTransport(central.url, token=device["token"], hide_hashes=hide_hashes)
+    models_dir = tmp_path / "models"
+    report = _updater(central, device, signing_public_key, models_dir, transport).update()
+    assert report.status == "refused" and report.reason.startswith(reason)
+    assert not (models_dir / "current").exists()
+    assert [p.name for p in models_dir.iterdir()] == []  # the download was removed
+    assert _reports(central, device) == [(_version(small_artifact), "refused", report.reason)]
+
+
+def test_model_failing_its_golden_samples_is_refused(
+    central, small_artifact, signing_public_key, isolated_key_dir, tmp_path
+) -> None:
+    from factory.signing import load_or_create_key, sign_manifest
+
+    manifest = json.loads((small_artifact / "manifest.json").read_text())
+    name = manifest["name"]
+    manifest["version"] = "20991231T000000Z"
+    manifest["model_version"] = f"{name}/20991231T000000Z"
+    golden = manifest["golden_samples"][0]
+    classes = manifest["target"]["classes"]
+    golden["label"] = next(c for c in classes if c != golden["label"])
+    bad = tmp_path / "bad" / name / "20991231T000000Z"
+    bad.mkdir(parents=True)
+    shutil.copy(small_artifact / "model.onnx", bad / "model.onnx")
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (bad / "manifest.json").write_bytes(data)
+    (bad / "manifest.sig").write_bytes(sign_manifest(data, load_or_create_key(isolated_key_dir)))
+
+    device = central.call("POST", "/v1/devices", {"store": "s1"})
+    central.call("POST", "/v1/models", upload_body(small_artifact))
+    updater = _updater(central, device, signing_public_key, tmp_path / "models")
+    assert updater.update().status == "installed"
+    central.call("POST", "/v1/models", upload_body(bad))  # signed, so central accepts it
+    report = updater.update()
+    assert report.status == "refused"
+    assert report.reason.startswith("SelfTestError: golden sample 0: expected label ")
+    assert updater.installed_version() == _version(small_artifact)
+    assert _reports(central, device)[-1] == (manifest["model_version"], "refused", report.reason)
