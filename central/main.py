@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.templates = make_environment()
     app.add_exception_handler(RequestValidationError, request_validation_handler)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefixes=(API_PREFIX,))
 
     for module in (results, models, devices, outcomes, stats):
         app.include_router(module.router, prefix=API_PREFIX)

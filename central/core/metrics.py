@@ -50,9 +50,23 @@ class Metrics:
 class MetricsMiddleware:
     """Pure ASGI middleware (no body buffering) counting requests per route template."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, metrics: Metrics, prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        # FastAPI hands the middleware the router-relative route; labels should carry the full
+        # path template, so try the prefixes routers were included with.
+        self.prefixes = tuple(sorted(set(prefixes), key=len, reverse=True)) + ("",)
+
+    def template(self, scope: dict) -> str:
+        route = scope.get("route")
+        path, regex = getattr(route, "path", None), getattr(route, "path_regex", None)
+        if path is None or regex is None:
+            return "unmatched"
+        concrete = scope.get("path", "")
+        for prefix in self.prefixes:
+            if concrete.startswith(prefix) and regex.match(concrete[len(prefix) :]):
+                return prefix + path
+        return path
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -69,7 +83,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = self.template(scope)
             self.metrics.requests.labels(scope["method"], template, str(status_holder["status"])).inc()
             self.metrics.latency.labels(template).observe(time.perf_counter() - start)
