@@ -310,9 +310,16 @@ class RecordValidator:
             num = np.empty((n_rows, len(self.num_names)), dtype=np.float32)
             for j, name in enumerate(self.num_names):
                 num[:, j] = self._number_column(name, arrays.get(name), n_rows)
-            cat = np.empty((n_rows, len(self.cat_names)), dtype=object)
-            for j, name in enumerate(self.cat_names):
-                cat[:, j] = self._string_column(name, arrays.get(name), n_rows)
+            encoded = [self._string_column(n, arrays.get(n), n_rows) for n in self.cat_names]
+            # numpy unicode columns stay unicode (onnxruntime reads them directly; making a
+            # Python str per cell would cost more than the model); any object column -> object.
+            if encoded and all(c.dtype.kind == "U" for c in encoded):
+                width = max(c.dtype.itemsize // 4 for c in encoded)
+                cat = np.empty((n_rows, len(encoded)), dtype=f"<U{max(width, 1)}")
+            else:
+                cat = np.empty((n_rows, len(encoded)), dtype=object)
+            for j, column in enumerate(encoded):
+                cat[:, j] = column
         except SchemaError:
             self.stats.refused += n_rows
             raise
@@ -369,7 +376,7 @@ class RecordValidator:
         if arr is None:
             if self._required[name]:
                 raise SchemaError(name, None, "is required", row=0)
-            return np.full(n, self.missing_token, dtype=object)
+            return np.full(n, self.missing_token)
         known = self._known[name]
         if arr.dtype.kind != "U":  # object column: per value, like single records
             values = arr.tolist()
@@ -406,7 +413,7 @@ class RecordValidator:
                 unknown += int(counts[u])
         if unknown:
             _bump(self.stats.unknown_category, name, unknown)
-        out = arr.astype(object)
+        out = arr.astype(f"<U{max(arr.dtype.itemsize // 4, len(self.missing_token))}")
         out[positions] = replaced[inverse]
         return out
 
