@@ -16,7 +16,14 @@ from sqlalchemy.orm import Session
 
 from central.models import Model, ModelFile, Rollout, utc_now
 from edge_runtime.exceptions import ModelLoadError
-from edge_runtime.signing import MANIFEST_NAME, MODEL_NAME, SIGNATURE_NAME, verify_artifact
+from edge_runtime.signing import (
+    MANIFEST_NAME,
+    MODEL_NAME,
+    SIGNATURE_NAME,
+    key_id,
+    load_public_key,
+    verify_artifact,
+)
 
 __all__ = [
     "DEVICE_FILES",
@@ -94,7 +101,7 @@ def register_artifact(
             reference=manifest.get("reference") or {},
             manifest=manifest,
             onnx_sha256=str(manifest.get("onnx_sha256")),
-            key_id=str((manifest.get("signing") or {}).get("key_id", "")),
+            key_id=key_id(load_public_key(public_key)),
             registered_at=utc_now(),
         )
         session.add(model)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 __all__ = [
     "AccuracyPublic",
@@ -32,7 +32,22 @@ __all__ = [
     "SegmentMixRow",
 ]
 
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer: 3 and 3.0 are integers; 1.5, "3" and true are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _as_utc(value: datetime) -> datetime:
+    # Central stores naive UTC; what goes out says so (RFC 3339 needs the offset).
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
+Seq = Annotated[StrictInt, BeforeValidator(_whole_number), Field(gt=0, le=2**62)]
 ModelVersion = Annotated[str, Field(min_length=3, max_length=200, pattern=r"^[^/\s]+/[^/\s]+$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Count = Annotated[StrictInt, Field(ge=0, le=2**53)]
@@ -47,7 +62,7 @@ class ErrorPublic(BaseModel):
 
 
 class ResultCreate(_In):
-    seq: Annotated[StrictInt, Field(gt=0, le=2**62)]
+    seq: Seq
     customer_ref: Name | None = Field(description="pseudonym of the customer; null if none")
     segment: Name
     probabilities: Annotated[dict[Name, Probability], Field(min_length=1, max_length=1000)]
@@ -82,9 +97,9 @@ class DeviceCreated(BaseModel):
 class DevicePublic(BaseModel):
     id: str
     store: str
-    created_at: datetime
-    revoked_at: datetime | None
-    last_seen_at: datetime | None
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None
+    last_seen_at: UtcDatetime | None
     acked_through: int
     results: int
     backlog: int | None
@@ -109,7 +124,7 @@ class RolloutCreate(_In):
 class RolloutPublic(BaseModel):
     model_version: str
     store: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ModelPublic(BaseModel):
@@ -119,7 +134,7 @@ class ModelPublic(BaseModel):
     classes: list[str]
     onnx_sha256: str
     key_id: str
-    registered_at: datetime
+    registered_at: UtcDatetime
     files: list[str]
     rollouts: list[RolloutPublic]
 
@@ -142,7 +157,7 @@ class ModelReportPublic(BaseModel):
     model_version: str
     status: str
     reason: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class DriftCreate(_In):

@@ -14,6 +14,7 @@ def error(description: str) -> dict[str, Any]:
 
 
 DEVICE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error("the body cannot be read (not UTF-8, not gzip, not JSON, empty)"),
     401: error("missing, unknown or revoked device token"),
     403: error("the token belongs to another device"),
     413: error("batch or body too large"),
@@ -22,6 +23,7 @@ DEVICE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error("the body cannot be read"),
     401: error("missing bearer token"),
     403: error("not the admin token"),
     404: error("no such resource"),

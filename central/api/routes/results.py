@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from central.api.body import read_json_body
 from central.api.deps import CurrentDevice, SessionDep, SettingsDep
 from central.api.errors import format_errors
-from central.api.responses import DEVICE_ERRORS, error
+from central.api.responses import DEVICE_ERRORS
 from central.ingest import BatchRejected, ingest
 from central.schemas import BatchAck, ResultsBatchCreate
 
@@ -24,7 +24,7 @@ async def _batch_body(request: Request, settings: SettingsDep) -> Any:
 @router.post(
     "/results:batch",
     response_model=BatchAck,
-    responses={**DEVICE_ERRORS, 400: error("body is empty, not gzip or not JSON")},
+    responses=DEVICE_ERRORS,
     openapi_extra={
         "requestBody": {
             "required": True,
