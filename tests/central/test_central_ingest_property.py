@@ -1,0 +1,79 @@
+"""Property: whatever order, overlap and replay batches arrive in, central stores each seq once
+and ``acked_through`` is exactly the contiguous prefix held (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from central_helpers import MODEL_VERSION
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from central.ingest import ClassCache, ingest
+from central.schemas import ResultCreate
+
+batches_strategy = st.lists(
+    st.lists(st.integers(min_value=1, max_value=40), min_size=0, max_size=15, unique=True),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _result(seq: int) -> ResultCreate:
+    return ResultCreate(
+        seq=seq,
+        customer_ref=f"c-{seq}",
+        segment="high",
+        probabilities={"high": 0.5, "mid": 0.25, "low": 0.25},
+        model_version=MODEL_VERSION,
+        classified_at=datetime(2026, 11, 26, 12, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+def store(database_url, test_artifact, central_signing_key):  # type: ignore[no-untyped-def]
+    from central import crud
+    from central.core.db import Database
+    from central.core.migrate import upgrade
+    from central.registry import register_artifact_dir
+
+    db = Database.from_url(database_url)
+    upgrade(db.engine)
+    with db.sessionmaker() as session:
+        register_artifact_dir(session, test_artifact, central_signing_key[1])
+        session.commit()
+    yield db, crud
+    db.dispose()
+
+
+def test_any_arrival_order_is_stored_once_with_the_right_watermark(store) -> None:
+    db, crud = store
+    cache = ClassCache()
+
+    @settings(max_examples=40, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(batches=batches_strategy)
+    def check(batches: list[list[int]]) -> None:
+        with db.sessionmaker() as session:
+            device_id = crud.create_device(session, "s").id
+        held: set[int] = set()
+        for batch in batches:
+            with db.sessionmaker() as session:
+                outcome = ingest(session, device_id, [_result(s) for s in batch], cache)
+            assert outcome.stored == len(set(batch) - held)
+            assert outcome.stored + outcome.duplicates == len(batch)
+            held |= set(batch)
+            prefix = 0
+            while prefix + 1 in held:
+                prefix += 1
+            assert outcome.acked_through == prefix
+        with db.sessionmaker() as session:
+            from sqlalchemy import select
+
+            from central.models import Result
+
+            seqs = session.scalars(select(Result.seq).where(Result.device_id == device_id)).all()
+        assert sorted(seqs) == sorted(held)
+
+    check()
