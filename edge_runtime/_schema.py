@@ -295,9 +295,19 @@ class RecordValidator:
         for name in (*self.num_names, *self.cat_names):
             if name not in columns or columns[name] is None:
                 continue
-            arr = np.asarray(columns[name])
+            column = columns[name]
+            if isinstance(column, np.ndarray):  # typed by its dtype: the vectorised paths
+                arr = column
+            elif isinstance(column, (str, bytes)) or not isinstance(column, Sequence):
+                raise SchemaError(name, column, "must be a 1-D column (a list or numpy array)")
+            else:  # a list: keep each value's own type, checked one by one like a record
+                try:
+                    arr = np.empty(len(column), dtype=object)
+                    arr[:] = list(column)
+                except (TypeError, ValueError):
+                    raise SchemaError(name, column, "must be a 1-D column (a list or numpy array)") from None
             if arr.ndim != 1:
-                raise SchemaError(name, f"array of shape {arr.shape}", "must be a 1-D column")
+                raise SchemaError(name, f"array of shape {arr.shape}", "must be a 1-D column (a list or numpy array)")
             if n_rows is None:
                 n_rows = len(arr)
             elif len(arr) != n_rows:

@@ -129,7 +129,7 @@ class Outbox:
         self.durability = durability
         self.max_backlog = max_backlog
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._db = self._connect()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")

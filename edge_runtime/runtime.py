@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.classifier import BatchResult, Classifier, PublicKey, Result
+from edge_runtime.classifier import BatchResult, Classifier, PublicKey, Result, _new_result
 from edge_runtime.drift import DriftHistograms
 from edge_runtime.exceptions import ModelLoadError, OutboxError, SchemaError
 from edge_runtime.outbox import Outbox
@@ -147,12 +147,8 @@ class Runtime:
             seq = self.outbox.append_values(segment, classifier.classes, values, classifier.model_version, ref)
         except Exception as exc:  # sqlite3 errors: disk full, read-only file, locked
             raise OutboxError(f"result not stored in the outbox: {exc}") from exc
-        return Result(
-            segment,
-            dict(zip(classifier.classes, values, strict=True)),
-            classifier.model_version,
-            seq,
-        )
+        probabilities = dict(zip(classifier.classes, values))  # noqa: B905 (lengths checked at load)
+        return _new_result(Result, (segment, probabilities, classifier.model_version, seq))
 
     def classify_many(self, records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> BatchResult:
         """Classify a batch and store it in the outbox in one transaction (contiguous seqs)."""

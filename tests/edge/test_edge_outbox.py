@@ -187,3 +187,23 @@ def test_runtime_accepts_a_loaded_classifier(toy_artifact, toy_public_key, tmp_p
     assert status["model_version"] == "toy-seg/20261127T000000Z"
     assert status["outbox"]["last_seq"] == 1
     assert status["inputs"]["records"] == 1
+
+
+def test_out_of_order_acks_advance_the_watermark(tmp_path):
+    box = Outbox(tmp_path / "o.db", device_id="d")
+    for _ in range(5):
+        box.append(segment="A", probabilities={"A": 1.0}, model_version="m/1")
+    assert box.mark_synced([4, 2]) == 2
+    assert [p["seq"] for p in box.pending(10)] == [1, 3, 5]
+    assert box.backlog() == 3
+    assert box.mark_synced([1]) == 1
+    assert box.mark_synced(iter([3])) == 1
+    assert box._synced_through() == 4
+    assert box._db.execute("SELECT COUNT(*) FROM synced_above").fetchone()[0] == 0
+    assert box.mark_synced([5, 6, 0, -1]) == 1  # seqs never stored are ignored
+    assert (box.backlog(), box.pending(10)) == (0, [])
+    box.close()
+    assert not box._checkpointer.is_alive()
+    reopened = Outbox(tmp_path / "o.db", device_id="d")
+    assert (reopened.backlog(), reopened.last_seq(), reopened.pending(5)) == (0, 5, [])
+    reopened.close()

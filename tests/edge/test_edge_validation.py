@@ -227,3 +227,30 @@ def test_fuzz_only_schema_errors_and_they_name_a_field(clf, record):
     else:
         assert result.segment in clf.classes
         assert math.isclose(sum(result.probabilities.values()), 1.0, rel_tol=1e-5)
+
+
+columns_strategy = st.dictionaries(
+    st.sampled_from([*FIELDS, "ID", "extra"]),
+    st.one_of(
+        st.lists(scalars, min_size=3, max_size=3),
+        st.sampled_from([np.array([1.0, np.nan, 3.0]), np.array(["a", "", "Male"]),
+                         np.array([True, False, True]), np.array([1, 2, 3]),
+                         np.array([[1.0], [2.0], [3.0]]), np.array([1e39, 0.0, 1.0])]),
+        scalars,
+    ),
+    min_size=1,
+    max_size=6,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(columns=columns_strategy)
+def test_fuzz_columns_only_schema_errors_naming_a_field(clf, columns):
+    try:
+        batch = clf.classify_many(columns)
+    except SchemaError as exc:
+        assert exc.field in {*FIELDS, "<columns>"}
+        assert exc.rule
+    else:
+        assert len(batch) == 3
+        assert set(batch.segments.tolist()) <= set(clf.classes)

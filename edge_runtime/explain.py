@@ -1,0 +1,91 @@
+"""Explain one classification on the device: which inputs pushed this record into its segment.
+
+Method: **occlusion against the manifest's reference record**, on the exported ONNX graph
+itself (not a surrogate, not the training-time model). The record and ``n_inputs`` copies of
+it, where copy ``j`` has input ``j`` replaced by its reference value (the training median of a
+number, the most frequent training value of a string; ``manifest.explain.reference_record``),
+go through **one batched** ``session.run``. For each input::
+
+    contribution = P(chosen segment | record) - P(chosen segment | record with this input at reference)
+
+Meaning: a positive contribution is how much the probability of the segment the model chose
+would drop if this customer looked typical in that one respect — the input pushed the record
+into its segment; a negative one held it back. Contributions are exact for the deployed model
+(they are its own outputs), one input at a time: interactions are not split between inputs, so
+they need not add up to the probability. An input already equal to its reference contributes 0.
+
+Cost: one ``session.run`` on ``n_inputs + 1`` rows plus the encoding; measured on the build
+machine (2 cores, the 10-input retail tier / segment models, LightGBM / XGBoost, 1 thread):
+about 60-90 µs per record for the whole call, against about 25 µs for a single classification —
+cheap enough to run on every till request that asks for it (``tests/factory/test_explain_edge.py``
+measures and prints it).
+
+Only numpy, onnxruntime and the standard library are used (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from edge_runtime._encoding import InputLayout, encode_records
+
+__all__ = ["explain_record"]
+
+
+def _reference(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    explain = manifest.get("explain") or {}
+    reference = explain.get("reference_record")
+    if not isinstance(reference, Mapping):
+        raise KeyError("manifest has no explain.reference_record; rebuild the model with a newer factory")
+    return reference
+
+
+def explain_record(session: Any, manifest: Mapping[str, Any], record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Contribution of each input to the chosen segment's probability, largest first.
+
+    ``session`` is an ``onnxruntime.InferenceSession`` of the artifact's ``model.onnx``;
+    ``record`` a validated record (absent or None = missing). Returns one dict per input:
+    ``field``, ``value`` (as given, None if missing), ``reference``, ``contribution`` (float),
+    plus ``segment`` and ``probability`` (the chosen segment and its probability, the same on
+    every entry, so a caller that keeps only the top entries still knows what was explained).
+    """
+    layout = InputLayout.from_manifest(manifest)
+    reference = _reference(manifest)
+    base = encode_records(layout, [record])
+    n_num, n_cat = len(layout.num), len(layout.cat)
+    rows = 1 + n_num + n_cat
+    feeds: dict[str, np.ndarray] = {}
+    if n_num:
+        num = np.repeat(base["num"], rows, axis=0)
+        ref_num = encode_records(layout, [reference])["num"][0]
+        idx = np.arange(n_num)
+        num[1 + idx, idx] = ref_num
+        feeds["num"] = num
+    if n_cat:
+        cat = np.repeat(base["cat"], rows, axis=0)
+        ref_cat = encode_records(layout, [reference])["cat"][0]
+        for j in range(n_cat):
+            cat[1 + n_num + j, j] = ref_cat[j]
+        feeds["cat"] = cat
+    labels, proba = session.run(["label", "probabilities"], feeds)
+    classes = list(manifest["target"]["classes"])
+    chosen = str(labels[0])
+    column = classes.index(chosen)
+    p = np.asarray(proba, dtype=np.float64)[:, column]
+    fields = [*layout.num, *layout.cat]
+    out = [
+        {
+            "field": name,
+            "value": record.get(name),
+            "reference": reference.get(name),
+            "contribution": float(p[0] - p[1 + j]),
+            "segment": chosen,
+            "probability": float(p[0]),
+        }
+        for j, name in enumerate(fields)
+    ]
+    out.sort(key=lambda entry: -entry["contribution"])
+    return out
