@@ -9,13 +9,14 @@ worth of rows past it, so an ack costs O(batch) instead of a scan of the device'
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from central.models import Device, Model, Result, utc_now
@@ -88,17 +89,44 @@ def validate_batch(session: Session, results: Sequence[ResultCreate], cache: Cla
             )
 
 
+# PostgreSQL: one statement with eight array parameters. A multi-row VALUES list with 4000
+# placeholders spends most of its time in the driver's query conversion (measured 3x slower).
+_PG_INSERT = text(
+    """
+    INSERT INTO results
+        (device_id, seq, customer_ref, segment, probabilities, model_version, classified_at,
+         received_at)
+    SELECT :device_id, u.seq, u.customer_ref, u.segment, CAST(u.probabilities AS json),
+           u.model_version, u.classified_at, :received_at
+    FROM unnest(CAST(:seqs AS bigint[]), CAST(:customer_refs AS text[]),
+                CAST(:segments AS text[]), CAST(:probabilities AS text[]),
+                CAST(:model_versions AS text[]), CAST(:classified_ats AS timestamp[]))
+         AS u(seq, customer_ref, segment, probabilities, model_version, classified_at)
+    ON CONFLICT (device_id, seq) DO NOTHING
+    RETURNING seq
+    """
+)
+
+
 def _insert_ignoring_duplicates(session: Session, rows: list[dict]) -> list[int]:
     dialect = session.get_bind().dialect.name
     table = Result.__table__
     if dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    else:  # pragma: no cover - the two supported back ends
+        params = {
+            "device_id": rows[0]["device_id"],
+            "received_at": rows[0]["received_at"],
+            "seqs": [r["seq"] for r in rows],
+            "customer_refs": [r["customer_ref"] for r in rows],
+            "segments": [r["segment"] for r in rows],
+            "probabilities": [json.dumps(r["probabilities"]) for r in rows],
+            "model_versions": [r["model_version"] for r in rows],
+            "classified_ats": [r["classified_at"] for r in rows],
+        }
+        return list(session.execute(_PG_INSERT, params).scalars())
+    if dialect != "sqlite":  # pragma: no cover - the two supported back ends
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    stmt = stmt.on_conflict_do_nothing(index_elements=["device_id", "seq"]).returning(table.c.seq)
-    return list(session.connection().execute(stmt, rows).scalars())
+    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+    return list(session.connection().execute(stmt.returning(table.c.seq), rows).scalars())
 
 
 def _advance_watermark(session: Session, device_id: str, watermark: int, window: int) -> int:

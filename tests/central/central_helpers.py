@@ -13,6 +13,36 @@ CLASSES = ["high", "mid", "low"]
 MODEL_VERSION = "retail-tier/20261126T120000Z"
 
 
+def new_signing_key(folder: Path | None = None) -> Any:
+    """An Ed25519 key owned by the test; with ``folder``, its public PEM is written there.
+
+    The central tests sign with their own keys (not the factory's module) so that they do not
+    depend on the factory importing while it is being changed.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "signing_key.pub.pem").write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    return key
+
+
+def sign_manifest(manifest_bytes: bytes, key: Any) -> bytes:
+    """manifest.sig content in the contract's format (docs/ARTIFACT.md)."""
+    from edge_runtime.signing import key_id
+
+    envelope = {
+        "algorithm": "ed25519",
+        "key_id": key_id(key.public_key()),
+        "signature": base64.b64encode(key.sign(manifest_bytes)).decode("ascii"),
+    }
+    return (json.dumps(envelope, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def reference_for_tests() -> dict[str, Any]:
     return {
         "recency_days": {
@@ -41,8 +71,6 @@ def write_artifact(
     tamper: bool = False,
 ) -> Path:
     """A signed artifact folder in the contract's layout (model.onnx is opaque bytes here)."""
-    from factory.signing import sign_manifest
-
     target = folder / name / version
     target.mkdir(parents=True, exist_ok=True)
     model = model_bytes if model_bytes is not None else f"onnx:{name}/{version}".encode()

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from central_helpers import ADMIN_TOKEN, CentralApi, write_artifact  # noqa: E402
+from central_helpers import ADMIN_TOKEN, CentralApi, new_signing_key, write_artifact  # noqa: E402
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
@@ -97,11 +97,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def central_signing_key(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """(private key, public PEM path) owned by the central tests."""
-    from factory.signing import PUBLIC_KEY_NAME, load_or_create_key
-
     folder = tmp_path_factory.mktemp("central_keys")
-    key = load_or_create_key(folder)
-    return key, folder / PUBLIC_KEY_NAME
+    key = new_signing_key(folder)
+    return key, folder / "signing_key.pub.pem"
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from central_helpers import ADMIN, MODEL_VERSION, bearer, upload_body, write_artifact
+from central_helpers import (
+    ADMIN,
+    MODEL_VERSION,
+    bearer,
+    new_signing_key,
+    upload_body,
+    write_artifact,
+)
 
 
 def test_upload_registers_a_verified_artifact(api, test_artifact) -> None:
@@ -25,7 +32,6 @@ def test_upload_registers_a_verified_artifact(api, test_artifact) -> None:
 
 def test_refused_uploads(api, tmp_path, central_signing_key) -> None:
     from edge_runtime.signing import key_id
-    from factory.signing import load_or_create_key
 
     tampered = write_artifact(tmp_path / "t", central_signing_key[0], tamper=True)
     response = api.client.post("/v1/models", json=upload_body(tampered), headers=ADMIN)
@@ -37,7 +43,7 @@ def test_refused_uploads(api, tmp_path, central_signing_key) -> None:
         + "…)"
     )
 
-    stranger = write_artifact(tmp_path / "s", load_or_create_key(tmp_path / "other-key"))
+    stranger = write_artifact(tmp_path / "s", new_signing_key())
     response = api.client.post("/v1/models", json=upload_body(stranger), headers=ADMIN)
     trusted = key_id(central_signing_key[0].public_key())
     assert (response.status_code, response.json()) == (
