@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,10 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifact", type=Path, help="default: newest under exported_models/")
     parser.add_argument("--public-key", type=Path, help="default: EDGESEG_KEY_DIR rule")
     parser.add_argument("--toy", action="store_true", help="benchmark a generated toy model")
-    parser.add_argument("--runs", type=int, default=20000)
-    parser.add_argument("--batch-rows", type=int, default=200_000)
-    parser.add_argument("--cold-repeats", type=int, default=5)
+    parser.add_argument("--runs", type=int, help="timed single calls (default 20000)")
+    parser.add_argument("--batch-rows", type=int, help="rows per batch (default 200000)")
+    parser.add_argument("--cold-repeats", type=int, help="cold-start processes (default 5)")
+    size = parser.add_mutually_exclusive_group()
+    for flag, text in (("--smoke", "seconds: is it working"), ("--quick", "about a minute"),
+                       ("--full", "more calls, a 1M-row batch")):  # fmt: skip
+        size.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args(argv)
+    preset = (
+        (500, 5_000, 1) if args.smoke
+        else (5_000, 50_000, 3) if args.quick
+        else (100_000, 1_000_000, 10) if args.full
+        else (20_000, 200_000, 5)
+    )  # fmt: skip
+    args.runs = args.runs or preset[0]
+    args.batch_rows = args.batch_rows or preset[1]
+    args.cold_repeats = args.cold_repeats or preset[2]
 
     import numpy as np
 
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # Runtime = classify + drift + outbox commit, per durability; and the outbox alone.
-    for durability, runs in (("process", args.runs), ("power", min(args.runs, 1000))):
+    for durability, runs in (("process", args.runs), ("power", min(args.runs, 2000))):
         with Runtime(clf, outbox_path=tmp / f"rt_{durability}.db", device_id="bench",
                      secret="bench-secret-0123456789abcdef", durability=durability) as rt:  # fmt: skip
             with_id = [dict(r, **{clf.validator.id_field or "_id": "123456"}) for r in records]
@@ -212,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "list_of_dicts_rows_per_s": round(dict_rate),
         "threads": os.cpu_count(),
     }
+    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(out, indent=2))
     return 0
 
