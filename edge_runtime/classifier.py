@@ -137,7 +137,13 @@ class Classifier:
         *,
         artifact_dir: str | Path | None = None,
         out_of_range: str = "count",
+        batch_threads: int | None = None,
     ) -> None:
+        if batch_threads is not None and batch_threads < 1:
+            raise ValueError(
+                f"The 'batch_threads' parameter of Classifier must be >= 1. Got {batch_threads!r} instead."
+            )
+        self.batch_threads = batch_threads or os.cpu_count() or 1
         self.manifest = dict(manifest)
         self.artifact_dir = None if artifact_dir is None else Path(artifact_dir)
         version = self.manifest.get("format_version")
@@ -183,6 +189,7 @@ class Classifier:
         public_key: PublicKey | None = None,
         *,
         out_of_range: str = "count",
+        batch_threads: int | None = None,
     ) -> Classifier:
         """Verify, load and self-test an artifact folder.
 
@@ -190,11 +197,15 @@ class Classifier:
         ``$EDGESEG_KEY_DIR/signing_key.pub.pem`` or ``~/.config/edgeseg/keys/...``.
         ``out_of_range``: ``"count"`` (default; classify and count a number outside the
         training range) or ``"fail"`` (refuse it with a SchemaError).
+        ``batch_threads``: intra-op threads of the batch session (default: every core).
 
         Raises SignatureError, ModelIntegrityError, SelfTestError or ModelLoadError.
         """
         manifest, model_bytes = load_verified_artifact(artifact_dir, _resolve_public_key(public_key))
-        return cls(manifest, model_bytes, artifact_dir=artifact_dir, out_of_range=out_of_range)
+        return cls(
+            manifest, model_bytes, artifact_dir=artifact_dir, out_of_range=out_of_range,
+            batch_threads=batch_threads,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ loading
     def _new_session(self, *, threads: int, spinning: bool) -> ort.InferenceSession:
@@ -304,7 +315,10 @@ class Classifier:
         if self._batch_session is None:
             with self._lock:
                 if self._batch_session is None:
-                    session = self._new_session(threads=os.cpu_count() or 1, spinning=True)
+                    # No spinning here either: on a till that runs other software (and on a
+                    # shared build box) spinning workers that lose their core made batches
+                    # 2-3x slower than one thread; without spinning they degrade gracefully.
+                    session = self._new_session(threads=self.batch_threads, spinning=False)
                     self._self_test_batch(session)
                     self._batch_session = session
         return self._batch_session

@@ -2,15 +2,16 @@
 
 Method: **occlusion against the manifest's reference record**, on the exported ONNX graph
 itself (not a surrogate, not the training-time model). The record and ``n_inputs`` copies of
-it, where copy ``j`` has input ``j`` replaced by its reference value (the training median of a
-number, the most frequent training value of a string; ``manifest.explain.reference_record``),
-go through **one batched** ``session.run``. For each input::
+it, where copy ``j`` has input ``j`` replaced by its reference value
+(``manifest.explain.reference_record``: the training median of a number, i.e. what the graph
+fills for a missing number; missing for a string), go through **one batched**
+``session.run``. For each input::
 
     contribution = P(chosen segment | record) - P(chosen segment | record with this input at reference)
 
 Meaning: a positive contribution is how much the probability of the segment the model chose
-would drop if this customer looked typical in that one respect — the input pushed the record
-into its segment; a negative one held it back. Contributions are exact for the deployed model
+would drop if the model did not know this one input (a number at its training median, a
+string missing) — the input pushed the record into its segment; a negative one held it back. Contributions are exact for the deployed model
 (they are its own outputs), one input at a time: interactions are not split between inputs, so
 they need not add up to the probability. An input already equal to its reference contributes 0.
 
