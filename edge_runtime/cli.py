@@ -13,6 +13,7 @@ import importlib
 import itertools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -236,6 +237,11 @@ def _cmd_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         runtime.close()
         raise UsageError(str(exc)) from exc
     host, port = server.server_address[:2]
+
+    def stop(signum: int, frame: Any) -> None:  # SIGTERM (service managers) = Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     stderr.write(f"edge-runtime serving {runtime.model_version} on http://{host}:{port}\n")
     stderr.flush()
     try:

@@ -231,3 +231,27 @@ def test_http_endpoint(server):
         "The 'host' parameter of serve must be a loopback address (the endpoint has no "
         "authentication). Got '0.0.0.0' instead."
     )
+
+
+def test_serve_command_runs_and_stops_on_sigterm(env, toy_artifact):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_runtime.cli", "serve", "--port", "0"],
+        stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )  # fmt: skip
+    try:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        assert line.startswith("edge-runtime serving toy-seg/20261127T000000Z on http://127.0.0.1:")
+        base = line.split(" on ")[1].strip()
+        assert call(f"{base}/health")[0] == 200
+        status, body = call(f"{base}/classify", GOLDEN_RECORDS[0])
+        assert (status, body["seq"]) == (200, 1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    with sqlite3.connect(env / "outbox.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
