@@ -1,0 +1,65 @@
+"""Budgeted builds through the factory's public ``build()``, keeping every trial even on failure.
+
+The progress hook sees every trial as the search logs it, so when a budget is so tight that no
+model fits (``BudgetError``) the report can still show what the search tried.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks._datasets import LoadedDataset
+
+__all__ = ["BuildRun", "run_build"]
+
+
+@dataclass
+class BuildRun:
+    latency_budget_us: float
+    result: Any | None  # factory.BuildResult, or None when no model met the budgets
+    trials: list[Any] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def run_build(
+    dataset: LoadedDataset,
+    *,
+    latency_budget_us: float,
+    size_budget_kb: float,
+    time_budget_s: float,
+    seed: int,
+    out_dir: Path,
+    key_dir: Path,
+) -> BuildRun:
+    """One factory build; BudgetError becomes ``result=None`` with the message kept."""
+    from factory import BudgetError, build
+
+    trials: list[Any] = []
+
+    def progress(trial: Any, best: Any, elapsed: float) -> None:
+        trials.append(trial)
+
+    started = time.perf_counter()
+    try:
+        result = build(
+            dataset.table,
+            target=dataset.target,
+            drop=dataset.drop,
+            id_column=dataset.id_column,
+            name=f"bench-{dataset.name}-{latency_budget_us:g}us",
+            out_dir=out_dir,
+            latency_budget_us=latency_budget_us,
+            size_budget_kb=size_budget_kb,
+            time_budget_s=time_budget_s,
+            seed=seed,
+            key_dir=key_dir,
+            progress=progress,
+            **dataset.build_extra,
+        )
+    except BudgetError as exc:
+        return BuildRun(latency_budget_us, None, trials, time.perf_counter() - started, str(exc))
+    return BuildRun(latency_budget_us, result, list(result.search.trials), time.perf_counter() - started)
