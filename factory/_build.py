@@ -24,7 +24,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 
 from factory._artifact import write_artifact
-from factory._card import render_card
+from factory._card import render_card, render_card_html
 from factory._data import check_target, load_table
 from factory._latency import DeviceProfile, measure_latency
 from factory._manifest import (
@@ -55,6 +55,7 @@ from factory._settings import (
     VALIDATION_FRACTION,
 )
 from factory.errors import BudgetError, FactoryInputError, ParityError
+from factory.explain import reference_record
 from factory.signing import load_or_create_key
 
 __all__ = ["BuildResult", "build"]
@@ -92,6 +93,24 @@ def _check_options(metric: str, learners: Sequence[str], latency: float, size_kb
         )
     if not learners:
         raise FactoryInputError("The 'learners' parameter of build must name at least one learner.")
+
+
+LABEL_SOURCES = ("given", "clusters", "few")
+NUMERIC_IMPUTERS = ("median", "knn")
+
+
+def _check_label_options(labels: str, target: str | None, numeric_imputer: str) -> None:
+    if labels not in LABEL_SOURCES:
+        raise FactoryInputError(
+            f"The 'labels' parameter of build must be one of {', '.join(LABEL_SOURCES)}. Got {labels!r} instead."
+        )
+    if labels != "clusters" and not target:
+        raise FactoryInputError(f"--labels {labels} needs the label column: give --target")
+    if numeric_imputer not in NUMERIC_IMPUTERS:
+        raise FactoryInputError(
+            f"The 'numeric_imputer' parameter of build must be one of {', '.join(NUMERIC_IMPUTERS)}. "
+            f"Got {numeric_imputer!r} instead."
+        )
 
 
 def _new_version(out_dir: Path, name: str) -> str:
@@ -161,7 +180,7 @@ def _json_safe(value: Any) -> Any:
 def build(
     data: str | Path | pd.DataFrame,
     *,
-    target: str,
+    target: str | None = None,
     drop: Sequence[str] = (),
     id_column: str | None = None,
     name: str | None = None,
@@ -179,6 +198,11 @@ def build(
     label_rule: dict[str, Any] | None = None,
     data_report: dict[str, Any] | None = None,
     source_name: str | None = None,
+    labels: str = "given",
+    n_segments: int | None = None,
+    cluster_method: str = "kmeans",
+    dormant_days: float | None = 30,
+    numeric_imputer: str = "median",
 ) -> BuildResult:
     """Search, export, verify and sign a segment classifier for a labelled customer table.
 
@@ -186,8 +210,16 @@ def build(
     columns that must not be inputs; ``id_column`` the customer id (dropped from the inputs and
     named in the manifest so devices pseudonymise it). Raises FactoryInputError, BudgetError or
     ParityError; in every error case nothing is written.
+
+    ``labels`` says where the classes come from: ``"given"`` (the ``target`` column),
+    ``"clusters"`` (segments discovered by ``factory.segments.discover_segments``: dormant rule
+    with ``dormant_days``, ``cluster_method`` k-means/silhouette or GMM/BIC, ``n_segments``
+    overrides the criterion; ``target`` names the new column, default ``"segment"``) or
+    ``"few"`` (the ``target`` column is partly empty; ``factory.labels.propagate_labels`` fills
+    it). ``numeric_imputer`` is ``"median"`` or ``"knn"`` (see ``factory._schema``).
     """
     _check_options(metric, learners, latency_budget_us, size_budget_kb, time_budget_s)
+    _check_label_options(labels, target, numeric_imputer)
     profile = (
         device_profile
         if isinstance(device_profile, DeviceProfile)
@@ -201,21 +233,51 @@ def build(
     else:
         raw = load_table(data, sep=sep)
         source = source_name or Path(data).name
-    labels = check_target(raw, target)
     unknown = [c for c in [*drop, *([id_column] if id_column else [])] if c not in raw.columns]
     if unknown:
         raise FactoryInputError(
             f"column {unknown[0]!r} (to drop) is not in the data; columns are: {', '.join(map(str, raw.columns))}"
         )
+    fingerprint = frame_fingerprint(raw)  # of the data as given, before any label is made
+    not_inputs = [*drop, *([id_column] if id_column else [])]
+    segments_report: dict[str, Any] | None = None
+    few_report: dict[str, Any] | None = None
+    segment_profiles: dict[str, Any] | None = None
+    if labels == "clusters":
+        from factory.segments import discover_segments
+
+        target = target or "segment"
+        if target in raw.columns:
+            raise FactoryInputError(
+                f"--labels clusters writes the segment into column {target!r}, which the data already has; "
+                "name another with --target"
+            )
+        found = discover_segments(
+            raw, exclude=not_inputs, n_segments=n_segments, method=cluster_method, dormant_days=dormant_days, seed=seed
+        )
+        raw[target] = found.labels.to_numpy()
+        label_rule = label_rule or found.label_rule
+        segments_report = found.report
+        segment_profiles = found.profiles
+    elif labels == "few":
+        from factory.labels import propagate_labels
+
+        assert target is not None
+        few = propagate_labels(raw, target, exclude=not_inputs, seed=seed)
+        raw[target] = few.labels.to_numpy()
+        few_report = few.report
+        label_rule = label_rule or {"kind": "few labels", "method": few.report["method"]}
+    assert target is not None
+    labels_series = check_target(raw, target)
     features = raw.drop(columns=[target, *drop, *([id_column] if id_column else [])])
     schema = infer_schema(features)
     frame = normalise_frame(features, schema)
-    classes = sorted(labels.unique().tolist())
-    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
+    classes = sorted(labels_series.unique().tolist())
+    y = labels_series.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
     train_idx, val_idx, test_idx = _split(frame, y, seed)
     train, val, test = frame.iloc[train_idx], frame.iloc[val_idx], frame.iloc[test_idx]
 
-    preprocessor = make_preprocessor(schema).fit(train)
+    preprocessor = make_preprocessor(schema, numeric_imputer=numeric_imputer, seed=seed).fit(train)
     train_matrix, val_matrix = preprocessor.transform(train), preprocessor.transform(val)
     layout_rows = val.iloc[: min(64, len(val))]
     from edge_runtime._encoding import InputLayout, encode_columns
@@ -252,6 +314,12 @@ def build(
     )
 
     session_proba = onnx_predict(_session(model_bytes), test, schema)[1]
+    explanations = _explanations(
+        chosen.model, preprocessor, train_matrix, y[train_idx], test, y[test_idx], schema, classes, seed
+    )
+    preprocessing = _preprocessing_report(
+        numeric_imputer, chosen.model, train, y[train_idx], test, y[test_idx], schema, metric, classes, seed
+    )
     name = name or Path(source).stem.lower().replace("_", "-")
     out_dir = Path(out_dir)
     version = _new_version(out_dir, name)
@@ -277,7 +345,7 @@ def build(
         "target": {
             "name": target,
             "classes": classes,
-            "profiles": _segment_profiles(train, y[train_idx], schema, classes),
+            "profiles": segment_profiles or _segment_profiles(train, y[train_idx], schema, classes),
             "label_rule": label_rule,
         },
         "metrics": {
@@ -287,6 +355,7 @@ def build(
             "n_train": len(train_idx),
             "n_val": len(val_idx),
             "n_test": len(test_idx),
+            "baseline": explanations["baseline"],
         },
         "budgets": {
             "latency_p99_us": float(latency_budget_us),
@@ -313,6 +382,16 @@ def build(
             "estimator_list": list(learners),
         },
         "parity": parity.to_dict(),
+        "preprocessing": preprocessing,
+        "explain": {
+            "global_importance": explanations["global_importance"],
+            "reference_record": reference_record(train, schema),
+            "device_method": (
+                "occlusion on the exported graph: P(chosen segment | record) minus P(chosen segment | record "
+                "with one input set to reference_record), one batched run of n_inputs + 1 rows "
+                "(edge_runtime.explain.explain_record)"
+            ),
+        },
         "reference": reference_statistics(train, schema),
         "golden_samples": [
             {
@@ -326,12 +405,17 @@ def build(
         "data": {
             "source": source,
             "rows": int(len(raw)),
-            "fingerprint": frame_fingerprint(raw),
+            "fingerprint": fingerprint,
             "report": data_report,
         },
     }
+    if segments_report is not None:
+        manifest["segments"] = segments_report
+    if few_report is not None:
+        manifest["few_labels"] = few_report
     manifest = _json_safe(manifest)
-    log_lines = "".join(json.dumps(_json_safe(t.to_dict()), sort_keys=True) + "\n" for t in search.trials)
+    trials = [_json_safe(t.to_dict()) for t in search.trials]
+    log_lines = "".join(json.dumps(t, sort_keys=True) + "\n" for t in trials)
     key = load_or_create_key(Path(key_dir) if key_dir is not None else None)
     destination = out_dir / name / version
     provisional = dict(manifest, onnx_sha256="", onnx_bytes=len(model_bytes))
@@ -342,6 +426,7 @@ def build(
         key=key,
         extra_files={
             "card.md": render_card(provisional).encode("utf-8"),
+            "card.html": render_card_html(provisional, trials).encode("utf-8"),
             "search_log.jsonl": log_lines.encode("utf-8"),
         },
     )
@@ -349,6 +434,75 @@ def build(
 
     native = Pipeline([*preprocessor.steps, ("model", chosen.model)])
     return BuildResult(artifact_dir=destination, manifest=written, search=search, native_pipeline=native)
+
+
+# SHAP on at most this many test rows: enough for a stable global ranking, bounded in time
+# (TreeExplainer on a 100-tree forest is milliseconds per row).
+SHAP_ROWS = 200
+
+
+def _explanations(
+    model: Any,
+    preprocessor: Any,
+    train_matrix: np.ndarray,
+    y_train: np.ndarray,
+    test: pd.DataFrame,
+    y_test: np.ndarray,
+    schema: InputSchema,
+    classes: list[str],
+    seed: int,
+) -> dict[str, Any]:
+    """Global SHAP importance of the chosen model and the interpretable baselines (for the card)."""
+    from factory.explain import global_importance, interpretable_baselines
+
+    test_matrix = preprocessor.transform(test)
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(test_matrix), size=min(SHAP_ROWS, len(test_matrix)), replace=False)
+    background = train_matrix[rng.choice(len(train_matrix), size=min(SHAP_ROWS, len(train_matrix)), replace=False)]
+    try:
+        importance: dict[str, Any] = global_importance(model, test_matrix[rows], schema.columns, background=background)
+    except Exception as exc:  # an explainer gap must not cost the user the model; the card says so
+        importance = {"method": None, "error": f"{type(exc).__name__}: {exc}"[:300], "features": {}}
+    baseline = interpretable_baselines((train_matrix, y_train), (test_matrix, y_test), schema.columns, classes, seed)
+    return {"global_importance": importance, "baseline": baseline}
+
+
+def _preprocessing_report(
+    numeric_imputer: str,
+    model: Any,
+    train: pd.DataFrame,
+    y_train: np.ndarray,
+    test: pd.DataFrame,
+    y_test: np.ndarray,
+    schema: InputSchema,
+    metric: str,
+    classes: list[str],
+    seed: int,
+) -> dict[str, Any]:
+    """The imputer used and, for knn, its effect: the chosen learner with its chosen config
+    refitted on median-imputed features, both scored on the same test rows."""
+    report: dict[str, Any] = {
+        "numeric_imputer": numeric_imputer,
+        "missing_in_training": {c: float(train[c].isna().mean()) for c in schema.num if train[c].isna().any()},
+    }
+    if numeric_imputer != "knn" or not schema.num:
+        return report
+    from sklearn.base import clone
+
+    quality = {}
+    for name in ("median", "knn"):
+        prep = make_preprocessor(schema, numeric_imputer=name, seed=seed).fit(train)
+        fitted = clone(model).fit(prep.transform(train), y_train)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            proba = fitted.predict_proba(prep.transform(test))
+        quality[name] = score(metric, y_test, proba, len(classes))[0]
+    report["comparison"] = {
+        "metric": metric,
+        "test": quality,
+        "note": "the exported learner and config refitted with each imputer on the same split",
+    }
+    return report
 
 
 def _session(model_bytes: bytes) -> Any:

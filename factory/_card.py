@@ -1,10 +1,20 @@
-"""Render the model card (card.md) from the manifest: what the model is for and how good it is."""
+"""Render the model card from the manifest: ``card.md`` and ``card.html`` (plots embedded).
+
+Both come from one list of blocks (heading, paragraph, list, table, preformatted text, plot),
+so the two files always say the same thing; the HTML adds the plots as base64 PNG data URIs
+(no network, no CDN): the confusion matrix, SHAP importance and the search's Pareto front.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["render_card"]
+__all__ = ["card_blocks", "render_card", "render_card_html"]
+
+Block = tuple[Any, ...]
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -13,8 +23,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_card(manifest: dict[str, Any]) -> str:
-    """Markdown card: purpose, data, metrics per segment, confusion matrix, budgets, parity."""
+def _f(value: Any, spec: str = ".4f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def card_blocks(manifest: dict[str, Any]) -> list[Block]:
+    """The card's content in order: ("h", level, text) · ("p", text) · ("ul", [items]) ·
+    ("table", header, rows) · ("pre", text) · ("plot", key, caption)."""
     target = manifest["target"]
     metrics = manifest["metrics"]
     test = metrics["test"]
@@ -22,44 +37,88 @@ def render_card(manifest: dict[str, Any]) -> str:
     measured = budgets["measured"]
     search = manifest["search"]
     classes = target["classes"]
-    parts = [
-        f"# Model card: {manifest['model_version']}",
-        "",
-        f"Classifies a customer into one of {len(classes)} segments of `{target['name']}` "
-        f"({', '.join(classes)}) at the till, from {len(manifest['inputs'])} raw inputs, "
-        "in one ONNX graph served by the edgeseg edge runtime.",
-        "",
-        "## Data",
-        f"- Source: `{manifest['data'].get('source')}` ({manifest['data'].get('rows')} rows, "
-        f"fingerprint `{manifest['data'].get('fingerprint', '')[:16]}…`).",
-        f"- Split: {metrics['n_train']} train / {metrics['n_val']} validation / {metrics['n_test']} test rows "
-        "(stratified; the test rows were never seen by the search).",
+    parity = manifest["parity"]
+    b: list[Block] = [
+        ("h", 1, f"Model card: {manifest['model_version']}"),
+        (
+            "p",
+            f"Classifies a customer into one of {len(classes)} segments of `{target['name']}` "
+            f"({', '.join(classes)}) at the till, from {len(manifest['inputs'])} raw inputs, "
+            "in one ONNX graph served by the edgeseg edge runtime.",
+        ),
+        ("h", 2, "Data"),
+        (
+            "ul",
+            [
+                f"Source: `{manifest['data'].get('source')}` ({manifest['data'].get('rows')} rows, "
+                f"fingerprint `{(manifest['data'].get('fingerprint') or '')[:16]}…`).",
+                f"Split: {metrics['n_train']} train / {metrics['n_val']} validation / {metrics['n_test']} test rows "
+                "(stratified; the test rows were never seen by the search).",
+                *([f"Label rule: `{target['label_rule']}`"] if target.get("label_rule") else []),
+            ],
+        ),
     ]
-    if target.get("label_rule"):
-        parts.append(f"- Label rule: `{target['label_rule']}`")
-    parts += [
-        "",
-        "## Quality on held-out data",
-        f"Search metric: **{metrics['metric']}**. Test accuracy {test['accuracy']:.4f}, "
-        f"macro F1 {test['macro_f1']:.4f}, log loss {test['log_loss']:.4f}.",
-        "",
-        _table(
+    segments = manifest.get("segments")
+    if segments:
+        b += _segment_blocks(segments)
+    few = manifest.get("few_labels")
+    if few:
+        b += _few_blocks(few)
+    b += [
+        ("h", 2, "Quality on held-out data"),
+        (
+            "p",
+            f"Search metric: **{metrics['metric']}**. Test accuracy {_f(test['accuracy'])}, "
+            f"macro F1 {_f(test['macro_f1'])}, log loss {_f(test['log_loss'])}.",
+        ),
+        (
+            "table",
             ["segment", "precision", "recall", "f1", "support"],
             [
                 [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
                 for c, v in test["per_class"].items()
             ],
         ),
-        "",
-        "Confusion matrix (rows = truth, columns = predicted):",
-        "",
-        _table(
+        ("p", "Confusion matrix (rows = truth, columns = predicted):"),
+        (
+            "table",
             ["truth \\ predicted", *classes],
             [[c, *row] for c, row in zip(classes, test["confusion_matrix"], strict=True)],
         ),
-        "",
-        "## Budgets (target device)",
-        _table(
+        ("plot", "confusion", "Confusion matrix on the test rows"),
+    ]
+    baseline = metrics.get("baseline")
+    if baseline:
+        rows = [["exported model (" + search["learner"] + ")", _f(test["accuracy"]), _f(test["macro_f1"])]]
+        rows += [
+            [f"{name.replace('_', ' ')}: {v['description']}", _f(v["test"]["accuracy"]), _f(v["test"]["macro_f1"])]
+            for name, v in baseline.items()
+        ]
+        b += [
+            ("h", 3, "Interpretable baselines (same train and test rows)"),
+            ("table", ["model", "test accuracy", "test macro F1"], rows),
+        ]
+        if baseline.get("decision_tree", {}).get("rules"):
+            b += [("p", "The depth-3 tree, readable as rules:"), ("pre", baseline["decision_tree"]["rules"])]
+    b += _explain_blocks(manifest)
+    preprocessing = manifest.get("preprocessing") or {}
+    if preprocessing:
+        items = [f"Numeric imputer: **{preprocessing.get('numeric_imputer')}**."]
+        missing = preprocessing.get("missing_in_training") or {}
+        if missing:
+            items.append("Missing in training: " + ", ".join(f"{k} {v:.1%}" for k, v in missing.items()) + ".")
+        comparison = preprocessing.get("comparison")
+        if comparison:
+            items.append(
+                f"Effect on test {comparison['metric']} (same learner and config, same split): "
+                + ", ".join(f"{k} {_f(v)}" for k, v in comparison["test"].items())
+                + "."
+            )
+        b += [("h", 2, "Preprocessing"), ("ul", items)]
+    b += [
+        ("h", 2, "Budgets (target device)"),
+        (
+            "table",
             ["budget", "asked", "measured"],
             [
                 ["p99 latency, single row (µs)", budgets["latency_p99_us"], f"{measured['latency_p99_us']:.1f}"],
@@ -67,23 +126,193 @@ def render_card(manifest: dict[str, Any]) -> str:
                 ["artifact size (bytes)", budgets["size_bytes"], measured["size_bytes"]],
             ],
         ),
-        f"Device profile: {measured.get('device_profile') or 'this build machine (scale 1.0)'}.",
-        "",
-        "## Search",
-        f"FLAML over {', '.join(search['estimator_list'])}, {search['trials']} trials "
-        f"({search['feasible_trials']} within budget) in {search['wall_time_s']:.1f} s, seed {search['seed']}. "
-        f"Chosen: **{search['learner']}** with `{search['config']}`. Every trial is in `search_log.jsonl`.",
-        "",
-        "## Parity (ONNX vs native)",
-        f"{manifest['parity']['rows']} rows ({manifest['parity']['rows_with_missing']} with a missing value, "
-        f"{manifest['parity']['rows_with_unseen_category']} with unseen categories): labels agree on "
-        f"{manifest['parity']['label_agreement']:.4%}, max probability difference "
-        f"{manifest['parity']['max_abs_prob_diff']:.2e}.",
-        "",
-        "## Segment profiles (training rows)",
+        ("p", f"Device profile: {measured.get('device_profile') or 'this build machine (scale 1.0)'}."),
+        ("h", 2, "Search"),
+        (
+            "p",
+            f"FLAML over {', '.join(search['estimator_list'])}, {search['trials']} trials "
+            f"({search['feasible_trials']} within budget) in {search['wall_time_s']:.1f} s, seed {search['seed']}. "
+            f"Chosen: **{search['learner']}** with `{search['config']}`. Every trial is in `search_log.jsonl`.",
+        ),
+        ("plot", "pareto", "Validation quality vs single-row p99 latency of every trial"),
+        ("h", 2, "Parity (ONNX vs native)"),
+        (
+            "p",
+            f"{parity['rows']} rows ({parity['rows_with_missing']} with a missing value, "
+            f"{parity['rows_with_unseen_category']} with unseen categories): labels agree on "
+            f"{parity['label_agreement']:.4%}, max probability difference {parity['max_abs_prob_diff']:.2e}.",
+        ),
+        ("h", 2, "Segment profiles"),
     ]
+    items = []
     for name, profile in target.get("profiles", {}).items():
         medians = ", ".join(f"{k} {v:.4g}" for k, v in list(profile.get("medians", {}).items())[:8])
-        parts.append(f"- **{name}**: {profile['count']} customers ({profile['share']:.1%}); medians: {medians}")
-    parts += ["", f"Built {manifest['created_at']} with {manifest['libraries']}.", ""]
-    return "\n".join(parts)
+        items.append(f"**{name}**: {profile['count']} customers ({profile['share']:.1%}); medians: {medians}")
+    b += [("ul", items), ("p", f"Built {manifest['created_at']} with {manifest['libraries']}.")]
+    return b
+
+
+def _segment_blocks(segments: dict[str, Any]) -> list[Block]:
+    scores = segments["scores"]
+    alt = segments.get("alternative") or {}
+    dormant = segments["dormant"]
+    blocks: list[Block] = [
+        ("h", 2, "Segments discovered by clustering"),
+        (
+            "p",
+            f"{segments['n_customers']} customers; {dormant.get('count', 0)} dormant by rule "
+            f"({dormant.get('rule') or dormant.get('reason')}), the other {segments['n_clustered']} clustered on "
+            f"{len(segments['features'])} features ({segments['scaling']}). Method **{segments['method']}**, "
+            f"k chosen by **{segments['criterion']}** over k = {segments['k_range'][0]}..{segments['k_range'][-1]}: "
+            f"chose k = {segments['chosen_k']}"
+            + (f" (overridden; the criterion chose {segments['criterion_k']})" if segments.get("overridden") else "")
+            + ". The classifier learns every segment, dormant included.",
+        ),
+        ("table", ["k", *scores.keys()], [[segments["criterion"], *[f"{v:.4f}" for v in scores.values()]]]),
+    ]
+    if alt:
+        blocks.append(
+            (
+                "p",
+                f"Alternative, reported not used: {alt['method']} by {alt['criterion']} chose k = {alt['chosen_k']}; "
+                f"adjusted Rand index against the segments used: {alt['adjusted_rand_index_vs_chosen']:.3f}.",
+            )
+        )
+    rows = []
+    for name, p in segments["profiles"].items():
+        top = "; ".join(f"{e['feature']} {e['effect']:+.2f}" for e in p.get("distinguishing", []))
+        rows.append([name, p["count"], f"{p['share']:.1%}", p.get("naming", {}).get("condition", ""), top])
+    blocks += [
+        (
+            "table",
+            ["segment", "customers", "share", "named because", "distinguishing (std. median diff. vs rest)"],
+            rows,
+        ),
+    ]
+    return blocks
+
+
+def _few_blocks(few: dict[str, Any]) -> list[Block]:
+    hold = few["holdout"]
+    conf = few["confidence"]
+    return [
+        ("h", 2, "Few labels, spread by label propagation"),
+        (
+            "ul",
+            [
+                f"{few['n_given']} rows carried a label; {few['n_inferred']} labels were inferred "
+                f"with {few['method']}.",
+                f"Confidence of inferred labels: min {conf['min']:.2f}, 10th percentile {conf['p10']:.2f}, "
+                f"median {conf['median']:.2f}, 90th percentile {conf['p90']:.2f}; histogram over "
+                f"{conf['bins']}: {conf['histogram']}.",
+                f"On {hold['rows']} held-out labelled rows ({hold['reference_classifier']}): trained on the "
+                f"{hold['labelled_train_rows']} labelled rows alone {hold['accuracy_labelled_only']:.4f}; with "
+                f"propagated labels {hold['accuracy_with_propagated']:.4f}; the propagation itself "
+                f"{hold['propagation_accuracy']:.4f}. Propagation "
+                + ("helped." if hold["propagation_helps"] else "did **not** help."),
+                few.get("note", ""),
+            ],
+        ),
+    ]
+
+
+def _explain_blocks(manifest: dict[str, Any]) -> list[Block]:
+    explain = manifest.get("explain") or {}
+    importance = explain.get("global_importance") or {}
+    blocks: list[Block] = [("h", 2, "Explanations")]
+    if importance.get("features"):
+        blocks += [
+            ("p", f"Global feature importance: {importance['method']}; explained output: {importance['output']}."),
+            ("table", ["input", "mean |SHAP|"], [[k, f"{v:.4g}"] for k, v in importance["features"].items()]),
+            ("plot", "importance", "SHAP importance per input"),
+        ]
+    else:
+        blocks.append(("p", f"SHAP importance unavailable: {importance.get('error')}"))
+    if explain.get("device_method"):
+        blocks.append(("p", f"On the device: {explain['device_method']}."))
+    return blocks
+
+
+def render_card(manifest: dict[str, Any]) -> str:
+    """Markdown card (plots are in card.html)."""
+    out: list[str] = []
+    for block in card_blocks(manifest):
+        kind = block[0]
+        if kind == "h":
+            out += ["#" * block[1] + " " + block[2], ""]
+        elif kind == "p":
+            out += [block[1], ""]
+        elif kind == "ul":
+            out += [f"- {item}" for item in block[1] if item] + [""]
+        elif kind == "table":
+            out += [_table(block[1], block[2]), ""]
+        elif kind == "pre":
+            out += ["```", block[1].rstrip(), "```", ""]
+        elif kind == "plot":
+            out += [f"_{block[2]}: see card.html._", ""]
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two Markdown marks the card uses: **bold** and `code`."""
+    import re
+
+    escaped = html.escape(str(text))
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+
+
+def _plots(manifest: dict[str, Any], trials: Sequence[dict[str, Any]]) -> dict[str, bytes]:
+    from factory.explain import confusion_matrix_png, importance_png, pareto_png
+
+    metrics = manifest["metrics"]
+    plots = {
+        "confusion": confusion_matrix_png(metrics["test"]["confusion_matrix"], manifest["target"]["classes"]),
+        "pareto": pareto_png(
+            trials, manifest["budgets"]["latency_p99_us"], manifest["search"].get("trial_index"), metrics["metric"]
+        ),
+    }
+    features = ((manifest.get("explain") or {}).get("global_importance") or {}).get("features")
+    if features:
+        plots["importance"] = importance_png(features, "Global importance (mean |SHAP|)")
+    return plots
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
+    "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}"
+    "pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}img{max-width:100%}figure{margin:1rem 0}"
+)
+
+
+def render_card_html(manifest: dict[str, Any], trials: Sequence[dict[str, Any]]) -> str:
+    """Self-contained HTML card: the Markdown card's content plus embedded PNG plots."""
+    plots = _plots(manifest, trials)
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(manifest['model_version'])} model card</title>",
+        f"<style>{_STYLE}</style></head><body>",
+    ]
+    for block in card_blocks(manifest):
+        kind = block[0]
+        if kind == "h":
+            out.append(f"<h{block[1]}>{_inline(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            out.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1] if i) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(h)}</th>" for h in block[1])
+            body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in block[2])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "pre":
+            out.append(f"<pre>{html.escape(block[1])}</pre>")
+        elif kind == "plot" and block[1] in plots:
+            data = base64.b64encode(plots[block[1]]).decode("ascii")
+            out.append(
+                f'<figure id="plot-{block[1]}"><img alt="{html.escape(block[2])}" '
+                f'src="data:image/png;base64,{data}"><figcaption>{html.escape(block[2])}</figcaption></figure>'
+            )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, compose, helper
+from onnx import TensorProto, compose, helper, numpy_helper
 from sklearn.pipeline import Pipeline
 
-from factory._schema import InputSchema
+from factory._schema import DonorKNNImputer, InputSchema
 from factory._settings import ONNX_ML_OPSET, ONNX_OPSET
 
 __all__ = ["export_graph", "model_to_onnx"]
@@ -63,6 +63,50 @@ def model_to_onnx(model: Any, n_features: int) -> onnx.ModelProto:
     )
 
 
+def _knn_imputer_nodes(
+    imputer: DonorKNNImputer, source: str, target: str
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """DonorKNNImputer as plain ONNX (opset 15): the same float32 arithmetic as its transform.
+
+    x0 = x with NaN→0; d2[n, m] = ReduceSum(((x0 - donor) ** 2) * present); the k smallest by
+    TopK (ties → lower donor index); fill = ReduceMean of those donors; rows with nothing
+    present take the medians; the result replaces only the missing entries.
+    """
+    donors = imputer.donors_.astype(np.float32)
+    m, f = donors.shape
+    k = min(int(imputer.n_neighbors), m)
+    p = "knn_"
+    inits = [
+        numpy_helper.from_array(donors.reshape(1, m, f), p + "donors"),
+        numpy_helper.from_array(donors, p + "donors_2d"),
+        numpy_helper.from_array(imputer.statistics_.astype(np.float32).reshape(1, f), p + "medians"),
+        numpy_helper.from_array(np.zeros((1, 1), dtype=np.float32), p + "zero"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), p + "axis1"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), p + "axis2"),
+        numpy_helper.from_array(np.array([k], dtype=np.int64), p + "k"),
+    ]
+    nodes = [
+        helper.make_node("IsNaN", [source], [p + "isnan"]),
+        helper.make_node("Not", [p + "isnan"], [p + "has"]),
+        helper.make_node("Cast", [p + "has"], [p + "present"], to=TensorProto.FLOAT),
+        helper.make_node("Where", [p + "isnan", p + "zero", source], [p + "x0"]),
+        helper.make_node("Unsqueeze", [p + "x0", p + "axis1"], [p + "x3"]),
+        helper.make_node("Unsqueeze", [p + "present", p + "axis1"], [p + "present3"]),
+        helper.make_node("Sub", [p + "x3", p + "donors"], [p + "diff"]),
+        helper.make_node("Mul", [p + "diff", p + "diff"], [p + "sq"]),
+        helper.make_node("Mul", [p + "sq", p + "present3"], [p + "sqm"]),
+        helper.make_node("ReduceSum", [p + "sqm", p + "axis2"], [p + "d2"], keepdims=0),
+        helper.make_node("TopK", [p + "d2", p + "k"], [p + "kd", p + "ki"], axis=1, largest=0, sorted=1),
+        helper.make_node("Gather", [p + "donors_2d", p + "ki"], [p + "neighbours"], axis=0),
+        helper.make_node("ReduceMean", [p + "neighbours"], [p + "mean"], axes=[1], keepdims=0),
+        helper.make_node("ReduceSum", [p + "present", p + "axis1"], [p + "n_present"], keepdims=1),
+        helper.make_node("Equal", [p + "n_present", p + "zero"], [p + "none"]),
+        helper.make_node("Where", [p + "none", p + "medians", p + "mean"], [p + "fill"]),
+        helper.make_node("Where", [p + "isnan", p + "fill", source], [target]),
+    ]
+    return nodes, inits
+
+
 def _preprocessing_nodes(
     preprocessor: Pipeline, schema: InputSchema, features_name: str
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
@@ -73,16 +117,21 @@ def _preprocessing_nodes(
     parts: list[str] = []
     if schema.num:
         imputer = columns.named_transformers_["num"]
-        nodes.append(
-            helper.make_node(
-                "Imputer",
-                ["num"],
-                ["num_imputed"],
-                domain="ai.onnx.ml",
-                imputed_value_floats=[float(v) for v in imputer.statistics_.astype(np.float32)],
-                replaced_value_float=float("nan"),
+        if isinstance(imputer, DonorKNNImputer):
+            knn_nodes, knn_inits = _knn_imputer_nodes(imputer, "num", "num_imputed")
+            nodes += knn_nodes
+            initializers += knn_inits
+        else:
+            nodes.append(
+                helper.make_node(
+                    "Imputer",
+                    ["num"],
+                    ["num_imputed"],
+                    domain="ai.onnx.ml",
+                    imputed_value_floats=[float(v) for v in imputer.statistics_.astype(np.float32)],
+                    replaced_value_float=float("nan"),
+                )
             )
-        )
         parts.append("num_imputed")
     if schema.cat:
         encoder = columns.named_transformers_["cat"].named_steps["encode"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -20,7 +21,14 @@ from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 from factory._settings import MAX_CATEGORIES, MAX_STRING_LENGTH, MISSING_TOKEN
 from factory.errors import FactoryInputError
 
-__all__ = ["InputSchema", "infer_schema", "make_preprocessor", "normalise_frame", "to_float32"]
+__all__ = [
+    "DonorKNNImputer",
+    "InputSchema",
+    "infer_schema",
+    "make_preprocessor",
+    "normalise_frame",
+    "to_float32",
+]
 
 
 @dataclass
@@ -89,11 +97,86 @@ def to_float32(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(matrix, dtype=np.float32)
 
 
-def make_preprocessor(schema: InputSchema) -> Pipeline:
-    """ColumnTransformer (median-imputed numbers, token-imputed ordinal strings) → float32."""
+class DonorKNNImputer(TransformerMixin, BaseEstimator):
+    """k-nearest-neighbour imputation of numbers that the ONNX graph reproduces exactly.
+
+    A missing value is the mean of that column over the ``n_neighbors`` nearest *donors*: at
+    most ``max_donors`` complete training rows (no missing value), sampled with
+    ``random_state`` and kept as float32. Distance is the squared euclidean distance over the
+    coordinates the row has — the same ranking as scikit-learn's ``nan_euclidean`` distance,
+    whose rescaling factor is the same for every complete donor. Ties go to the donor with the
+    lower index (ONNX ``TopK``'s documented tie-break; the native side uses a stable sort). A row
+    with no number at all gets the training medians (``statistics_``).
+
+    Why not scikit-learn's ``KNNImputer`` with skl2onnx's converter: measured with skl2onnx
+    1.19 and onnxruntime here, the converter needs opset 18 while onnxmltools' LightGBM/XGBoost
+    converters stop at 15; its graph fails on a row with every number missing (GatherElements
+    index out of range); and on the segmentation data it disagrees with scikit-learn by up to
+    4.4 (years of Age) wherever distances tie, because the two break ties differently. The
+    donor cap bounds the graph's size (``max_donors * n_num * 4`` bytes) and its single-row
+    latency: measured here (3 numbers, one thread) the imputer subgraph costs p50 about 12 µs
+    with 64 donors, 13 µs with 128 (the default), 17 µs with 256, against about 1 µs for the
+    median ``Imputer`` node — mostly per-node overhead of its 17 small nodes.
+    """
+
+    def __init__(self, n_neighbors: int = 5, max_donors: int = 128, random_state: int = 0) -> None:
+        self.n_neighbors = n_neighbors
+        self.max_donors = max_donors
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: object = None) -> DonorKNNImputer:
+        values = np.asarray(X, dtype=np.float64)
+        complete = values[~np.isnan(values).any(axis=1)]
+        if len(complete) < self.n_neighbors:
+            raise FactoryInputError(
+                f"--numeric-imputer knn needs at least {self.n_neighbors} training rows with every number present; "
+                f"the training split has {len(complete)}"
+            )
+        rng = np.random.default_rng(self.random_state)
+        if len(complete) > self.max_donors:
+            complete = complete[np.sort(rng.choice(len(complete), size=self.max_donors, replace=False))]
+        self.donors_ = complete.astype(np.float32)
+        with np.errstate(all="ignore"):
+            medians = np.nanmedian(values, axis=0) if len(values) else np.zeros(values.shape[1])
+        self.statistics_ = np.where(np.isnan(medians), 0.0, medians).astype(np.float32)
+        self.n_features_in_ = values.shape[1]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "donors_")
+        values = np.asarray(X, dtype=np.float32).copy()
+        missing = np.isnan(values)
+        rows = np.flatnonzero(missing.any(axis=1))
+        k = min(self.n_neighbors, len(self.donors_))
+        for start in range(0, len(rows), 1024):  # bounded memory: rows x donors x features
+            chunk = rows[start : start + 1024]
+            x = np.where(missing[chunk], np.float32(0), values[chunk])
+            present = (~missing[chunk]).astype(np.float32)
+            diff = x[:, None, :] - self.donors_[None, :, :]
+            d2 = (diff * diff * present[:, None, :]).sum(axis=2, dtype=np.float32)
+            nearest = np.argsort(d2, axis=1, kind="stable")[:, :k]
+            fill = self.donors_[nearest].mean(axis=1, dtype=np.float32)
+            none = present.sum(axis=1) == 0
+            fill[none] = self.statistics_
+            values[chunk] = np.where(missing[chunk], fill, values[chunk])
+        return values.astype(np.float64)
+
+
+def make_preprocessor(schema: InputSchema, *, numeric_imputer: str = "median", seed: int = 0) -> Pipeline:
+    """ColumnTransformer (imputed numbers, token-imputed ordinal strings) → float32.
+
+    ``numeric_imputer``: ``"median"`` (training median) or ``"knn"`` (:class:`DonorKNNImputer`).
+    """
     transformers = []
     if schema.num:
-        transformers.append(("num", SimpleImputer(strategy="median", keep_empty_features=True), schema.num))
+        imputer = (
+            DonorKNNImputer(random_state=seed)
+            if numeric_imputer == "knn"
+            else SimpleImputer(strategy="median", keep_empty_features=True)
+        )
+        transformers.append(("num", imputer, schema.num))
     if schema.cat:
         transformers.append(
             (

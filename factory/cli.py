@@ -2,6 +2,8 @@
 
     edgeseg-factory build --data customers.csv --target segment --drop ID
     edgeseg-factory build-default            # bundled Online Retail, future value tier
+    edgeseg-factory build-default --labels clusters      # ... discovered, named segments
+    edgeseg-factory build --data t.csv --labels few --target segment  # a few labels, spread
 
 Errors print one line naming the problem and exit with status 2 (bad input or no model within
 budget) or 1 (unexpected); ``--debug`` shows the traceback.
@@ -77,6 +79,24 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="signing key folder (default $EDGESEG_KEY_DIR or ~/.config/edgeseg/keys)",
     )
+    parser.add_argument(
+        "--numeric-imputer",
+        choices=("median", "knn"),
+        default="median",
+        help="how missing numbers are filled, in training and in the graph (default %(default)s)",
+    )
+    parser.add_argument(
+        "--n-segments",
+        type=int,
+        default=None,
+        help="--labels clusters: number of segments (default: chosen by the criterion over k=3..8)",
+    )
+    parser.add_argument(
+        "--cluster-method",
+        choices=("kmeans", "gmm"),
+        default="kmeans",
+        help="--labels clusters: k-means with silhouette, or Gaussian mixture with BIC (default %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -86,7 +106,24 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build from a labelled customer table (CSV/Parquet)")
     build.add_argument("--data", type=Path, required=True, help="CSV, TSV or Parquet file")
-    build.add_argument("--target", required=True, help="label column")
+    build.add_argument(
+        "--target",
+        default=None,
+        help="label column (required unless --labels clusters, where it names the new column; default 'segment')",
+    )
+    build.add_argument(
+        "--labels",
+        choices=("given", "clusters", "few"),
+        default="given",
+        help="given: --target as is; clusters: discover segments; few: spread the labels of a partly filled "
+        "--target (default %(default)s)",
+    )
+    build.add_argument(
+        "--dormant-days",
+        type=float,
+        default=30,
+        help="--labels clusters: recency_days above this is dormant when the table has no is_dormant column",
+    )
     build.add_argument("--drop", nargs="+", default=[], metavar="COL", help="columns that are not inputs")
     build.add_argument("--id-column", default=None, help="customer id column (dropped; devices pseudonymise it)")
     build.add_argument("--sep", default=None, help="CSV separator (default: sniffed)")
@@ -96,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     default.add_argument("--horizon-days", type=int, default=90, help="future window for the tier label")
     default.add_argument("--dormant-days", type=int, default=30, help="no purchase in this many days = dormant")
+    default.add_argument(
+        "--labels",
+        choices=("tier", "clusters"),
+        default="tier",
+        help="tier: 90-day future value tier; clusters: discover segments of the RFM+X table (default %(default)s)",
+    )
     _add_search_options(default)
     return parser
 
@@ -128,7 +171,30 @@ def _summary(result: Any, console: Any) -> None:
         f"labels {parity['label_agreement']:.2%} · max Δp {parity['max_abs_prob_diff']:.1e} on {parity['rows']} rows",
     )
     table.add_row("search time", f"{manifest['search']['wall_time_s']:.1f} s")
-    table.add_row("artifact", str(result.artifact_dir))
+    segments = manifest.get("segments")
+    if segments:
+        counts = ", ".join(f"{name} {n}" for name, n in segments["counts"].items())
+        table.add_row(
+            "segments",
+            f"k={segments['chosen_k']} by {segments['criterion']} ({segments['method']}) + dormant rule: {counts}",
+        )
+    few = manifest.get("few_labels")
+    if few:
+        hold = few["holdout"]
+        table.add_row(
+            "few labels",
+            f"{few['n_inferred']} inferred (median confidence {few['confidence']['median']:.2f}); held-out accuracy "
+            f"labelled-only {hold['accuracy_labelled_only']:.4f} vs with propagated "
+            f"{hold['accuracy_with_propagated']:.4f}",
+        )
+    baseline = manifest["metrics"].get("baseline") or {}
+    if "logistic_regression" in baseline:
+        table.add_row(
+            "baselines (test)",
+            f"logistic {baseline['logistic_regression']['test']['accuracy']:.4f} · depth-3 tree "
+            f"{baseline['decision_tree']['test']['accuracy']:.4f} (accuracy)",
+        )
+    table.add_row("artifact", str(result.artifact_dir) + "  (card.html)")
     console.print(table)
 
 
@@ -149,8 +215,27 @@ def _run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         seed=args.seed,
         key_dir=args.key_dir,
+        numeric_imputer=args.numeric_imputer,
+        n_segments=args.n_segments,
+        cluster_method=args.cluster_method,
     )
-    if args.command == "build-default":
+    if args.command == "build-default" and args.labels == "clusters":
+        from factory.segments import build_segment_table
+
+        console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → discovered segments")
+        table, info = build_segment_table(dormant_days=args.dormant_days)
+        console.print(f"  cutoff {info['cutoff']} · {len(table)} customers · dormant {info['dormant_customers']}")
+        inputs: dict[str, Any] = dict(
+            data=table,
+            target="segment",
+            labels="clusters",
+            dormant_days=args.dormant_days,
+            id_column="customer_id",
+            name=args.name or "retail-segments",
+            data_report=_jsonable(info),
+            source_name="online_retail.parquet",
+        )
+    elif args.command == "build-default":
         from factory.features import build_value_tier_table
 
         console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → 90-day value tier")
@@ -158,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
         for line in info["cleaning"].lines() if hasattr(info.get("cleaning"), "lines") else []:
             console.print(f"  {line}")
         console.print(f"  cutoff {info['cutoff']} · {len(table)} customers · dormant {info['dormant_customers']}")
-        inputs: dict[str, Any] = dict(
+        inputs = dict(
             data=table,
             target="value_tier",
             id_column="customer_id",
@@ -169,7 +254,14 @@ def _run(args: argparse.Namespace) -> int:
         )
     else:
         inputs = dict(
-            data=args.data, target=args.target, drop=args.drop, id_column=args.id_column, name=args.name, sep=args.sep
+            data=args.data,
+            target=args.target,
+            drop=args.drop,
+            id_column=args.id_column,
+            name=args.name,
+            sep=args.sep,
+            labels=args.labels,
+            dormant_days=args.dormant_days,
         )
     if args.quiet:
         result = build(**inputs, **common)

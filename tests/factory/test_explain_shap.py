@@ -1,0 +1,94 @@
+"""SHAP values add up to the model's own output, for every kind of learner the search exports,
+and the interpretable baselines report the quality they really have."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from factory._schema import infer_schema, make_preprocessor, normalise_frame
+from factory.explain import global_importance, interpretable_baselines, shap_values
+
+
+@pytest.fixture(scope="module")
+def data(segmentation_csv: Any) -> tuple[Any, ...]:
+    raw = pd.read_csv(segmentation_csv)
+    labels = raw.pop("Segmentation").astype(str)
+    raw = raw.drop(columns=["ID"])
+    schema = infer_schema(raw)
+    frame = normalise_frame(raw, schema)
+    classes = sorted(labels.unique())
+    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    preprocessor = make_preprocessor(schema).fit(frame.iloc[:6000])
+    x = preprocessor.transform(frame)
+    return schema, classes, x[:6000], y[:6000], x[6000:6150], y[6000:6150]
+
+
+def _raw_margin(model: Any, x: np.ndarray) -> np.ndarray:
+    module = type(model).__module__
+    if module.startswith("lightgbm"):
+        return np.asarray(model.predict(x, raw_score=True))
+    if module.startswith("xgboost"):
+        return np.asarray(model.predict(x, output_margin=True))
+    raise AssertionError(module)
+
+
+def _models() -> dict[str, Any]:
+    import lightgbm
+    import xgboost
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    return {
+        "lgbm": lightgbm.LGBMClassifier(n_estimators=30, num_leaves=8, verbose=-1, random_state=0),
+        "xgboost": xgboost.XGBClassifier(n_estimators=30, max_depth=3, random_state=0),
+        "rf": RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0),
+        "extra_tree": ExtraTreesClassifier(n_estimators=10, max_depth=5, random_state=0),
+        "lrl1": LogisticRegression(penalty="l1", solver="saga", max_iter=300),
+    }
+
+
+@pytest.mark.parametrize("learner", sorted(_models()), ids=str)
+def test_shap_values_add_up_to_the_model_output(data: tuple[Any, ...], learner: str) -> None:
+    _, _, x_train, y_train, x_test, _ = data
+    model = _models()[learner].fit(x_train, y_train)
+    result = shap_values(model, x_test, background=x_train[:200])
+    total = result.base[None, :] + result.values.sum(axis=1)  # [rows, outputs]
+    if learner in ("lgbm", "xgboost"):
+        assert result.output == "raw margin (log-odds)"
+        expected = _raw_margin(model, x_test)
+    elif learner in ("rf", "extra_tree"):
+        assert result.output == "probability"
+        expected = model.predict_proba(x_test)
+    else:
+        assert result.output == "decision function (log-odds)"
+        expected = model.decision_function(x_test)
+    assert total.shape == expected.shape
+    assert np.allclose(total, expected, atol=1e-4), np.abs(total - expected).max()
+
+
+def test_global_importance_is_mean_absolute_shap_per_input(data: tuple[Any, ...]) -> None:
+    schema, _, x_train, y_train, x_test, _ = data
+    model = _models()["lgbm"].fit(x_train, y_train)
+    importance = global_importance(model, x_test, schema.columns)
+    values = shap_values(model, x_test).values
+    expected = np.abs(values).sum(axis=2).mean(axis=0)
+    assert list(importance["features"]) == [schema.columns[i] for i in np.argsort(-expected, kind="stable")]
+    for i, name in enumerate(schema.columns):
+        assert importance["features"][name] == pytest.approx(expected[i])
+
+
+def test_baselines_report_their_real_test_quality(data: tuple[Any, ...]) -> None:
+    from sklearn.metrics import accuracy_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    schema, classes, x_train, y_train, x_test, y_test = data
+    result = interpretable_baselines((x_train, y_train), (x_test, y_test), schema.columns, classes, seed=0)
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x_train, y_train)
+    assert result["decision_tree"]["test"]["accuracy"] == pytest.approx(accuracy_score(y_test, tree.predict(x_test)))
+    rules = result["decision_tree"]["rules"]
+    assert "|--- " in rules and any(f"--- {c} <=" in rules for c in schema.columns)
+    assert 0.25 < result["logistic_regression"]["test"]["accuracy"] <= 1.0
