@@ -26,8 +26,12 @@ __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger("edge_runtime")
 
-# Modules owned by other features may add subcommands with ``register_cli(subparsers)``.
-_PLUGIN_MODULES = ("edge_runtime.sync", "edge_runtime.updates")
+# Subcommands owned by other modules: (module, function adding them to the subparsers). Each
+# added subparser sets ``func(args) -> int`` (``sync``: send results; ``update``: pull a model).
+_PLUGIN_COMMANDS = (
+    ("edge_runtime.sync", "add_sync_commands"),
+    ("edge_runtime.updates", "add_update_commands"),
+)
 
 
 class UsageError(Exception):
@@ -77,14 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", type=Path, help="the build machine's calibrate profile")
     p.add_argument("--runs", type=int, default=2000, help="timed runs per graph (default 2000)")
 
-    for name in _PLUGIN_MODULES:
+    for name, function in _PLUGIN_COMMANDS:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
             continue
-        register = getattr(module, "register_cli", None)
+        register = getattr(module, function, None)
         if register is not None:
             register(sub)
     return parser
@@ -350,10 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="edge-runtime: %(levelname)s: %(message)s",
     )
-    command = _COMMANDS.get(args.command) or getattr(args, "handler", None)
-    if command is None:
+    command = _COMMANDS.get(args.command)
+    plugin = getattr(args, "func", None)
+    if command is None and plugin is None:
         parser.error(f"unknown command {args.command!r}")
     try:
+        if command is None:
+            return int(plugin(args))
         return int(command(args, sys.stdout, sys.stderr))
     except UsageError as exc:
         sys.stderr.write(f"edge-runtime {args.command}: {exc}\n")
