@@ -248,3 +248,19 @@ class CentralProcess:
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
+
+
+def require(module: str, pin: str) -> Any:
+    """Import a test-only package; missing, it fails in CI (CI=true) and skips elsewhere."""
+    import importlib
+    import os
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{module} is needed for this test; install it with pip install '{pin}' ({exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)

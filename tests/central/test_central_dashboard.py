@@ -7,6 +7,7 @@ screenshot is kept in test-artifacts/central_dashboard.png.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from central_helpers import (
     CentralProcess,
     free_port,
     make_result,
+    require,
     upload_body,
 )
 
@@ -79,10 +81,13 @@ def populated_central(tmp_path, central_signing_key, test_artifact):  # type: ig
         central.kill()
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed "
-                    "(scripts/ci_system_deps.sh installs it)")  # fmt: skip
 def test_dashboard_renders_devices_mix_drift_and_accuracy(populated_central) -> None:
-    from playwright.sync_api import sync_playwright
+    sync_playwright = require("playwright.sync_api", "playwright==1.65.2").sync_playwright
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} not installed (bash scripts/ci_system_deps.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
 
     central, devices = populated_central
     requested: list[str] = []

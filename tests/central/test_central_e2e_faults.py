@@ -30,7 +30,7 @@ from central_helpers import (
 pytestmark = pytest.mark.slow
 
 DEVICES = 3
-N = 600
+N = 800
 DEADLINE_S = 55.0
 DEVICE_SCRIPT = Path(__file__).with_name("central_e2e_device.py")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -73,7 +73,8 @@ def test_exactly_n_per_device_through_kills_resets_and_stalls(
             devices[created["id"]] = {"args": args, "log": log, "proc": _start_device(args, log)}
 
         deadline = time.monotonic() + DEADLINE_S
-        next_central_kill = time.monotonic() + rng.uniform(1.5, 3.0)
+        next_central_kill = time.monotonic() + rng.uniform(0.8, 1.5)
+        rounds = 0
         while time.monotonic() < deadline:
             running = {d: v for d, v in devices.items() if v["proc"].poll() is None}
             failed = {d: v["proc"].returncode for d, v in devices.items() if v["proc"].returncode}
@@ -81,13 +82,14 @@ def test_exactly_n_per_device_through_kills_resets_and_stalls(
             if not running:
                 break
             time.sleep(rng.uniform(0.3, 0.8))
+            rounds += 1
             if time.monotonic() >= next_central_kill:
                 central.kill()
                 faults["central_kills"] += 1
                 time.sleep(rng.uniform(0.1, 0.6))
                 central.start()
-                next_central_kill = time.monotonic() + rng.uniform(1.0, 2.5)
-            elif rng.random() < 0.5 and running:
+                next_central_kill = time.monotonic() + rng.uniform(1.0, 2.0)
+            elif rounds % 2 == 0 and running:
                 victim = rng.choice(sorted(running))
                 running[victim]["proc"].send_signal(signal.SIGKILL)
                 running[victim]["proc"].wait()
