@@ -121,8 +121,8 @@ class Runtime:
         raw = record.get(id_field)
         if raw is None or raw == "":
             return None
-        if type(raw) is int:
-            raw = str(raw)
+        if isinstance(raw, (int, np.integer)) and not isinstance(raw, (bool, np.bool_)):
+            raw = str(int(raw))
         elif not isinstance(raw, str):
             raise SchemaError(id_field, raw, "must be a string or an integer customer id")
         mac = self._hmac.copy()
@@ -155,11 +155,20 @@ class Runtime:
         classifier, drift = self._active
         feeds, n_rows = classifier.encode(records)
         id_field = classifier.validator.id_field
-        if isinstance(records, Mapping):
-            ids = records.get(id_field) if id_field is not None else None
-            refs = [None] * n_rows if ids is None else [self._customer_ref({"id": raw}, "id") for raw in list(ids)]
-        else:
-            refs = [self._customer_ref(record, id_field) for record in records]
+        refs: list[str | None] = [None] * n_rows
+        if id_field is not None:
+            if isinstance(records, Mapping):
+                column = records.get(id_field)
+                ids = [None] * n_rows if column is None else list(column)
+                if len(ids) != n_rows:
+                    raise SchemaError(id_field, len(ids), f"column length must be {n_rows}")
+            else:
+                ids = [record.get(id_field) for record in records]
+            for row, raw in enumerate(ids):
+                try:
+                    refs[row] = self._customer_ref({id_field: raw}, id_field)
+                except SchemaError as exc:
+                    raise SchemaError(exc.field, exc.value, exc.rule, row=row) from None
         labels, probabilities = classifier.run_feeds(feeds, n_rows)
         drift.observe_batch(feeds)
         try:

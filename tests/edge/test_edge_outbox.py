@@ -207,3 +207,14 @@ def test_out_of_order_acks_advance_the_watermark(tmp_path):
     reopened = Outbox(tmp_path / "o.db", device_id="d")
     assert (reopened.backlog(), reopened.last_seq(), reopened.pending(5)) == (0, 5, [])
     reopened.close()
+
+
+def test_batch_ids_numpy_ints_and_bad_id_row(runtime):
+    batch = runtime.classify_many({"Age": np.array([30.0, 40.0]), "ID": np.array([462809, 7])})
+    refs = [p["customer_ref"] for p in runtime.outbox.pending(2)]
+    assert refs == [runtime.customer_ref("462809"), runtime.customer_ref(7)]
+    assert batch.seqs.tolist() == [1, 2]
+    with pytest.raises(SchemaError) as caught:
+        runtime.classify_many([dict(GOLDEN_RECORDS[0], ID="a"), dict(GOLDEN_RECORDS[0], ID=1.5)])
+    assert str(caught.value) == ("record 1: field 'ID': must be a string or an integer customer id (got 1.5)")
+    assert runtime.outbox.last_seq() == 2  # nothing of the refused batch was stored
