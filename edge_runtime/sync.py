@@ -397,7 +397,7 @@ def add_sync_commands(subparsers: Any) -> None:
     """
     sync = subparsers.add_parser("sync", help="send unsynced results to head office")
     add_connection_arguments(sync)
-    sync.add_argument("--outbox", required=True, help="the device's outbox file")
+    sync.add_argument("--outbox", default=None, help="the outbox file (default: EDGESEG_OUTBOX)")
     sync.add_argument("--batch-size", type=int, default=500)
     sync.add_argument("--follow", action="store_true", help="keep syncing every --interval s")
     sync.add_argument("--interval", type=float, default=5.0)
@@ -422,6 +422,13 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("EDGESEG_DEVICE_TOKEN_FILE"),
         help="file holding the device token (default: $EDGESEG_DEVICE_TOKEN_FILE, else $EDGESEG_DEVICE_TOKEN)",
     )
+
+
+def edge_settings() -> Any:
+    """The edge runtime's own settings (EDGESEG_OUTBOX, EDGESEG_PUBLIC_KEY, config file)."""
+    from edge_runtime._settings import get_settings
+
+    return get_settings()
 
 
 def connection_from_args(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -456,7 +463,7 @@ def run_sync_command(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         timeout=args.timeout,
     )
-    outbox = Outbox(args.outbox, device_id=device_id)
+    outbox = Outbox(args.outbox or edge_settings().outbox, device_id=device_id)
 
     def show(outcome: SyncReport | SyncError) -> None:
         if isinstance(outcome, SyncReport):

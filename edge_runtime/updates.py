@@ -37,6 +37,7 @@ from edge_runtime.sync import (
     RetryableError,
     add_connection_arguments,
     connection_from_args,
+    edge_settings,
 )
 
 __all__ = ["CURRENT_LINK", "PREVIOUS_LINK", "ModelUpdater", "UpdateReport", "add_update_commands"]
@@ -240,17 +241,11 @@ def add_update_commands(subparsers: Any) -> None:
     update.add_argument(
         "--public-key",
         default=None,
-        help="trusted Ed25519 public key (default: $EDGESEG_KEY_DIR/signing_key.pub.pem or "
-        "~/.config/edgeseg/keys/signing_key.pub.pem)",
+        help="trusted Ed25519 public key (default: EDGESEG_PUBLIC_KEY, else "
+        "$EDGESEG_KEY_DIR/signing_key.pub.pem or ~/.config/edgeseg/keys/signing_key.pub.pem)",
     )
     update.add_argument("--rollback", action="store_true", help="go back to the previous model")
     update.set_defaults(func=run_update_command)
-
-
-def _default_public_key() -> Path:
-    configured = os.environ.get("EDGESEG_KEY_DIR")
-    folder = Path(configured) if configured else Path.home() / ".config" / "edgeseg" / "keys"
-    return folder / "signing_key.pub.pem"
 
 
 def run_update_command(args: argparse.Namespace) -> int:
@@ -259,7 +254,7 @@ def run_update_command(args: argparse.Namespace) -> int:
         central,
         device_id=device_id,
         token=token,
-        public_key=args.public_key or _default_public_key(),
+        public_key=args.public_key or edge_settings().public_key,
         models_dir=args.models_dir,
     )
     try:

@@ -1,0 +1,84 @@
+"""``edge-runtime sync`` and ``edge-runtime update`` against a real central (uvicorn)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from central_helpers import (
+    ADMIN_TOKEN,
+    MODEL_VERSION,
+    CentralProcess,
+    fill_outbox,
+    free_port,
+    upload_body,
+)
+
+from edge_runtime.outbox import Outbox
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def central(tmp_path, central_signing_key, test_artifact):  # type: ignore[no-untyped-def]
+    process = CentralProcess(
+        {
+            "EDGESEG_DATABASE_URL": f"sqlite:///{tmp_path / 'central.db'}",
+            "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
+            "EDGESEG_ENV": "test",
+            "EDGESEG_PUBLIC_KEY_PATH": str(central_signing_key[1]),
+        },
+        free_port(),
+        tmp_path / "central.log",
+    )
+    process.start()
+    process.call("POST", "/v1/models", upload_body(test_artifact))
+    yield process
+    process.kill()
+
+
+def test_sync_command_sends_the_outbox(central, tmp_path, monkeypatch, capsys) -> None:
+    from edge_runtime.cli import main
+
+    device = central.call("POST", "/v1/devices", {"store": "s1"})
+    outbox_path = tmp_path / "outbox.db"
+    outbox = Outbox(outbox_path, device_id=device["id"])
+    fill_outbox(outbox, 120)
+    outbox.close()
+    args = ["sync", "--central", central.url, "--device-id", device["id"],
+            "--outbox", str(outbox_path), "--batch-size", "50"]  # fmt: skip
+
+    monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", "wrong")
+    assert main(args) == 1
+    assert capsys.readouterr().out == (
+        f"edge-runtime: sync failed: POST {central.url}/v1/results:batch: HTTP 401: invalid device token\n"
+    )
+    monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", device["token"])
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {k: report[k] for k in ("batches", "sent", "marked", "stored", "acked_through", "backlog")} == {
+        "batches": 3, "sent": 120, "marked": 120, "stored": 120, "acked_through": 120, "backlog": 0,
+    }  # fmt: skip
+    listed = central.call("GET", "/v1/devices")
+    assert [(d["results"], d["model_version"]) for d in listed] == [(120, MODEL_VERSION)]
+
+
+def test_update_command_refuses_a_model_that_cannot_load(
+    central, tmp_path, monkeypatch, capsys, central_signing_key
+) -> None:
+    from edge_runtime.cli import main
+
+    device = central.call("POST", "/v1/devices", {"store": "s1"})
+    token_file = tmp_path / "token"
+    token_file.write_text(device["token"] + "\n")
+    models = tmp_path / "models"
+    code = main(["update", "--central", central.url, "--device-id", device["id"],
+                 "--token-file", str(token_file), "--models-dir", str(models),
+                 "--public-key", str(central_signing_key[1])])  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    # The test artifact is signed but its model.onnx is not a graph: refused, reported, not kept.
+    assert code == 1 and report["status"] == "refused"
+    assert report["reason"].startswith("ModelLoadError: ")
+    assert not (models / "current").exists()
+    reports = central.call("GET", f"/v1/devices/{device['id']}/model-reports")
+    assert [(r["status"], r["reason"]) for r in reports] == [("refused", report["reason"])]
