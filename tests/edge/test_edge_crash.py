@@ -24,25 +24,34 @@ CHILD = Path(__file__).with_name("edge_crash_child.py")
 KILLS = 20
 
 
-def run_and_kill(args: list[str], delay_s: float) -> list[int]:
+def run_and_kill(args: list[str], delay_s: float, *, after_first_result: bool) -> list[int]:
+    """Start the child, SIGKILL it ``delay_s`` after start (or after its first result)."""
     proc = subprocess.Popen(
         [sys.executable, str(CHILD), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))  # type: ignore[union-attr]
+    lines: list[bytes] = []
+    first = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            first.set()
+
+    reader = threading.Thread(target=read)
     reader.start()
+    if after_first_result:
+        first.wait(timeout=15)  # a loaded machine can take seconds to start Python
     time.sleep(delay_s)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     reader.join(timeout=10)
     stderr = proc.stderr.read().decode()  # type: ignore[union-attr]
     assert proc.returncode == -signal.SIGKILL, stderr  # it was still running: killed, not crashed
-    data = b"".join(chunks)
-    complete = data[: data.rfind(b"\n") + 1]  # a half-written last line was never "returned"
-    return [int(line) for line in complete.split()]
+    # A half-written last line was never "returned" to anyone.
+    return [int(line) for line in lines if line.endswith(b"\n")]
 
 
 @pytest.mark.slow
@@ -52,16 +61,18 @@ def test_sigkill_never_loses_or_duplicates_a_returned_result(toy_artifact, toy_p
     args = [str(toy_artifact), str(toy_public_key), str(outbox)]
     seen: list[int] = []
     started = time.monotonic()
-    for _ in range(KILLS):
-        # Start-up takes ~0.1-0.2 s here: some kills land before the first result.
-        seen.extend(run_and_kill(args, rng.uniform(0.05, 0.6)))
-        assert time.monotonic() - started < 50, "crash test is over its time bound"
+    for i in range(KILLS):
+        # Every other kill lands at a random moment from start (often during start-up or the
+        # first commits); the others a random moment into steady classification.
+        seen.extend(run_and_kill(args, rng.uniform(0.0, 0.3), after_first_result=i % 2 == 1))
+        assert time.monotonic() - started < 55, "crash test is over its time bound"
     with sqlite3.connect(outbox) as db:
         stored = [row[0] for row in db.execute("SELECT seq FROM results ORDER BY seq")]
-    assert len(seen) > KILLS * 10, "the child should have returned results before most kills"
+    assert len(seen) > KILLS, "the children should have returned results before most kills"
     assert len(seen) == len(set(seen)), "a seq was returned twice"
     assert stored == list(range(1, len(stored) + 1)), "seq has a gap or a duplicate"
     missing = sorted(set(seen) - set(stored))
     assert missing == [], f"returned but not in the outbox: {missing[:10]}"
     # At most one result per kill can be committed but not yet printed.
     assert len(stored) - len(seen) <= KILLS
+    print(f"{KILLS} kills: {len(seen)} results returned, {len(stored)} stored")
