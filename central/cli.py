@@ -7,7 +7,9 @@
     edgeseg-central db upgrade
 
 Settings come from the environment (``EDGESEG_DATABASE_URL``, ``EDGESEG_ADMIN_TOKEN``, …, see
-``central.core.config``). Exit codes: 0 success, 1 refused (bad artifact, unknown device),
+``central.core.config``). Without ``EDGESEG_ADMIN_TOKEN`` the first command creates a random one
+in ``.edgeseg/admin_token`` (``EDGESEG_ADMIN_TOKEN_FILE``), so ``serve`` needs no set-up and
+never runs with a guessable token. Exit codes: 0 success, 1 refused (bad artifact, unknown device),
 2 usage or configuration error.
 """
 
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from central.core.config import Settings, get_settings
+from central.core.config import Settings, ensure_admin_token_file, get_settings
 
 __all__ = ["build_parser", "main"]
 
@@ -137,6 +139,12 @@ def _model(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    created = ensure_admin_token_file()
+    if created is not None:
+        print(
+            f"edgeseg-central: created an admin token in {created} (mode 0600); admin routes and the dashboard need it",
+            file=sys.stderr,
+        )
     try:
         settings = get_settings()
     except ValidationError as exc:

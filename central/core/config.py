@@ -14,9 +14,16 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_ADMIN_TOKEN", "Settings", "default_public_key_path", "get_settings"]
+__all__ = [
+    "DEFAULT_ADMIN_TOKEN",
+    "Settings",
+    "default_admin_token_file",
+    "default_public_key_path",
+    "ensure_admin_token_file",
+    "get_settings",
+]
 
-# The admin token a fresh checkout starts with. It only works with EDGESEG_ENV=development.
+# The admin token of EDGESEG_ENV=development when none is given; refused in any other env.
 DEFAULT_ADMIN_TOKEN = "change-me"
 
 
@@ -25,6 +32,10 @@ def default_public_key_path() -> Path:
     configured = os.environ.get("EDGESEG_KEY_DIR")
     folder = Path(configured) if configured else Path.home() / ".config" / "edgeseg" / "keys"
     return folder / "signing_key.pub.pem"
+
+
+def default_admin_token_file() -> Path:
+    return Path(".edgeseg") / "admin_token"
 
 
 def _default_database_url() -> str:
@@ -39,7 +50,10 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production", "test"] = "production"
     database_url: str = Field(default_factory=_default_database_url)
-    admin_token: str = DEFAULT_ADMIN_TOKEN
+    # EDGESEG_ADMIN_TOKEN, else the first line of EDGESEG_ADMIN_TOKEN_FILE (which
+    # ``edgeseg-central`` creates with a random token on first use, like the factory's key).
+    admin_token: str = ""
+    admin_token_file: Path = Field(default_factory=default_admin_token_file)
     public_key_path: Path = Field(default_factory=default_public_key_path)
     # Bounds of POST /v1/results:batch (the sync client sends 500 by default).
     max_batch_results: int = Field(default=1000, gt=0)
@@ -53,6 +67,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_insecure_admin_token(self) -> Settings:
+        if not self.admin_token and self.admin_token_file.is_file():
+            lines = self.admin_token_file.read_text(encoding="utf-8").splitlines()
+            self.admin_token = lines[0].strip() if lines else ""
+        if not self.admin_token and self.env == "development":
+            self.admin_token = DEFAULT_ADMIN_TOKEN
         if self.env != "development" and self.admin_token in ("", DEFAULT_ADMIN_TOKEN):
             raise ValueError(
                 "EDGESEG_ADMIN_TOKEN must be set to a secret outside development "
@@ -64,6 +83,27 @@ class Settings(BaseSettings):
                 f"EDGESEG_ADMIN_TOKEN must be at least 16 characters in production (got {len(self.admin_token)})"
             )
         return self
+
+
+def ensure_admin_token_file(environ: dict[str, str] | None = None) -> Path | None:
+    """Create the admin token file with a random token if no token is configured at all.
+
+    Returns the path when it was just created (the CLI says so), else None. Zero set-up for
+    ``edgeseg-central serve`` without a guessable default: read the token from the file.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("EDGESEG_ADMIN_TOKEN") or env.get("EDGESEG_ENV") == "development":
+        return None
+    path = Path(env.get("EDGESEG_ADMIN_TOKEN_FILE") or default_admin_token_file())
+    if path.exists():
+        return None
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    return path
 
 
 @lru_cache(maxsize=1)

@@ -35,7 +35,7 @@ def env(monkeypatch, tmp_path, central_signing_key):  # type: ignore[no-untyped-
     get_settings.cache_clear()
 
 
-def test_default_admin_token_is_refused_outside_development() -> None:
+def test_default_admin_token_is_refused_outside_development(tmp_path) -> None:
     with pytest.raises(ValidationError) as info:
         Settings(env="production", admin_token=DEFAULT_ADMIN_TOKEN)
     assert info.value.errors()[0]["msg"] == (
@@ -43,10 +43,31 @@ def test_default_admin_token_is_refused_outside_development() -> None:
         "default); set EDGESEG_ENV=development to run with the default on your own machine"
     )
     with pytest.raises(ValidationError, match="got an empty value"):
-        Settings(env="test", admin_token="")
+        Settings(env="test", admin_token="", admin_token_file=tmp_path / "none")
     with pytest.raises(ValidationError, match="at least 16 characters in production \\(got 5\\)"):
         Settings(env="production", admin_token="short")
-    assert Settings(env="development").admin_token == DEFAULT_ADMIN_TOKEN
+    assert Settings(env="development", admin_token_file=tmp_path / "none").admin_token == (DEFAULT_ADMIN_TOKEN)
+    (tmp_path / "token").write_text("a-token-read-from-its-file\n")
+    from_file = Settings(env="production", admin_token_file=tmp_path / "token")
+    assert from_file.admin_token == "a-token-read-from-its-file"
+
+
+def test_first_cli_use_creates_a_random_admin_token(env, monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.delenv("EDGESEG_ADMIN_TOKEN")
+    token_file = tmp_path / "secrets" / "admin_token"
+    monkeypatch.setenv("EDGESEG_ADMIN_TOKEN_FILE", str(token_file))
+    get_settings.cache_clear()
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().err == (
+        f"edgeseg-central: created an admin token in {token_file} (mode 0600); admin routes and the dashboard need it\n"
+    )
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+    assert len(token) >= 40 and get_settings().admin_token == token
+    get_settings.cache_clear()
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().err == ""  # created once
+    assert token_file.read_text().strip() == token
 
 
 def test_settings_come_from_the_environment_once(env, monkeypatch) -> None:
