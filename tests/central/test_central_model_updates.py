@@ -166,3 +166,36 @@ def test_model_failing_its_golden_samples_is_refused(
     assert report.reason.startswith("SelfTestError: golden sample 0: expected label ")
     assert updater.installed_version() == _version(small_artifact)
     assert _reports(central, device)[-1] == (manifest["model_version"], "refused", report.reason)
+
+
+def test_device_drift_histograms_line_up_with_centrals_reference(
+    central, small_artifact, signing_public_key, tmp_path
+) -> None:
+    """The runtime's drift snapshot of a real model is accepted bin for bin by central."""
+    from edge_runtime import Runtime
+    from edge_runtime.sync import SyncClient
+
+    device = central.call("POST", "/v1/devices", {"store": "s1"})
+    central.call("POST", "/v1/models", upload_body(small_artifact))
+    manifest = json.loads((small_artifact / "manifest.json").read_text())
+    runtime = Runtime(
+        small_artifact,
+        outbox_path=tmp_path / "outbox.db",
+        device_id=device["id"],
+        secret="0123456789abcdef0123",
+        public_key=signing_public_key,
+    )
+    records = [g["record"] for g in manifest["golden_samples"]] * 25
+    for record in records:
+        runtime.classify(record)
+    snapshot = runtime.drift_snapshot(reset=True)
+    client = SyncClient(central.url, device_id=device["id"], token=device["token"])
+    answer = client.report_drift(snapshot)
+    assert answer["model_version"] == manifest["model_version"]
+    assert answer["rows"] == len(records)
+    assert set(answer["psi"]) == set(snapshot["inputs"]) == set(manifest["reference"])
+    # A handful of records repeated 25 times is nothing like the training distribution.
+    assert answer["flagged"] and all(answer["psi"][name] > 0.2 for name in answer["flagged"])
+    report = client.sync_once(runtime.outbox)
+    assert (report.stored, report.acked_through) == (len(records), len(records))
+    runtime.close()
