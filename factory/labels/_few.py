@@ -8,7 +8,8 @@ would not) or ``LabelPropagation``.
 Is it worth it? The labelled rows are split (stratified, seeded) into a *labelled-train* part
 and a *held-out* part whose labels are hidden from everything below:
 
-1. labelled only: a fixed reference classifier (``HistGradientBoostingClassifier``, seeded) is
+1. labelled only: a fixed reference classifier (multinomial ``LogisticRegression``: fast and
+   deterministic; a boosted model took 20 s for this on a shared CPU) is
    trained on the labelled-train rows and scored on the held-out rows;
 2. propagated: labels are spread from the labelled-train rows to every other row (held-out
    included, as if unlabelled); the propagation's own guess on the held-out rows is scored,
@@ -89,9 +90,9 @@ def _spread(method: str, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.nd
 def _reference_accuracy(
     x_fit: np.ndarray, y_fit: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray, seed: int
 ) -> float:
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
 
-    model = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(x_fit, y_fit)
+    model = LogisticRegression(max_iter=2000, random_state=seed).fit(x_fit, y_fit)
     return float(np.mean(model.predict(x_eval) == y_eval))
 
 
@@ -172,7 +173,7 @@ def propagate_labels(
         "holdout": {
             "rows": int(len(hold_idx)),
             "labelled_train_rows": int(len(fit_idx)),
-            "reference_classifier": "HistGradientBoostingClassifier(max_iter=100)",
+            "reference_classifier": "LogisticRegression (multinomial, L2, C=1)",
             "accuracy_labelled_only": only,
             "accuracy_with_propagated": with_spread,
             "propagation_accuracy": propagation_accuracy,

@@ -57,7 +57,7 @@ def test_dormant_count_matches_a_direct_count_on_the_log(
 
 def test_dormant_days_is_configurable(retail: tuple[pd.DataFrame, dict[str, Any]]) -> None:
     table60, info60 = build_segment_table(dormant_days=60)
-    found60 = discover_segments(table60, exclude=NOT_FEATURES, dormant_days=60, n_segments=3)
+    found60 = discover_segments(table60, exclude=NOT_FEATURES, dormant_days=60, n_segments=3, k_range=(3, 3))
     assert found60.report["dormant"]["count"] == int((table60["is_dormant"] == "yes").sum())
     assert found60.report["dormant"]["count"] < int((retail[0]["is_dormant"] == "yes").sum())
 
@@ -95,9 +95,12 @@ def test_alternative_gmm_choice_follows_bic(found: Any) -> None:
 
 def test_n_segments_overrides_the_criterion(retail: tuple[pd.DataFrame, dict[str, Any]], found: Any) -> None:
     table, _ = retail
-    forced = discover_segments(table, exclude=NOT_FEATURES, n_segments=3, seed=0)
+    forced = discover_segments(table, exclude=NOT_FEATURES, n_segments=3, k_range=(4, 5), seed=0)
     assert forced.report["chosen_k"] == 3 and forced.report["overridden"]
-    assert forced.report["criterion_k"] == found.report["chosen_k"]
+    # the criterion still ran over the range and is reported beside the override
+    scores = {int(k): v for k, v in forced.report["scores"].items()}
+    assert sorted(scores) == [4, 5]
+    assert forced.report["criterion_k"] == max(scores, key=lambda k: scores[k])
     assert len(set(forced.labels) - {DORMANT}) == 3
 
 
@@ -164,7 +167,7 @@ def test_distinguishing_features_are_standardised_median_differences(
 
 def test_a_table_without_rfm_columns_gets_descriptive_names_and_no_dormant_rule() -> None:
     raw = pd.read_csv(shared_file("segmentation/Train.csv")).drop(columns=["Segmentation"])
-    found = discover_segments(raw, exclude=["ID"], n_segments=3, seed=0)
+    found = discover_segments(raw, exclude=["ID"], n_segments=3, k_range=(3, 3), seed=0)
     assert found.report["dormant"]["applied"] is False and found.report["dormant"]["count"] == 0
     assert found.report["features"] == ["Age", "Work_Experience", "Family_Size"]
     for name, profile in found.report["profiles"].items():
