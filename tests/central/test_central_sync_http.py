@@ -1,0 +1,128 @@
+"""The sync client's HTTP transport against a scripted loopback server (standard library):
+gzip bodies, bearer token, Retry-After in seconds and as a date, truncated replies, refusals."""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from edge_runtime.exceptions import SyncError
+from edge_runtime.sync import HttpTransport, SyncClient, parse_retry_after
+
+
+class FakeOutbox:
+    """The outbox interface the client relies on, in memory."""
+
+    def __init__(self, n: int) -> None:
+        self.rows = {
+            s: {"seq": s, "customer_ref": f"c{s}", "segment": "high",
+                "probabilities": {"high": 1.0}, "model_version": "m/1",
+                "classified_at": "2026-11-26T12:00:00.000Z"}
+            for s in range(1, n + 1)
+        }  # fmt: skip
+        self.synced: set[int] = set()
+
+    def pending(self, limit: int) -> list[dict]:
+        return [self.rows[s] for s in sorted(set(self.rows) - self.synced)][:limit]
+
+    def mark_synced(self, seqs) -> int:  # type: ignore[no-untyped-def]
+        new = set(seqs) - self.synced
+        self.synced |= new
+        return len(new)
+
+    def backlog(self) -> int:
+        return len(self.rows) - len(self.synced)
+
+
+@pytest.fixture
+def scripted():  # type: ignore[no-untyped-def]
+    script: list[tuple[int, dict[str, str], bytes, bool]] = []
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Content-Encoding") == "gzip":
+                raw = gzip.decompress(raw)
+            seen.append({"auth": self.headers["Authorization"], "body": json.loads(raw)})
+            status, headers, body, truncate = script.pop(0)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) + (10 if truncate else 0)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", script, seen
+    server.shutdown()
+    server.server_close()
+
+
+def _client(url: str, sleeps: list[float], **kwargs) -> SyncClient:  # type: ignore[no-untyped-def]
+    transport = HttpTransport(url, token="tok-1", timeout=5, gzip_min_bytes=0)
+    return SyncClient(url, device_id="d-1", token="tok-1", transport=transport,
+                      sleep=sleeps.append, random_state=0, backoff_base=0.1, **kwargs)  # fmt: skip
+
+
+def test_transient_answers_are_retried_as_central_asks(scripted) -> None:
+    url, script, seen = scripted
+    in_five_s = email.utils.formatdate(time.time() + 5, usegmt=True)
+    ack = json.dumps({"acked_through": 3, "stored": 3, "duplicates": 0}).encode()
+    script += [
+        (503, {"Retry-After": "3"}, b'{"detail": "restarting"}', False),
+        (429, {"Retry-After": in_five_s}, b'{"detail": "slow down"}', False),
+        (200, {}, ack[:10], True),  # the reply is cut short: stored or not, send again
+        (500, {}, b'{"detail": "boom"}', False),
+        (200, {}, ack, False),
+    ]
+    outbox, sleeps = FakeOutbox(3), []
+    report = _client(url, sleeps).sync_once(outbox)
+    assert (report.retries, report.marked, outbox.synced) == (4, 3, {1, 2, 3})
+    assert sleeps[0] == 3.0 and 3.0 <= sleeps[1] <= 5.0 and all(s <= 0.8 for s in sleeps[2:])
+    assert len(seen) == 5
+    assert all(s == {"auth": "Bearer tok-1", "body": {"device_id": "d-1", "results": list(
+        outbox.rows.values()), "backlog": 0}} for s in seen)  # fmt: skip
+    assert [e.split(": ", 1)[1] for e in report.errors] == [
+        "HTTP 503: restarting", "HTTP 429: slow down",
+        "IncompleteRead: IncompleteRead(10 bytes read, 10 more expected)", "HTTP 500: boom",
+    ]  # fmt: skip
+
+
+def test_a_refusal_is_final_and_marks_nothing(scripted) -> None:
+    url, script, seen = scripted
+    script.append((401, {}, b'{"detail": "invalid device token"}', False))
+    outbox, sleeps = FakeOutbox(2), []
+    with pytest.raises(SyncError) as info:
+        _client(url, sleeps).sync_once(outbox)
+    assert str(info.value) == f"POST {url}/v1/results:batch: HTTP 401: invalid device token"
+    assert (sleeps, outbox.synced, len(seen)) == ([], set(), 1)
+
+
+def test_connection_refused_is_retryable_then_gives_up() -> None:
+    sleeps: list[float] = []
+    client = _client("http://127.0.0.1:9", sleeps, max_retries=2)
+    with pytest.raises(SyncError, match=r"^central unreachable after 3 attempts: POST "):
+        client.sync_once(FakeOutbox(1))
+    assert len(sleeps) == 2
+
+
+def test_retry_after_parsing() -> None:
+    now = 1_800_000_000.0
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30.0
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after("") is None
