@@ -254,3 +254,24 @@ def test_fuzz_columns_only_schema_errors_naming_a_field(clf, columns):
     else:
         assert len(batch) == next(len(v) for k, v in columns.items() if k in FIELDS)
         assert set(batch.segments.tolist()) <= set(clf.classes)
+
+
+def test_reused_buffers_are_safe_across_threads(clf):
+    import threading
+
+    records = [*GOLDEN_RECORDS, good(Age=70.5, Profession="Doctor"), {"Age": 19}]
+    expected = [clf.classify(r) for r in records]
+    failures: list[int] = []
+
+    def work(offset: int) -> None:
+        for i in range(600):
+            k = (i + offset) % len(records)
+            if clf.classify(records[k]) != expected[k]:
+                failures.append(k)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
