@@ -168,3 +168,40 @@ def test_bad_parameters_are_named() -> None:
         SyncClient("http://x", device_id="d", token="t", batch_size=0)
     with pytest.raises(ValueError, match="must be an http\\(s\\) URL. Got 'ftp://x' instead."):
         SyncClient("ftp://x", device_id="d", token="t")
+
+
+def test_follow_keeps_syncing_and_backs_off_while_central_is_away(tmp_path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db", device_id="d-1")
+    answers = iter(["down", "down", "ok", "ok"])
+    outcomes: list = []
+
+    class Flaky:
+        def send(self, payload):  # type: ignore[no-untyped-def]
+            if next(answers) == "down":
+                raise RetryableError("connection refused")
+            n = len(payload["results"])
+            return {"acked_through": payload["results"][-1]["seq"], "stored": n, "duplicates": 0}
+
+    sleeps: list[float] = []
+    client = SyncClient("http://x", device_id="d-1", token="t", transport=Flaky(), max_retries=0,
+                        sleep=sleeps.append, random_state=0)  # fmt: skip
+    fill_outbox(outbox, 3)
+    client.follow(outbox, interval=5.0, stop=lambda: len(outcomes) >= 3, on_report=outcomes.append)
+    assert [type(o).__name__ for o in outcomes] == ["SyncError", "SyncError", "SyncReport"]
+    assert outcomes[2].marked == 3 and outbox.backlog() == 0
+    assert sleeps == [5.0, 5.0]  # the interval floors the backoff between rounds
+
+
+def test_public_names() -> None:
+    import edge_runtime.sync as sync
+    import edge_runtime.updates as updates
+
+    assert sorted(sync.__all__) == [
+        "BATCH_PATH", "DRIFT_PATH", "HttpTransport", "RetryableError", "SyncClient", "SyncReport",
+        "Transport", "add_sync_commands",
+    ]  # fmt: skip
+    assert sorted(updates.__all__) == [
+        "CURRENT_LINK", "ModelUpdater", "PREVIOUS_LINK", "UpdateReport", "add_update_commands"
+    ]  # fmt: skip
+    assert all(hasattr(sync, n) for n in sync.__all__)
+    assert all(hasattr(updates, n) for n in updates.__all__)
