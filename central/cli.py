@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from central.core.config import Settings, ensure_admin_token_file, get_settings
+from central.core.db import Database
 
 __all__ = ["build_parser", "main"]
 
@@ -57,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
-    from central.core.db import Database
+def _database(settings: Settings) -> Database:
     from central.core.migrate import upgrade
 
     db = Database.from_url(settings.database_url)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="a device token, or the admin token")
-_basic = HTTPBasic(auto_error=False, realm="edgeseg", description="any user, admin token as password")
 
 MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>'"
 # last_seen_at is written at most this often by read-only device requests.
@@ -108,6 +107,3 @@ def require_dashboard_admin(request: Request, settings: SettingsDep) -> None:
 
 
 DashboardAdminDep = Annotated[None, Depends(require_dashboard_admin)]
-
-# Keep the Basic scheme in the OpenAPI document (the dashboard route declares it).
-basic_scheme = _basic

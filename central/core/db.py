@@ -8,8 +8,6 @@ with ``SELECT … FOR UPDATE`` on the device row (see ``api/routes/results.py``)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,17 +59,6 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on any error."""
-        with self.sessionmaker() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
 
     def dispose(self) -> None:
         self.engine.dispose()

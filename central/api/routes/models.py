@@ -13,6 +13,7 @@ import binascii
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from central.api.deps import AdminDep, CurrentDevice, SessionDep, SettingsDep
 from central.api.responses import ADMIN_ERRORS, DEVICE_ERRORS, error
@@ -37,7 +38,7 @@ from edge_runtime.signing import load_public_key
 router = APIRouter(tags=["models"])
 
 
-def _model_public(session, model: Model) -> ModelPublic:  # type: ignore[no-untyped-def]
+def _model_public(session: Session, model: Model) -> ModelPublic:
     files = session.scalars(select(ModelFile.name).where(ModelFile.model_version == model.model_version)).all()
     rollouts = session.scalars(
         select(Rollout).where(Rollout.model_version == model.model_version).order_by(Rollout.id)
