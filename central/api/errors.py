@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -9,7 +10,18 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-__all__ = ["format_errors", "format_loc", "request_validation_handler"]
+__all__ = [
+    "DATABASE_RETRY_AFTER_S",
+    "database_unavailable_handler",
+    "format_errors",
+    "format_loc",
+    "request_validation_handler",
+]
+
+# What a client is told to wait when the database cannot be reached (restart, failover, lock).
+DATABASE_RETRY_AFTER_S = 2
+
+logger = logging.getLogger("central")
 
 _MAX_ERRORS = 3
 _MAX_INPUT_REPR = 60
@@ -50,3 +62,13 @@ def format_errors(errors: Iterable[dict[str, Any]]) -> str:
 async def request_validation_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(status_code=422, content={"detail": format_errors(exc.errors())})
+
+
+async def database_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """The database is down or locked: a 503 the sync client retries, never a bare 500."""
+    logger.warning("database unavailable: %s", exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is unavailable; retry later"},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )

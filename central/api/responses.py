@@ -20,6 +20,7 @@ DEVICE_ERRORS: dict[int | str, dict[str, Any]] = {
     413: error("batch or body too large"),
     415: error("unsupported Content-Type or Content-Encoding"),
     422: error("a field breaks the contract; nothing was stored"),
+    503: error("the database is unavailable; retry after Retry-After seconds"),
 }
 
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {

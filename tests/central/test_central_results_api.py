@@ -194,3 +194,19 @@ def test_body_refusals_store_nothing(api, device) -> None:
         {"detail": "body: Input should be a valid dictionary or instance of ResultsBatchCreate"},
     )
     assert api.count_results() == 0
+
+
+def test_database_outage_is_a_503_with_retry_after(api, device, monkeypatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import central.api.routes.results as route
+
+    def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(route, "ingest", down)
+    response = post(api, device, [make_result(1)])
+    assert (response.status_code, response.json()) == (
+        503, {"detail": "the database is unavailable; retry later"}
+    )  # fmt: skip
+    assert response.headers["Retry-After"] == "2"

@@ -62,7 +62,11 @@ def _model_public(session: Session, model: Model) -> ModelPublic:
     "/models",
     response_model=ModelPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={**ADMIN_ERRORS, 413: error("artifact too large"), 503: error("no trusted key")},
+    responses={
+        **ADMIN_ERRORS,
+        413: error("artifact too large"),
+        503: error("no trusted key, or the database is unavailable"),
+    },
 )
 def upload_model(body: ModelCreate, session: SessionDep, settings: SettingsDep, _admin: AdminDep) -> ModelPublic:
     """Verify and register an artifact, then roll it out (``rollout_to``)."""
