@@ -27,6 +27,15 @@ def _f(value: Any, spec: str = ".4f") -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _label_rule(rule: Any) -> str:
+    if isinstance(rule, dict) and rule.get("kind") == "clusters":
+        return (
+            f"Label rule: segments discovered by {rule['method']} clustering, k by {rule['criterion']}, "
+            "named by the rules below; the dormant rule first."
+        )
+    return f"Label rule: `{rule}`"
+
+
 def card_blocks(manifest: dict[str, Any]) -> list[Block]:
     """The card's content in order: ("h", level, text) · ("p", text) · ("ul", [items]) ·
     ("table", header, rows) · ("pre", text) · ("plot", key, caption)."""
@@ -54,7 +63,7 @@ def card_blocks(manifest: dict[str, Any]) -> list[Block]:
                 f"fingerprint `{(manifest['data'].get('fingerprint') or '')[:16]}…`).",
                 f"Split: {metrics['n_train']} train / {metrics['n_val']} validation / {metrics['n_test']} test rows "
                 "(stratified; the test rows were never seen by the search).",
-                *([f"Label rule: `{target['label_rule']}`"] if target.get("label_rule") else []),
+                *([_label_rule(target["label_rule"])] if target.get("label_rule") else []),
             ],
         ),
     ]
@@ -188,6 +197,8 @@ def _segment_blocks(segments: dict[str, Any]) -> list[Block]:
             ["segment", "customers", "share", "named because", "distinguishing (std. median diff. vs rest)"],
             rows,
         ),
+        ("p", "Naming rules, tried in this order (percentiles are among the clustered customers):"),
+        ("ul", [f"**{r['name']}**: {r['condition']}" for r in segments.get("naming_rules", [])]),
     ]
     return blocks
 

@@ -100,7 +100,12 @@ def pareto_png(trials: Sequence[dict[str, Any]], budget_us: float, chosen_index:
                 label="exported model",
             )
     axes.axvline(budget_us, color="#d62728", linestyle="--", linewidth=1, label=f"p99 budget {budget_us:g} µs")
-    axes.set_xscale("log")
+    latencies = [x for x, _, _ in points] + [budget_us]
+    if max(latencies) > 10 * min(latencies):  # log only when the trials span a decade or more
+        from matplotlib.ticker import ScalarFormatter
+
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(ScalarFormatter())
     axes.set_xlabel("single-row p99 latency (µs, target device)")
     axes.set_ylabel(f"validation {metric}")
     axes.set_title("Search: quality vs latency, every trial")
