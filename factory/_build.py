@@ -462,7 +462,7 @@ def _explanations(
     try:
         importance: dict[str, Any] = global_importance(model, test_matrix[rows], schema.columns, background=background)
     except Exception as exc:  # an explainer gap must not cost the user the model; the card says so
-        importance = {"method": None, "error": f"{type(exc).__name__}: {exc}"[:300], "features": {}}
+        importance = {"method": None, "error": f"{type(exc).__name__}: {exc}"[:300], "ranking": []}
     baseline = interpretable_baselines((train_matrix, y_train), (test_matrix, y_test), schema.columns, classes, seed)
     return {"global_importance": importance, "baseline": baseline}
 

@@ -231,10 +231,11 @@ def _explain_blocks(manifest: dict[str, Any]) -> list[Block]:
     explain = manifest.get("explain") or {}
     importance = explain.get("global_importance") or {}
     blocks: list[Block] = [("h", 2, "Explanations")]
-    if importance.get("features"):
+    ranking = importance.get("ranking") or []
+    if ranking:
         blocks += [
             ("p", f"Global feature importance: {importance['method']}; explained output: {importance['output']}."),
-            ("table", ["input", "mean |SHAP|"], [[k, f"{v:.4g}"] for k, v in importance["features"].items()]),
+            ("table", ["input", "mean |SHAP|"], [[r["feature"], f"{r['mean_abs_shap']:.4g}"] for r in ranking]),
             ("plot", "importance", "SHAP importance per input"),
         ]
     else:
@@ -283,8 +284,9 @@ def _plots(manifest: dict[str, Any], trials: Sequence[dict[str, Any]]) -> dict[s
             trials, manifest["budgets"]["latency_p99_us"], manifest["search"].get("trial_index"), metrics["metric"]
         ),
     }
-    features = ((manifest.get("explain") or {}).get("global_importance") or {}).get("features")
-    if features:
+    ranking = ((manifest.get("explain") or {}).get("global_importance") or {}).get("ranking")
+    if ranking:
+        features = {r["feature"]: r["mean_abs_shap"] for r in ranking}
         plots["importance"] = importance_png(features, "Global importance (mean |SHAP|)")
     return plots
 

@@ -71,7 +71,7 @@ def shap_values(model: Any, matrix: np.ndarray, background: np.ndarray | None = 
 def global_importance(
     model: Any, matrix: np.ndarray, features: list[str], *, background: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """Mean |SHAP| per raw input, sorted high to low, with what was explained."""
+    """Mean |SHAP| per raw input, ranked high to low (``ranking``), with what was explained."""
     result = shap_values(model, matrix, background)
     importance = np.abs(result.values).sum(axis=2).mean(axis=0)
     order = np.argsort(-importance, kind="stable")
@@ -79,5 +79,6 @@ def global_importance(
         "method": f"SHAP {result.explainer}, mean |SHAP| over {matrix.shape[0]} held-out rows, summed over outputs",
         "output": result.output,
         "rows": int(matrix.shape[0]),
-        "features": {features[i]: float(importance[i]) for i in order},
+        # a list, not a dict: manifest.json is written with sorted keys, which would lose the ranking
+        "ranking": [{"feature": features[i], "mean_abs_shap": float(importance[i])} for i in order],
     }

@@ -66,7 +66,10 @@ def test_cards_carry_the_manifest_numbers(card: tuple[dict[str, Any], str, str])
     baseline = manifest["metrics"]["baseline"]
     for entry in baseline.values():
         assert f"{entry['test']['accuracy']:.4f}" in markdown
-    importance = manifest["explain"]["global_importance"]["features"]
+    ranking = manifest["explain"]["global_importance"]["ranking"]
+    values = [r["mean_abs_shap"] for r in ranking]
+    assert values == sorted(values, reverse=True)  # the ranking survives the sorted-keys manifest
+    importance = {r["feature"]: r["mean_abs_shap"] for r in ranking}
     assert set(importance) == {spec["name"] for spec in manifest["inputs"]}
     for name in importance:
         assert f"| {name} | {importance[name]:.4g} |" in markdown

@@ -76,9 +76,11 @@ def test_global_importance_is_mean_absolute_shap_per_input(data: tuple[Any, ...]
     importance = global_importance(model, x_test, schema.columns)
     values = shap_values(model, x_test).values
     expected = np.abs(values).sum(axis=2).mean(axis=0)
-    assert list(importance["features"]) == [schema.columns[i] for i in np.argsort(-expected, kind="stable")]
+    ranking = importance["ranking"]
+    assert [r["feature"] for r in ranking] == [schema.columns[i] for i in np.argsort(-expected, kind="stable")]
+    by_name = {r["feature"]: r["mean_abs_shap"] for r in ranking}
     for i, name in enumerate(schema.columns):
-        assert importance["features"][name] == pytest.approx(expected[i])
+        assert by_name[name] == pytest.approx(expected[i])
 
 
 def test_baselines_report_their_real_test_quality(data: tuple[Any, ...]) -> None:
