@@ -204,7 +204,7 @@ def _cmd_classify(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
         except OSError as exc:
             target.close()
             raise UsageError(f"cannot read {args.input!r}: {exc.strerror}") from exc
-    failed = 0
+    failed = classified = 0
     try:
         first = stream.readline()  # sniff the format from the first line, then stream on
         fmt = _format_of(args.input, args.format, first)
@@ -221,6 +221,8 @@ def _cmd_classify(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
                 stderr.write(f"line {number}: {exc}\n")
                 continue
             stdout.write(json.dumps({"line": number, **result.to_dict()}) + "\n")
+            classified += 1
+        logger.info("classified %d, failed %d; input stats %s", classified, failed, classifier.input_stats)
     finally:
         if stream is not sys.stdin:
             stream.close()
