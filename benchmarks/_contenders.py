@@ -20,7 +20,7 @@ from benchmarks._baselines import Booster, DefaultGraph, FlamlRun
 from benchmarks._job import Job, frame_from_record
 from benchmarks._timing import SingleCall
 
-__all__ = ["CONTENDERS", "Contenders", "agreement", "batch_runners", "single_calls"]
+__all__ = ["CONTENDERS", "Contenders", "agreement", "batch_runners", "edge_breakdown", "single_calls"]
 
 # key -> (label, what is timed). Order is the report's order; "edgeseg" is the reference.
 CONTENDERS: dict[str, tuple[str, str]] = {
@@ -98,9 +98,9 @@ def single_calls(c: Contenders) -> list[SingleCall]:
 def _edge_columns(frame: pd.DataFrame, job: Job) -> dict[str, np.ndarray]:
     """A dict of numpy columns, the edge runtime's batch input.
 
-    The runtime refuses NaN in a float column (missing must be None), so a column with missing
-    values goes in as an object array with None — its slower, per-value path; complete columns
-    go in as float64 / numpy str arrays, its vectorised path.
+    Strings go in as numpy str arrays with '' for missing (the runtime's vectorised path). The
+    runtime refuses NaN in a float column (a missing number must be None), so a number column
+    with missing values goes in as an object array with None — its per-value path.
     """
     columns: dict[str, np.ndarray] = {}
     for c in job.num:
@@ -113,11 +113,8 @@ def _edge_columns(frame: pd.DataFrame, job: Job) -> dict[str, np.ndarray]:
         else:
             columns[c] = values
     for c in job.cat:
-        present = frame[c].notna()
-        if present.all():  # a numpy str column: the runtime's vectorised path
-            columns[c] = frame[c].to_numpy(dtype=str)
-        else:
-            columns[c] = frame[c].astype(object).where(present, None).to_numpy(dtype=object)
+        # A numpy str column is the runtime's vectorised path; '' is its missing string.
+        columns[c] = frame[c].astype(object).where(frame[c].notna(), "").to_numpy(dtype=str)
     return columns
 
 
@@ -138,6 +135,32 @@ def batch_runners(c: Contenders, frame: pd.DataFrame) -> dict[str, Callable[[], 
     }
 
 
+def edge_breakdown(c: Contenders, frame: pd.DataFrame, rounds: int) -> dict[str, float]:
+    """Where edgeseg's batch time goes: validation + encoding vs the onnxruntime run."""
+    import statistics
+    import time
+
+    columns = _edge_columns(frame, c.job)
+    clf = c.classifier
+    feeds, n = clf.encode(columns)
+    clf.run_feeds(feeds, n)
+    encode_s, run_s = [], []
+    clock = time.perf_counter_ns
+    for _ in range(rounds):
+        start = clock()
+        feeds, n = clf.encode(columns)
+        middle = clock()
+        clf.run_feeds(feeds, n)
+        encode_s.append((middle - start) / 1e9)
+        run_s.append((clock() - middle) / 1e9)
+    missing = [name for name, values in columns.items() if values.dtype == object]
+    return {
+        "validate_encode_s": statistics.median(encode_s),
+        "onnxruntime_s": statistics.median(run_s),
+        "object_columns": missing,
+    }
+
+
 def agreement(c: Contenders) -> dict[str, Any]:
     """Do the paths compute what they claim? Label agreement with edgeseg on the records.
 
@@ -150,6 +173,7 @@ def agreement(c: Contenders) -> dict[str, Any]:
     records = job.records
     frame = pd.concat([frame_from_record(r, job.columns, c.numset) for r in records], ignore_index=True)
     edge = np.array([c.classifier.classify(r).segment for r in records], dtype=object)
+    edge_batch = np.asarray(c.classifier.classify_many(_edge_columns(frame, job)).segments, dtype=object)
     sk = np.array(classes, dtype=object)[_quiet(job.result.native_pipeline.predict_proba)(frame).argmax(axis=1)]
     default_labels = np.array(
         [c.graph.single.run(None, c.graph.feeds_from_record(r))[0][0] for r in records], dtype=object
@@ -163,6 +187,7 @@ def agreement(c: Contenders) -> dict[str, Any]:
     chosen = "chosen" in c.booster.source
     return {
         "records": len(records),
+        "edgeseg_batch_vs_single": float(np.mean(edge_batch == edge)),
         "sklearn_pipeline": float(np.mean(sk == edge)),
         "skl2onnx_default": float(np.mean(default_labels == edge)),
         "native_booster": float(np.mean(booster_labels == edge)) if chosen else None,

@@ -174,7 +174,10 @@ def _budget_table(data: dict[str, Any]) -> Table:
             )
         else:
             fastest = r.get("fastest_trial_p99_us")
-            note = "no model" + (f" (fastest trial p99 {_num(fastest)} µs)" if fastest else "")
+            if "re-measured" in r.get("note", ""):
+                note = "no model (feasible in the search, over budget when the artifact was re-measured)"
+            else:
+                note = "no model" + (f" (fastest trial p99 {_num(fastest)} µs)" if fastest else "")
             rows.append(
                 [f"{r['latency_budget_us']:g} µs", note, "–", "–", "–", f"{r['feasible_trials']} / {r['trials']}"]
             )
@@ -435,7 +438,8 @@ def render_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[Block]
         blocks += [Heading(3, name), _latency_table(d)]
         blocks.append(
             Para(
-                f"Label agreement with edgeseg on {a['records']} held-out records: sklearn pipeline "
+                f"Label agreement with edgeseg on {a['records']} held-out records: edgeseg's own batch path "
+                f"{a.get('edgeseg_batch_vs_single', float('nan')):.1%}, sklearn pipeline "
                 f"{a['sklearn_pipeline']:.1%}, skl2onnx default graph {a['skl2onnx_default']:.1%}"
                 + (f", native booster {a['native_booster']:.1%}" if a.get("native_booster") is not None else "")
                 + f"; unconstrained FLAML's model picks the same segment for {a['flaml_predict_same_segment']:.1%}. "
@@ -451,6 +455,28 @@ def render_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[Block]
     )
     for name, d in ok.items():
         blocks += [Heading(3, name), _batch_table(d)]
+        breakdown = d.get("edgeseg_batch_breakdown", {})
+        if breakdown:
+            parts = [
+                f"{int(n):,} rows: validate + encode {_num(b['validate_encode_s'] * 1e3, 2)} ms, "
+                f"onnxruntime {_num(b['onnxruntime_s'] * 1e3, 2)} ms"
+                for n, b in sorted(breakdown.items(), key=lambda item: int(item[0]))
+            ]
+            objects = next(iter(breakdown.values()))["object_columns"]
+            blocks.append(
+                Para(
+                    "Where edgeseg's batch time goes — "
+                    + "; ".join(parts)
+                    + ". "
+                    + (
+                        f"Number columns with missing values go in as object arrays with None "
+                        f"({', '.join(objects)}): the runtime refuses NaN in a float column, so those take "
+                        "its per-value path; every other column is a float64 or numpy str array."
+                        if objects
+                        else "Every column went in as a float64 or numpy str array (missing strings as '')."
+                    )
+                )
+            )
     if "throughput" in plots:
         blocks.append(Image(plots["throughput"], "batch throughput"))
 

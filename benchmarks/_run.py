@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import tempfile
 import time
 import traceback
@@ -45,7 +46,7 @@ def bench_dataset(
     from benchmarks._baselines import default_onnx_graph, fit_unconstrained_flaml, native_booster
     from benchmarks._builds import run_build
     from benchmarks._coldstart import measure_cold_start, write_pickles
-    from benchmarks._contenders import Contenders, agreement, batch_runners, single_calls
+    from benchmarks._contenders import Contenders, agreement, batch_runners, edge_breakdown, single_calls
     from benchmarks._job import batch_frame, prepare_job
     from benchmarks._pareto import budget_row, pareto_indices, trial_points
     from benchmarks._timing import measure_batch, measure_single
@@ -151,6 +152,7 @@ def bench_dataset(
         for values in measured.values():
             values["edgeseg_speedup"] = _ratio(edge_rate, values["rows_per_s"])
         out["batch"][str(rows)] = measured
+        out.setdefault("edgeseg_batch_breakdown", {})[str(rows)] = edge_breakdown(contenders, frame, cfg.batch_rounds)
         del frame
         gc.collect()
 
@@ -196,6 +198,12 @@ def bench_dataset(
     }
     out["seconds"] = time.perf_counter() - started
     return out, job.artifact_dir
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars (their Python value) and anything else (its text)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
 
 
 def _new_report_dir(root: Path, moment: dt.datetime) -> Path:
@@ -279,9 +287,8 @@ def run_bench(
         results["central_ingest"] = run_script(
             CENTRAL_SCRIPT, list(cfg.central_script_args), mode=cfg.mode, timeout_s=cfg.external_timeout_s
         )
-        for external in ("edge_runtime", "central_ingest"):  # temporary paths mean nothing in a report
-            if "command" in results[external]:
-                results[external]["command"] = results[external]["command"].replace(str(work), "$WORK")
+        # Temporary paths mean nothing once the run is over: name the folder instead.
+        results = json.loads(json.dumps(results, default=_plain).replace(str(work), "$WORK"))
     finished = dt.datetime.now(dt.UTC)
     results["meta"]["finished_at"] = finished.strftime("%Y-%m-%dT%H:%M:%SZ")
     results["meta"]["seconds"] = (finished - started).total_seconds()

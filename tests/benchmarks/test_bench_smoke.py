@@ -99,6 +99,7 @@ def test_results_json_has_every_measurement(report_dir: Path) -> None:
     assert sizes["pickle_pipeline_bytes"] > 0 and sizes["pickle_flaml_automl_bytes"] > 0
 
     # The contenders that run the very same model must agree with edgeseg.
+    assert retail["agreement"]["edgeseg_batch_vs_single"] == 1.0
     assert retail["agreement"]["sklearn_pipeline"] == 1.0
     assert retail["agreement"]["skl2onnx_default"] == 1.0
 
