@@ -70,7 +70,9 @@ def get_current_device(session: SessionDep, credentials: BearerDep) -> Device:
     now = utc_now()
     if device.last_seen_at is None or now - device.last_seen_at > _LAST_SEEN_RESOLUTION:
         device.last_seen_at = now
-        session.commit()
+    # End the transaction here: on SQLite every transaction holds the write lock (BEGIN
+    # IMMEDIATE), and the route may still be reading the request body.
+    session.commit()
     return device
 
 
