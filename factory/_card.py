@@ -212,7 +212,8 @@ def _few_blocks(few: dict[str, Any]) -> list[Block]:
             "ul",
             [
                 f"{few['n_given']} rows carried a label; {few['n_inferred']} labels were inferred "
-                f"with {few['method']}.",
+                f"with {few['method']}; {few.get('n_unreached', 0)} of them were not connected to any labelled "
+                "row and took the labelled-only classifier's prediction.",
                 f"Confidence of inferred labels: min {conf['min']:.2f}, 10th percentile {conf['p10']:.2f}, "
                 f"median {conf['median']:.2f}, 90th percentile {conf['p90']:.2f}; histogram over "
                 f"{conf['bins']}: {conf['histogram']}.",

@@ -47,6 +47,9 @@ def test_every_hidden_row_gets_a_label_and_given_labels_are_kept(
     conf = spread.confidence[hide]
     assert report["confidence"]["median"] == pytest.approx(float(conf.median()))
     assert (spread.confidence[~hide] == 1.0).all()
+    # rows the kNN graph leaves unconnected are counted and get a real guess, not class 0 by default
+    assert report["n_unreached"] > 0
+    assert (spread.confidence > 0).all()
 
 
 def test_propagated_labels_beat_chance_on_the_hidden_truth(
