@@ -106,3 +106,15 @@ def test_build_with_few_labels_reports_in_manifest_and_card(
     assert "Few labels, spread by label propagation" in card
     assert f"{few['holdout']['accuracy_labelled_only']:.4f}" in card
     assert f"{few['holdout']['accuracy_with_propagated']:.4f}" in card
+
+
+def test_cli_few_labels_without_target_is_one_line(
+    capsys: pytest.CaptureFixture[str], segmentation_csv: Path, tmp_path: Path
+) -> None:
+    from factory.cli import main
+
+    out = tmp_path / "out"
+    code = main(["build", "--quiet", "--out", str(out), "--data", str(segmentation_csv), "--labels", "few"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["edgeseg-factory: error: --labels few needs the label column: give --target"]
+    assert not out.exists()

@@ -204,3 +204,16 @@ def test_build_default_clusters_end_to_end(tmp_path: Path, retail: tuple[pd.Data
         assert name in html
     png = html.split('id="plot-pareto"><img', 1)[1].split("base64,", 1)[1].split('"', 1)[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_clusters_refuses_to_overwrite_a_column(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from factory.cli import main
+
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"spend": range(40), "segment": ["a", "b"] * 20}).to_csv(path, index=False)
+    out = tmp_path / "out"
+    code = main(["build", "--quiet", "--out", str(out), "--data", str(path), "--labels", "clusters"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "writes the segment into column 'segment', which the data already has" in err[0]
+    assert not out.exists()
