@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from factory._data import MIN_ROWS_PER_CLASS
 from factory.errors import FactoryInputError
 
 from ._cluster import DEFAULT_K_RANGE, choose_and_fit, scale_features
@@ -111,6 +112,13 @@ def discover_segments(
         raise FactoryInputError(f"only {len(active)} non-dormant customers to cluster; need at least 10")
     matrix = scale_features(features.loc[active], numeric)
     clusters, cluster_report = choose_and_fit(matrix, method=method, k_range=k_range, n_segments=n_segments, seed=seed)
+    sizes = np.bincount(clusters)
+    if sizes.min() < MIN_ROWS_PER_CLASS:
+        raise FactoryInputError(
+            f"clustering into {cluster_report.chosen_k} segments left one with {int(sizes.min())} customers; "
+            f"each segment needs at least {MIN_ROWS_PER_CLASS} (train, validation and test): "
+            "ask for fewer with --n-segments"
+        )
 
     # plain object values: cluster numbers (int) and the rule segment (str) side by side
     values = np.full(len(features), DORMANT, dtype=object)

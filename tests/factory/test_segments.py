@@ -217,3 +217,41 @@ def test_cli_clusters_refuses_to_overwrite_a_column(capsys: pytest.CaptureFixtur
     assert code == 2 and len(err) == 1
     assert "writes the segment into column 'segment', which the data already has" in err[0]
     assert not out.exists()
+
+
+def test_public_api() -> None:
+    import factory.explain
+    import factory.labels
+    import factory.segments
+
+    assert factory.segments.__all__ == [
+        "CLUSTER_METHODS",
+        "DEFAULT_K_RANGE",
+        "DORMANT",
+        "NAMING_RULES",
+        "SILHOUETTE_SAMPLE",
+        "SegmentResult",
+        "build_segment_table",
+        "discover_segments",
+        "scale_features",
+    ]
+    assert factory.labels.__all__ == ["FEW_LABEL_METHODS", "FewLabelResult", "propagate_labels"]
+    assert factory.explain.__all__ == [
+        "ShapResult",
+        "confusion_matrix_png",
+        "global_importance",
+        "importance_png",
+        "interpretable_baselines",
+        "pareto_png",
+        "reference_record",
+        "shap_values",
+    ]
+
+
+def test_a_segment_too_small_to_split_is_refused_with_advice() -> None:
+    from factory.errors import FactoryInputError
+
+    values = [1.0] * 30 + [50.0] * 30 + [1000.0] * 3  # three obvious groups, one of 3 customers
+    frame = pd.DataFrame({"spend": values, "visits": [v / 10 for v in values]})
+    with pytest.raises(FactoryInputError, match="left one with 3 customers.*--n-segments"):
+        discover_segments(frame, n_segments=3, k_range=(3, 3))
