@@ -24,8 +24,8 @@ def _figure(width: float, height: float) -> Any:
 
 def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png")
+    # bbox "tight" grows the canvas to fit long class names, the colourbar and the title
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)
     return buffer.getvalue()
 
 
@@ -43,7 +43,7 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], classes: Sequence[str]
     axes.set_yticks(range(len(classes)), labels=list(classes))
     axes.set_xlabel("predicted")
     axes.set_ylabel("truth")
-    axes.set_title("Confusion matrix (test rows; colour = share of the true class)")
+    axes.set_title("Confusion matrix, test rows\n(colour = share of the true class)")
     for i in range(len(classes)):
         for j in range(len(classes)):
             colour = "white" if share[i, j] > 0.5 else "black"
