@@ -255,3 +255,15 @@ def test_a_segment_too_small_to_split_is_refused_with_advice() -> None:
     frame = pd.DataFrame({"spend": values, "visits": [v / 10 for v in values]})
     with pytest.raises(FactoryInputError, match="left one with 3 customers.*--n-segments"):
         discover_segments(frame, n_segments=3, k_range=(3, 3))
+
+
+def test_gmm_as_the_method_chooses_k_by_bic_and_reports_kmeans_beside_it(
+    retail: tuple[pd.DataFrame, dict[str, Any]],
+) -> None:
+    table, _ = retail
+    found = discover_segments(table, exclude=NOT_FEATURES, method="gmm", k_range=(3, 5), seed=0)
+    bic = {int(k): v for k, v in found.report["scores"].items()}
+    assert found.report["criterion"] == "BIC (min)"
+    assert found.report["chosen_k"] == min(bic, key=lambda k: bic[k])
+    assert found.report["alternative"]["method"] == "kmeans"
+    assert len(set(found.labels) - {DORMANT}) == found.report["chosen_k"]
