@@ -1,4 +1,8 @@
-"""One simulated device for the end-to-end test: classify N results, syncing as it goes.
+"""One device for the end-to-end test: classify N results, syncing as it goes.
+
+With ``--artifact`` it runs the real ``Runtime`` (verified model, drift counts, outbox) on the
+artifact's golden records with varying customer ids; without, it appends synthetic results to
+the real ``Outbox``.
 
 Run as a separate process; the test SIGKILLs it at random moments and starts it again with the
 same arguments. It resumes from its outbox: results already appended are not appended again,
@@ -28,10 +32,45 @@ def main() -> int:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--model-version", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--deadline", type=float, default=90.0)
+    parser.add_argument("--deadline", type=float, default=100.0)
+    parser.add_argument("--artifact", default=None)
+    parser.add_argument("--public-key", default=None)
     args = parser.parse_args()
     rng = random.Random(args.seed + int(time.time() * 1000))
-    outbox = Outbox(args.outbox, device_id=args.device_id)
+    if args.artifact:
+        from edge_runtime import Runtime
+
+        runtime = Runtime(
+            args.artifact,
+            outbox_path=args.outbox,
+            device_id=args.device_id,
+            secret="e2e-secret-0123456789",
+            public_key=args.public_key,
+        )
+        outbox = runtime.outbox
+        manifest = runtime.classifier.manifest
+        records = [dict(g["record"]) for g in manifest["golden_samples"]]
+        id_field = manifest.get("id_field")
+
+        def classify_one() -> None:
+            record = dict(rng.choice(records))
+            if id_field:
+                record[id_field] = f"{args.device_id}-{rng.randrange(10**9)}"
+            runtime.classify(record)
+    else:
+        outbox = Outbox(args.outbox, device_id=args.device_id)
+
+        def classify_one() -> None:
+            p = [rng.random() + 0.01 for _ in CLASSES]
+            total = sum(p)
+            probabilities = {c: v / total for c, v in zip(CLASSES, p, strict=True)}
+            outbox.append(
+                segment=max(probabilities, key=probabilities.__getitem__),
+                probabilities=probabilities,
+                model_version=args.model_version,
+                customer_ref=f"{args.device_id}-{rng.randrange(10**9)}",
+            )
+
     client = SyncClient(
         args.url,
         device_id=args.device_id,
@@ -48,15 +87,7 @@ def main() -> int:
     while time.monotonic() < stop_at:
         remaining = args.n - outbox.last_seq()
         for _ in range(min(remaining, rng.randint(5, 20))):
-            p = [rng.random() + 0.01 for _ in CLASSES]
-            total = sum(p)
-            probabilities = {c: v / total for c, v in zip(CLASSES, p, strict=True)}
-            outbox.append(
-                segment=max(probabilities, key=probabilities.__getitem__),
-                probabilities=probabilities,
-                model_version=args.model_version,
-                customer_ref=f"{args.device_id}-{rng.randrange(10**9)}",
-            )
+            classify_one()
         try:
             client.sync_once(outbox)
         except SyncError:
