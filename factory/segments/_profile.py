@@ -185,7 +185,7 @@ def name_segments(profiles: dict[Any, dict[str, Any]], cluster_keys: list[Any]) 
                 break
         if chosen is not None:
             names[key] = chosen.name
-            profile["naming"] = {"rule": chosen.name, "condition": chosen.condition}
+            profile["naming"] = {"rule": chosen.name, "condition": chosen.condition, "columns": list(chosen.columns)}
         else:
             described = [_describe(e) for e in profile["distinguishing"][:2]]
             names[key] = ", ".join(described) or "segment"
@@ -193,11 +193,13 @@ def name_segments(profiles: dict[Any, dict[str, Any]], cluster_keys: list[Any]) 
                 "rule": "descriptive",
                 "condition": "no RFM+X rule applies: the two most distinguishing features (standardised median "
                 "difference vs the rest)",
+                "columns": [e["feature"] for e in profile["distinguishing"][:2]],
             }
-    # unique: bracket the most distinguishing feature the name does not already say, then number
+    # unique: bracket the most distinguishing feature the rule did not already use, then number
     for name in {n for n in names.values() if list(names.values()).count(n) > 1}:
         for key in [k for k in cluster_keys if names[k] == name]:
-            extra = next((e for e in profiles[key]["distinguishing"] if e["feature"] not in name), None)
+            used = set(profiles[key]["naming"]["columns"])
+            extra = next((e for e in profiles[key]["distinguishing"] if e["feature"] not in used), None)
             if extra is not None:
                 names[key] = f"{name} ({_describe(extra)})"
     seen: dict[str, int] = {}

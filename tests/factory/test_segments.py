@@ -267,3 +267,20 @@ def test_gmm_as_the_method_chooses_k_by_bic_and_reports_kmeans_beside_it(
     assert found.report["chosen_k"] == min(bic, key=lambda k: bic[k])
     assert found.report["alternative"]["method"] == "kmeans"
     assert len(set(found.labels) - {DORMANT}) == found.report["chosen_k"]
+
+
+def test_repeated_names_are_made_unique_by_a_true_qualifier(retail: tuple[pd.DataFrame, dict[str, Any]]) -> None:
+    import re
+
+    table, _ = retail
+    found = discover_segments(table, exclude=NOT_FEATURES, n_segments=8, k_range=(8, 8), seed=0)
+    names = [n for n in found.report["counts"] if n != DORMANT]
+    assert len(names) == 8 == len(set(names))
+    active = table[table["is_dormant"] == "no"]
+    labels = found.labels[active.index]
+    qualified = [n for n in names if "(" in n]
+    assert qualified, "with 8 segments some base names repeat on this data"
+    for name in qualified:
+        word, feature = re.search(r"\((high|low) (\w+)\)", name).groups()  # type: ignore[union-attr]
+        inside, rest = active[feature][labels == name].median(), active[feature][labels != name].median()
+        assert (inside > rest) if word == "high" else (inside < rest), name
