@@ -31,11 +31,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: benchmarks/reports)")
     parser.add_argument("--time-budget-s", type=float, default=None, help="override the search time of the mode")
     parser.add_argument("--seed", type=int, default=None, help="override the seed (default 0)")
+    parser.add_argument(
+        "--render", type=Path, metavar="DIR", help="only re-render DIR's report files from its results.json"
+    )
     return parser
+
+
+def _render(folder: Path) -> int:
+    """Rewrite report.md/html, headline.md and the plots from an existing results.json."""
+    import json
+
+    from benchmarks._report import write_report
+
+    source = folder / "results.json"
+    if not source.is_file():
+        print(f"error: {source} does not exist", file=sys.stderr)
+        return 2
+    write_report(json.loads(source.read_text(encoding="utf-8")), folder)
+    print(folder)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.render is not None:
+        return _render(args.render)
     from benchmarks._config import config_for
     from benchmarks._run import run_bench
 
