@@ -218,3 +218,18 @@ def test_batch_ids_numpy_ints_and_bad_id_row(runtime):
         runtime.classify_many([dict(GOLDEN_RECORDS[0], ID="a"), dict(GOLDEN_RECORDS[0], ID=1.5)])
     assert str(caught.value) == ("record 1: field 'ID': must be a string or an integer customer id (got 1.5)")
     assert runtime.outbox.last_seq() == 2  # nothing of the refused batch was stored
+
+
+def test_two_writers_on_one_file_share_one_gapless_sequence(tmp_path):
+    """The CLI may classify into the outbox while `serve` writes to it (two connections)."""
+    a = Outbox(tmp_path / "o.db", device_id="d")
+    b = Outbox(tmp_path / "o.db", device_id="d")
+    seqs = []
+    for i in range(50):
+        box = a if i % 3 else b
+        seqs.append(box.append(segment="A", probabilities={"A": 1.0}, model_version="m/1"))
+    assert seqs == list(range(1, 51))
+    assert a.mark_synced(range(1, 26)) == 25
+    assert b.backlog() == 25 and [p["seq"] for p in b.pending(3)] == [26, 27, 28]
+    a.close()
+    b.close()
