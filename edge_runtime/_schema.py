@@ -54,6 +54,9 @@ class InputStats:
     __slots__ = ("records", "unknown_category", "out_of_range", "extra_fields", "refused")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.records = 0  # records that reached validation
         self.refused = 0  # records refused with a SchemaError
         self.unknown_category: dict[str, int] = {}

@@ -180,7 +180,7 @@ class Classifier:
         # onnxruntime is pinned (pyproject), and the public method is the fallback.
         self._run = getattr(self._session, "_sess", self._session).run
         self._self_test()
-        self._validator.stats.__init__()  # golden samples are not traffic
+        self._validator.stats.reset()  # golden samples are not traffic
 
     @classmethod
     def load(
@@ -327,7 +327,6 @@ class Classifier:
         goldens = self.manifest["golden_samples"]
         stats = self._validator.stats.snapshot()
         feeds = self._validator.fill_records([g["record"] for g in goldens])
-        self._validator.stats.__init__()
         for key, value in stats.items():  # restore: golden rows are not traffic
             setattr(self._validator.stats, key, value)
         labels, probabilities = session.run(self._outputs, feeds)

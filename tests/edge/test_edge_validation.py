@@ -105,7 +105,7 @@ def test_numpy_numbers_and_int_are_accepted(clf):
 
 
 def test_unknown_category_extra_fields_and_out_of_range_are_counted(clf, caplog):
-    clf.validator.stats.__init__()
+    clf.validator.stats.reset()
     caplog.set_level(logging.WARNING, logger="edge_runtime")
     clf.classify(good(Profession="Astronaut", till="7", ID="123"))
     clf.classify(good(Profession="Astronaut", Age=150))
