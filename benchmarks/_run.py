@@ -71,14 +71,29 @@ def bench_dataset(
         out_dir=builds_dir,
         key_dir=key_dir,
     )
-    log(f"[{spec.name}] budgeted build: p99 <= {cfg.latency_budget_us:g} µs, {cfg.time_budget_s:g} s search")
-    main = run_build(dataset, latency_budget_us=cfg.latency_budget_us, **build_kwargs)
-    builds = {cfg.latency_budget_us: main}
-    if main.result is None:
+    # The model under test is the main budget's; if that build is refused (on a shared machine
+    # the artifact's re-measured p99 can land over a tight budget), the next larger budget of the
+    # table stands in, and the report says so. The refused build stays a "no model" row.
+    builds: dict[float, Any] = {}
+    main = None
+    for budget in [cfg.latency_budget_us, *sorted(b for b in cfg.budget_table_us if b > cfg.latency_budget_us)]:
+        log(f"[{spec.name}] budgeted build: p99 <= {budget:g} µs, {cfg.time_budget_s:g} s search")
+        builds[budget] = run_build(dataset, latency_budget_us=budget, **build_kwargs)
+        if builds[budget].result is not None:
+            main = builds[budget]
+            break
+        log(f"[{spec.name}] no model at {budget:g} µs: {builds[budget].error}"[:300])
+    if main is None:
+        first = builds[cfg.latency_budget_us]
         out["status"] = "no_model"
-        out["note"] = f"no model met p99 <= {cfg.latency_budget_us:g} µs: {main.error}"
-        out["pareto"] = {"trials": trial_points(main.trials), "chosen_index": None}
+        out["note"] = f"no model met p99 <= {max(builds):g} µs: {first.error}"
+        out["pareto"] = {"trials": trial_points(first.trials), "chosen_index": None}
         return out, None
+    if main.latency_budget_us != cfg.latency_budget_us:
+        out["model_note"] = (
+            f"the p99 <= {cfg.latency_budget_us:g} µs build was refused ({builds[cfg.latency_budget_us].error}); "
+            f"the contenders use the p99 <= {main.latency_budget_us:g} µs build"
+        )[:1200]
     job = prepare_job(dataset, main.result, main.trials, main.seconds, public_key, cfg.seed, cfg.n_records)
     manifest = job.manifest
     out["data"].update(
@@ -101,7 +116,7 @@ def bench_dataset(
         "factory_latency_p50_us": manifest["budgets"]["measured"]["latency_p50_us"],
         "factory_latency_p99_us": manifest["budgets"]["measured"]["latency_p99_us"],
         "onnx_bytes": manifest["onnx_bytes"],
-        "budgets": {"latency_p99_us": cfg.latency_budget_us, "size_bytes": manifest["budgets"]["size_bytes"]},
+        "budgets": {"latency_p99_us": main.latency_budget_us, "size_bytes": manifest["budgets"]["size_bytes"]},
     }
 
     log(f"[{spec.name}] unconstrained FLAML on the raw table, {cfg.time_budget_s:g} s")
@@ -183,7 +198,7 @@ def bench_dataset(
         "chosen_index": manifest["search"].get("trial_index"),
         "front_latency": pareto_indices(points, "latency_p99_us"),
         "front_size": pareto_indices(points, "size_bytes"),
-        "latency_budget_us": cfg.latency_budget_us,
+        "latency_budget_us": main.latency_budget_us,
         "size_budget_bytes": manifest["budgets"]["size_bytes"],
     }
     out["quality_under_budget"] = {
