@@ -6,7 +6,7 @@ only in repetitions and search time, never in what is measured.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = ["BenchConfig", "MODES", "config_for"]
@@ -35,7 +35,6 @@ class BenchConfig:
     # The owners' scripts take their own --smoke/--quick/--full presets when they offer them.
     central_script_args: tuple[str, ...] = ()
     external_timeout_s: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
