@@ -49,14 +49,18 @@ class Result(NamedTuple):
     probabilities: dict[str, float]
     model_version: str
     seq: int | None = None
+    explanation: list[dict[str, Any]] | None = None  # with classify(..., explain=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "segment": self.segment,
             "probabilities": self.probabilities,
             "model_version": self.model_version,
             "seq": self.seq,
         }
+        if self.explanation is not None:
+            out["explanation"] = self.explanation
+        return out
 
 
 class BatchResult:
@@ -89,7 +93,7 @@ class BatchResult:
     def __getitem__(self, i: int) -> Result:
         seq = None if self.seqs is None else int(self.seqs[i])
         probabilities = dict(zip(self.classes, self.probabilities[i].tolist(), strict=True))
-        return Result(str(self.segments[i]), probabilities, self.model_version, seq)
+        return Result(str(self.segments[i]), probabilities, self.model_version, seq, None)
 
     def __iter__(self) -> Iterator[Result]:
         for i in range(len(self)):
@@ -268,15 +272,29 @@ class Classifier:
     def validator(self) -> RecordValidator:
         return self._validator
 
-    def classify(self, record: Mapping[str, Any]) -> Result:
-        """Validate one record (a dict of raw fields) and classify it; SchemaError if invalid."""
+    def classify(self, record: Mapping[str, Any], *, explain: bool = False) -> Result:
+        """Validate one record (a dict of raw fields) and classify it; SchemaError if invalid.
+
+        ``explain=True`` adds which inputs pushed the record into its segment (occlusion on
+        this very graph, one extra batched run; see ``edge_runtime.explain`` for cost/meaning).
+        """
         with self._lock:
             self._validator.fill(record, self._num_row, self._cat_row)
             labels, probabilities = self._run(self._outputs, self._feeds, None)
+            explanation = self.explain(record) if explain else None
         # tuple.__new__ skips NamedTuple's keyword-handling __new__ (~100 ns of a ~10 us call);
         # the graph's output has exactly len(classes) columns (checked by the self-test).
         segment, probs = labels[0], dict(zip(self.classes, probabilities.tolist()[0]))  # noqa: B905
-        return _new_result(Result, (segment, probs, self.model_version, None))
+        return _new_result(Result, (segment, probs, self.model_version, None, explanation))
+
+    def explain(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Per-input contributions to the chosen segment for an already validated record."""
+        from edge_runtime.explain import explain_record
+
+        try:
+            return explain_record(self._session, self.manifest, record)
+        except KeyError as exc:
+            raise ModelLoadError(f"this model cannot explain: {exc.args[0]}") from exc
 
     def _classify_into(self, record: Mapping[str, Any]) -> tuple[str, list[float]]:
         """For Runtime (which holds its own lock): segment and probabilities list; buffers

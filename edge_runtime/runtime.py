@@ -136,19 +136,23 @@ class Runtime:
             raise ValueError("a customer id must be non-empty")
         return ref
 
-    def classify(self, record: Mapping[str, Any]) -> Result:
-        """Validate, classify, store in the outbox, then return the result with its seq."""
+    def classify(self, record: Mapping[str, Any], *, explain: bool = False) -> Result:
+        """Validate, classify, store in the outbox, then return the result with its seq.
+
+        ``explain=True`` adds the per-input contributions (not stored in the outbox: raw
+        feature values never leave the device)."""
         classifier, drift = self._active
         with classifier._lock:
             segment, values = classifier._classify_into(record)
             drift.observe(classifier._num_row, classifier._cat_row)
+            explanation = classifier.explain(record) if explain else None
         ref = self._customer_ref(record, classifier.validator.id_field)
         try:
             seq = self.outbox.append_values(segment, classifier.classes, values, classifier.model_version, ref)
         except Exception as exc:  # sqlite3 errors: disk full, read-only file, locked
             raise OutboxError(f"result not stored in the outbox: {exc}") from exc
         probabilities = dict(zip(classifier.classes, values))  # noqa: B905 (lengths checked at load)
-        return _new_result(Result, (segment, probabilities, classifier.model_version, seq))
+        return _new_result(Result, (segment, probabilities, classifier.model_version, seq, explanation))
 
     def classify_many(self, records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> BatchResult:
         """Classify a batch and store it in the outbox in one transaction (contiguous seqs)."""
