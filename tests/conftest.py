@@ -64,37 +64,35 @@ def segmentation_csv() -> Path:
     return shared_file("segmentation/Train.csv")
 
 
-@pytest.fixture(scope="session")
-def small_artifact(segmentation_csv: Path, artifacts_dir: Path, signing_public_key: Path) -> Path:
-    """A real signed artifact: 4 segments A-D from numeric and string inputs with missing values."""
+def _build_segmentation(
+    csv: Path, out_dir: Path, *, name: str, time_budget_s: float, learners: tuple[str, ...], seed: int
+) -> Path:
     from factory import build
 
     result = build(
-        segmentation_csv,
+        csv,
         target="Segmentation",
         id_column="ID",
-        name="seg-small",
-        out_dir=artifacts_dir,
-        time_budget_s=6,
-        learners=("lgbm", "xgboost"),
-        seed=1,
+        name=name,
+        out_dir=out_dir,
+        time_budget_s=time_budget_s,
+        learners=learners,
+        seed=seed,
     )
     return result.artifact_dir
+
+
+@pytest.fixture(scope="session")
+def small_artifact(segmentation_csv: Path, artifacts_dir: Path, signing_public_key: Path) -> Path:
+    """A real signed artifact: 4 segments A-D from numeric and string inputs with missing values."""
+    return _build_segmentation(
+        segmentation_csv, artifacts_dir, name="seg-small", time_budget_s=6, learners=("lgbm", "xgboost"), seed=1
+    )
 
 
 @pytest.fixture(scope="session")
 def other_artifact(segmentation_csv: Path, artifacts_dir: Path, signing_public_key: Path) -> Path:
     """A second, different model on the same schema and key (for swap and tamper tests)."""
-    from factory import build
-
-    result = build(
-        segmentation_csv,
-        target="Segmentation",
-        id_column="ID",
-        name="seg-other",
-        out_dir=artifacts_dir,
-        time_budget_s=4,
-        learners=("rf", "lrl1"),
-        seed=2,
+    return _build_segmentation(
+        segmentation_csv, artifacts_dir, name="seg-other", time_budget_s=4, learners=("rf", "lrl1"), seed=2
     )
-    return result.artifact_dir
