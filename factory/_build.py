@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 from factory._artifact import write_artifact
 from factory._card import render_card, render_card_html
 from factory._data import check_target, load_table
-from factory._latency import DeviceProfile, measure_latency
+from factory._latency import DeviceProfile, measure_latency_rounds
 from factory._manifest import (
     FORMAT_VERSION,
     frame_fingerprint,
@@ -40,6 +40,7 @@ from factory._parity import check_parity, onnx_predict, stress_rows
 from factory._schema import InputSchema, infer_schema, make_preprocessor, normalise_frame
 from factory._search import Budgets, Candidate, SearchResult, Trial, run_search, score
 from factory._settings import (
+    ARTIFACT_LATENCY_ROUNDS,
     ARTIFACT_LATENCY_RUNS,
     DEFAULT_LATENCY_BUDGET_US,
     DEFAULT_LEARNERS,
@@ -547,8 +548,13 @@ def _first_verified(
         except ParityError as exc:
             failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {exc}")
             continue
-        latency = measure_latency(
-            model_bytes, latency_feeds, runs=ARTIFACT_LATENCY_RUNS, warmup=LATENCY_WARMUP_RUNS, profile=profile
+        latency = measure_latency_rounds(
+            model_bytes,
+            latency_feeds,
+            rounds=ARTIFACT_LATENCY_ROUNDS,
+            runs=ARTIFACT_LATENCY_RUNS,
+            warmup=LATENCY_WARMUP_RUNS,
+            profile=profile,
         )
         if latency.p99_us > budgets.latency_p99_us or len(model_bytes) > budgets.size_bytes:
             failures.append(

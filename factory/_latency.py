@@ -98,3 +98,27 @@ def measure_latency(
         runs=runs,
         scale=profile.scale,
     )
+
+
+def measure_latency_rounds(
+    model_bytes: bytes,
+    feeds: dict[str, np.ndarray],
+    *,
+    rounds: int,
+    runs: int,
+    warmup: int,
+    profile: DeviceProfile,
+) -> LatencyReport:
+    """Median over ``rounds`` independent rounds of the p50 and of the p99.
+
+    The artifact's final check uses this: one round's p99 on a shared machine can be set by a
+    single burst from another process (we saw a candidate measure 40 µs in the search and 85 µs
+    once re-measured), while the median round's p99 is what a till sees in its typical minute.
+    """
+    reports = [measure_latency(model_bytes, feeds, runs=runs, warmup=warmup, profile=profile) for _ in range(rounds)]
+    return LatencyReport(
+        p50_us=float(np.median([r.p50_us for r in reports])),
+        p99_us=float(np.median([r.p99_us for r in reports])),
+        runs=runs * rounds,
+        scale=profile.scale,
+    )
