@@ -6,22 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
+from factory_testdata import learner_zoo, segmentation_table
 
-from factory._schema import infer_schema, make_preprocessor, normalise_frame
+from factory._schema import make_preprocessor
 from factory.explain import global_importance, interpretable_baselines, shap_values
 
 
 @pytest.fixture(scope="module")
 def data(segmentation_csv: Any) -> tuple[Any, ...]:
-    raw = pd.read_csv(segmentation_csv)
-    labels = raw.pop("Segmentation").astype(str)
-    raw = raw.drop(columns=["ID"])
-    schema = infer_schema(raw)
-    frame = normalise_frame(raw, schema)
-    classes = sorted(labels.unique())
-    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    schema, classes, frame, y = segmentation_table(segmentation_csv)
     preprocessor = make_preprocessor(schema).fit(frame.iloc[:6000])
     x = preprocessor.transform(frame)
     return schema, classes, x[:6000], y[:6000], x[6000:6150], y[6000:6150]
@@ -37,18 +31,7 @@ def _raw_margin(model: Any, x: np.ndarray) -> np.ndarray:
 
 
 def _models() -> dict[str, Any]:
-    import lightgbm
-    import xgboost
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    return {
-        "lgbm": lightgbm.LGBMClassifier(n_estimators=30, num_leaves=8, verbose=-1, random_state=0),
-        "xgboost": xgboost.XGBClassifier(n_estimators=30, max_depth=3, random_state=0),
-        "rf": RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0),
-        "extra_tree": ExtraTreesClassifier(n_estimators=10, max_depth=5, random_state=0),
-        "lrl1": LogisticRegression(penalty="l1", solver="saga", max_iter=300),
-    }
+    return learner_zoo()
 
 
 @pytest.mark.parametrize("learner", sorted(_models()), ids=str)

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import pandas as pd
 import pytest
+from factory_testdata import learner_zoo, segmentation_table
 
 from factory._onnx_export import export_graph
 from factory._parity import check_parity
-from factory._schema import infer_schema, make_preprocessor, normalise_frame
+from factory._schema import make_preprocessor
 from factory.errors import ParityError
 
 
-def _models() -> dict[str, object]:
-    import lightgbm
-    import xgboost
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    return {
-        "lgbm": lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1, random_state=0),
-        "xgboost": xgboost.XGBClassifier(n_estimators=20, max_depth=4, random_state=0),
-        "rf": RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0),
-        "extra_tree": ExtraTreesClassifier(n_estimators=10, max_depth=6, random_state=0),
-        "lrl1": LogisticRegression(penalty="l1", solver="saga", max_iter=300),
-    }
+def _models() -> dict[str, Any]:
+    return learner_zoo()
 
 
 @pytest.fixture(scope="module")
 def data(segmentation_csv) -> tuple:  # type: ignore[no-untyped-def]
-    raw = pd.read_csv(segmentation_csv)
-    labels = raw.pop("Segmentation")
-    raw = raw.drop(columns=["ID"])
-    schema = infer_schema(raw)
-    frame = normalise_frame(raw, schema)
-    classes = sorted(labels.unique())
-    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    schema, classes, frame, y = segmentation_table(segmentation_csv)
     train, held_out = frame.iloc[:6000], frame.iloc[6000:]
     preprocessor = make_preprocessor(schema).fit(train)
     return schema, classes, preprocessor, train, y[:6000], held_out

@@ -11,10 +11,11 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+from factory_testdata import segmentation_table
 
 from factory._onnx_export import export_graph
 from factory._parity import check_parity
-from factory._schema import DonorKNNImputer, infer_schema, make_preprocessor, normalise_frame
+from factory._schema import DonorKNNImputer, make_preprocessor
 from factory.errors import FactoryInputError
 
 
@@ -47,13 +48,7 @@ def test_needs_enough_complete_rows() -> None:
 
 @pytest.fixture(scope="module")
 def segmentation(segmentation_csv: Path) -> tuple[Any, ...]:
-    raw = pd.read_csv(segmentation_csv)
-    labels = raw.pop("Segmentation")
-    raw = raw.drop(columns=["ID"])
-    schema = infer_schema(raw)
-    frame = normalise_frame(raw, schema)
-    classes = sorted(labels.unique())
-    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    schema, classes, frame, y = segmentation_table(segmentation_csv)
     return schema, classes, frame.iloc[:6000], y[:6000], frame.iloc[6000:]
 
 
