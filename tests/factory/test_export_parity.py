@@ -105,9 +105,11 @@ def test_size_budget_steers_the_choice(segmentation_csv, tmp_path) -> None:  # t
         id_column="ID",
         out_dir=tmp_path,
         time_budget_s=5,
-        size_budget_kb=6,
-        learners=("lgbm", "lrl1"),
+        size_budget_kb=12,
+        learners=("lgbm",),
     )
-    assert (result.artifact_dir / "model.onnx").stat().st_size <= 6 * 1024
-    over = [t for t in result.search.trials if t.size_bytes > 6 * 1024]
+    assert (result.artifact_dir / "model.onnx").stat().st_size <= 12 * 1024
+    over = [t for t in result.search.trials if t.size_bytes > 12 * 1024]
+    assert over, "the search never tried a model over 12 KB, so the budget was not exercised"
     assert all(not t.feasible for t in over)
+    assert result.manifest["search"]["trial_index"] not in {t.index for t in over}
