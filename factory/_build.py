@@ -310,7 +310,7 @@ def build(
             f"time budget {time_budget_s:g} s is too small for a single trial on {len(train)} rows "
             f"(the first trial took {first_trial_s:.2f} s); raise --time-budget-s"
         )
-    chosen, parity, latency, model_bytes = _first_verified(
+    chosen, parity, latency, model_bytes, rejected_at_export = _first_verified(
         search, preprocessor, test, schema, classes, budgets, profile, latency_feeds, seed
     )
 
@@ -375,6 +375,7 @@ def build(
             "learner": chosen.trial.learner,
             "config": chosen.trial.config,
             "trial_index": chosen.trial.index,
+            "rejected_at_export": rejected_at_export,
             "trials": len(search.trials),
             "feasible_trials": sum(t.feasible for t in search.trials),
             "time_budget_s": float(time_budget_s),
@@ -522,8 +523,12 @@ def _first_verified(
     profile: DeviceProfile,
     latency_feeds: dict[str, np.ndarray],
     seed: int,
-) -> tuple[Candidate, Any, Any, bytes]:
-    """The best feasible candidate whose artifact passes parity and re-measures within budget."""
+) -> tuple[Candidate, Any, Any, bytes, list[dict[str, Any]]]:
+    """The best feasible candidate whose artifact passes parity and re-measures within budget.
+
+    Also returns the better candidates it passed over and why, for the manifest: a user who
+    reads the search log should see why the top trial is not the exported one.
+    """
     if not search.candidates:
         closest = "; ".join(
             f"{t.learner} p99 {t.latency_p99_us:.1f} µs, {t.size_bytes / 1024:.1f} KB, quality {t.quality:.4f}"
@@ -534,6 +539,7 @@ def _first_verified(
             f"{budgets.size_bytes / 1024:g} KB) in {len(search.trials)} trials; closest: {closest or 'none'}"
         )
     failures: list[str] = []
+    rejected: list[dict[str, Any]] = []
     for candidate in search.candidates:
         model_bytes = candidate.graph.SerializeToString()
         model = candidate.model
@@ -547,6 +553,7 @@ def _first_verified(
             parity = check_parity(model_bytes, native_proba, test, schema, classes, seed=seed)
         except ParityError as exc:
             failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {exc}")
+            rejected.append({"trial_index": candidate.trial.index, "reason": str(exc)})
             continue
         latency = measure_latency_rounds(
             model_bytes,
@@ -557,12 +564,11 @@ def _first_verified(
             profile=profile,
         )
         if latency.p99_us > budgets.latency_p99_us or len(model_bytes) > budgets.size_bytes:
-            failures.append(
-                f"trial {candidate.trial.index} ({candidate.trial.learner}): re-measured p99 "
-                f"{latency.p99_us:.1f} µs, {len(model_bytes)} bytes"
-            )
+            reason = f"re-measured p99 {latency.p99_us:.1f} µs, {len(model_bytes)} bytes"
+            failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {reason}")
+            rejected.append({"trial_index": candidate.trial.index, "reason": reason})
             continue
-        return candidate, parity, latency, model_bytes
+        return candidate, parity, latency, model_bytes, rejected
     if any("disagrees" in f for f in failures):
         raise ParityError("no feasible candidate passed the parity gate: " + " | ".join(failures))
     raise BudgetError(
