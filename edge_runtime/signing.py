@@ -103,19 +103,7 @@ def verify_artifact(artifact_dir: str | Path, public_key: str | Path | bytes | E
 
     Raises SignatureError, ModelIntegrityError or ModelLoadError (a file is missing).
     """
-    folder = Path(artifact_dir)
-    key = load_public_key(public_key)
-    paths = {name: folder / name for name in (MANIFEST_NAME, SIGNATURE_NAME, MODEL_NAME)}
-    for name, path in paths.items():
-        if not path.is_file():
-            raise ModelLoadError(f"artifact {str(folder)!r} has no {name}")
-    manifest = verify_manifest_bytes(paths[MANIFEST_NAME].read_bytes(), paths[SIGNATURE_NAME].read_bytes(), key)
-    expected = manifest.get("onnx_sha256")
-    actual = sha256_file(paths[MODEL_NAME])
-    if actual != expected:
-        raise ModelIntegrityError(
-            f"{MODEL_NAME} sha256 {actual[:16]}… does not match the signed manifest ({str(expected)[:16]}…)"
-        )
+    manifest, _ = load_verified_artifact(artifact_dir, public_key)
     return manifest
 
 
