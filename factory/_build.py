@@ -540,6 +540,7 @@ def _first_verified(
         )
     failures: list[str] = []
     rejected: list[dict[str, Any]] = []
+    parity_failed = False
     for candidate in search.candidates:
         model_bytes = candidate.graph.SerializeToString()
         model = candidate.model
@@ -554,6 +555,7 @@ def _first_verified(
         except ParityError as exc:
             failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {exc}")
             rejected.append({"trial_index": candidate.trial.index, "reason": str(exc)})
+            parity_failed = True
             continue
         latency = measure_latency_rounds(
             model_bytes,
@@ -569,7 +571,7 @@ def _first_verified(
             rejected.append({"trial_index": candidate.trial.index, "reason": reason})
             continue
         return candidate, parity, latency, model_bytes, rejected
-    if any("disagrees" in f for f in failures):
+    if parity_failed:
         raise ParityError("no feasible candidate passed the parity gate: " + " | ".join(failures))
     raise BudgetError(
         "no feasible candidate stayed within budget when its artifact was re-measured: " + " | ".join(failures)
