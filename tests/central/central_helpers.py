@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from factory.signing import sign_manifest
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
 CLASSES = ["high", "mid", "low"]
 MODEL_VERSION = "retail-tier/20261126T120000Z"
@@ -16,8 +18,9 @@ MODEL_VERSION = "retail-tier/20261126T120000Z"
 def new_signing_key(folder: Path | None = None) -> Any:
     """An Ed25519 key owned by the test; with ``folder``, its public PEM is written there.
 
-    The central tests sign with their own keys (not the factory's module) so that they do not
-    depend on the factory importing while it is being changed.
+    A fresh key per call (central must refuse artifacts signed by a stranger), unlike the
+    factory's key directory, which keeps one key; signing itself is the factory's own
+    ``factory.signing.sign_manifest``.
     """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,16 +34,18 @@ def new_signing_key(folder: Path | None = None) -> Any:
     return key
 
 
-def sign_manifest(manifest_bytes: bytes, key: Any) -> bytes:
-    """manifest.sig content in the contract's format (docs/ARTIFACT.md)."""
-    from edge_runtime.signing import key_id
-
-    envelope = {
-        "algorithm": "ed25519",
-        "key_id": key_id(key.public_key()),
-        "signature": base64.b64encode(key.sign(manifest_bytes)).decode("ascii"),
-    }
-    return (json.dumps(envelope, indent=2, sort_keys=True) + "\n").encode("utf-8")
+def sqlite_central(tmp_path: Path, public_key_path: Path) -> CentralProcess:
+    """A central server process on a fresh SQLite file, trusting ``public_key_path``."""
+    return CentralProcess(
+        {
+            "EDGESEG_DATABASE_URL": f"sqlite:///{tmp_path / 'central.db'}",
+            "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
+            "EDGESEG_ENV": "test",
+            "EDGESEG_PUBLIC_KEY_PATH": str(public_key_path),
+        },
+        free_port(),
+        tmp_path / "central.log",
+    )
 
 
 def reference_for_tests() -> dict[str, Any]:

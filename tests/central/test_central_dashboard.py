@@ -14,10 +14,9 @@ import pytest
 from central_helpers import (
     ADMIN_TOKEN,
     MODEL_VERSION,
-    CentralProcess,
-    free_port,
     make_result,
     require,
+    sqlite_central,
     upload_body,
 )
 
@@ -37,16 +36,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @pytest.fixture
 def populated_central(tmp_path, central_signing_key, test_artifact):  # type: ignore[no-untyped-def]
-    central = CentralProcess(
-        {
-            "EDGESEG_DATABASE_URL": f"sqlite:///{tmp_path / 'central.db'}",
-            "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
-            "EDGESEG_ENV": "test",
-            "EDGESEG_PUBLIC_KEY_PATH": str(central_signing_key[1]),
-        },
-        free_port(),
-        tmp_path / "central.log",
-    )
+    central = sqlite_central(tmp_path, central_signing_key[1])
     central.start()
     try:
         central.call("POST", "/v1/models", upload_body(test_artifact))

@@ -6,11 +6,9 @@ import json
 
 import pytest
 from central_helpers import (
-    ADMIN_TOKEN,
     MODEL_VERSION,
-    CentralProcess,
     fill_outbox,
-    free_port,
+    sqlite_central,
     upload_body,
 )
 
@@ -21,16 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def central(tmp_path, central_signing_key, test_artifact):  # type: ignore[no-untyped-def]
-    process = CentralProcess(
-        {
-            "EDGESEG_DATABASE_URL": f"sqlite:///{tmp_path / 'central.db'}",
-            "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
-            "EDGESEG_ENV": "test",
-            "EDGESEG_PUBLIC_KEY_PATH": str(central_signing_key[1]),
-        },
-        free_port(),
-        tmp_path / "central.log",
-    )
+    process = sqlite_central(tmp_path, central_signing_key[1])
     process.start()
     process.call("POST", "/v1/models", upload_body(test_artifact))
     yield process
