@@ -20,27 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._contenders import Contenders
+from benchmarks._rss import PEAK_RSS_SOURCE
 
 __all__ = ["COLD_PATHS", "measure_cold_start", "write_pickles"]
 
 REPO = Path(__file__).resolve().parents[1]
 
-_PRELUDE = """
-import json, resource, sys, time
+_PRELUDE = (
+    """
+import json, sys, time
 t0 = time.perf_counter()
-
-def peak_rss_mb():
-    # VmHWM is this process image's own high-water mark; ru_maxrss would also count the
-    # parent's memory that Linux carries across fork + exec.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 """
+    + PEAK_RSS_SOURCE
+)
 
 _EPILOGUE = """
 t_first = time.perf_counter()

@@ -27,21 +27,18 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: python benchmarks/edge_latency.py
+    sys.path.insert(0, str(REPO))
 
-COLD_START_CHILD = r"""
-import json, resource, sys, time
-def peak_rss_mb():
-    # VmHWM is this process's own high-water mark; ru_maxrss would carry the parent's peak
-    # over fork+exec on Linux.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from benchmarks._rss import PEAK_RSS_SOURCE  # noqa: E402
+
+COLD_START_CHILD = (
+    r"""
+import json, sys, time
 t0 = time.perf_counter()
+"""
+    + PEAK_RSS_SOURCE
+    + r"""
 from edge_runtime import Classifier
 t_import = time.perf_counter()
 clf = Classifier.load(sys.argv[1], sys.argv[2] if sys.argv[2] != "-" else None)
@@ -58,6 +55,7 @@ print(json.dumps({
     "peak_rss_mb": peak_rss_mb(),
 }))
 """
+)
 
 
 def percentiles(samples_ns: list[int]) -> dict[str, float]:
