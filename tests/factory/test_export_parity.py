@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from factory_testdata import learner_zoo, segmentation_table
 
 from factory._onnx_export import export_graph
 from factory._parity import check_parity
-from factory._schema import make_preprocessor
+from factory._schema import infer_schema, make_preprocessor, normalise_frame
 from factory.errors import ParityError
 
 
@@ -113,3 +114,39 @@ def test_size_budget_steers_the_choice(segmentation_csv, tmp_path) -> None:  # t
     assert over, "the search never tried a model over 12 KB, so the budget was not exercised"
     assert all(not t.feasible for t in over)
     assert result.manifest["search"]["trial_index"] not in {t.index for t in over}
+
+
+def test_lightgbm_thresholds_convert_exactly_on_float32_inputs() -> None:
+    """A LightGBM configuration whose double thresholds rounded to the nearest float32 sent
+    rows down the other branch in ONNX (probabilities off by up to 0.96 before the fix). The
+    rewrite must leave the native model's predictions unchanged and make the graph agree."""
+    import lightgbm
+    import onnxruntime as ort
+
+    from factory._onnx_export import float32_exact_lightgbm_thresholds
+    from factory._parity import onnx_predict, stress_rows
+    from factory.features import build_value_tier_table
+
+    table, _ = build_value_tier_table()
+    labels = table.pop("value_tier")
+    table = table.drop(columns=["customer_id"])
+    schema = infer_schema(table)
+    frame = normalise_frame(table, schema)
+    classes = sorted(labels.unique())
+    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    train, held_out = frame.iloc[:2000], frame.iloc[2000:]
+    preprocessor = make_preprocessor(schema).fit(train)
+    model = lightgbm.LGBMClassifier(
+        n_estimators=8, num_leaves=4, learning_rate=0.3, min_child_samples=2, max_bin=1023,
+        colsample_bytree=0.8, random_state=1, verbose=-1,
+    ).fit(preprocessor.transform(train), y[:2000])  # fmt: skip
+    stressed, _, _ = stress_rows(held_out, schema, 200, 0)
+    rows = pd.concat([held_out.reset_index(drop=True), stressed], ignore_index=True)
+    matrix = preprocessor.transform(rows)
+    before = model.predict_proba(matrix)
+    float32_exact_lightgbm_thresholds(model)
+    assert np.array_equal(model.predict_proba(matrix), before)
+    graph = export_graph(preprocessor, model, schema, classes)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    _, proba = onnx_predict(session, rows, schema)
+    assert np.max(np.abs(proba - before)) <= 1e-4
