@@ -1,7 +1,8 @@
 """Budgeted builds through the factory's public ``build()``, keeping every trial even on failure.
 
-The progress hook sees every trial as the search logs it, so when a budget is so tight that no
-model fits (``BudgetError``) the report can still show what the search tried.
+The progress hook sees every trial as the search logs it, so when no model fits the budget
+(``BudgetError``) or passes the parity gate (``ParityError``) the report still shows what the
+search tried.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def run_build(
     out_dir: Path,
     key_dir: Path,
 ) -> BuildRun:
-    """One factory build; BudgetError becomes ``result=None`` with the message kept."""
-    from factory import BudgetError, build
+    """One factory build; a refusal (no model within budget, or none passing the parity gate)
+    becomes ``result=None`` with the message kept: a refused build is a result, not a crash."""
+    from factory import BudgetError, ParityError, build
 
     trials: list[Any] = []
 
@@ -60,6 +62,6 @@ def run_build(
             progress=progress,
             **dataset.build_extra,
         )
-    except BudgetError as exc:
+    except (BudgetError, ParityError) as exc:
         return BuildRun(latency_budget_us, None, trials, time.perf_counter() - started, str(exc))
     return BuildRun(latency_budget_us, result, list(result.search.trials), time.perf_counter() - started)
