@@ -37,6 +37,7 @@ serve: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check factory edge_runtime central benchmarks tests
 	$(BIN)/ruff format --check factory edge_runtime central benchmarks tests
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
