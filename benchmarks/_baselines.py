@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -49,13 +49,13 @@ def raw_features(job: Job) -> pd.DataFrame:
 
 def fit_unconstrained_flaml(job: Job, *, time_budget_s: float, learners: tuple[str, ...], seed: int) -> FlamlRun:
     """FLAML on the raw table (its own preprocessing), no budgets, same time budget."""
-    from flaml import AutoML
+    from flaml.automl import AutoML
 
     from factory._search import score
 
     features = raw_features(job)
     fit_rows = job.fit_idx
-    automl = AutoML()
+    automl: Any = cast(Any, AutoML)()  # FLAML ships no annotations: Any, said once here
     started = time.perf_counter()
     automl.fit(
         X_train=features.iloc[fit_rows],
@@ -228,13 +228,13 @@ class Booster:
     def predict_single(self, row: np.ndarray) -> np.ndarray:
         """One row on one thread: a till classifies one customer at a time."""
         if self.kind == "lightgbm":
-            return self.booster.predict(row, num_threads=1)
-        return self.single.inplace_predict(row)
+            return np.asarray(self.booster.predict(row, num_threads=1))
+        return np.asarray(self.single.inplace_predict(row))
 
     def predict_batch(self, matrix: np.ndarray) -> np.ndarray:
         if self.kind == "lightgbm":
-            return self.booster.predict(matrix)
-        return self.booster.inplace_predict(matrix)
+            return np.asarray(self.booster.predict(matrix))
+        return np.asarray(self.booster.inplace_predict(matrix))
 
 
 _LGBM_KEYS = {

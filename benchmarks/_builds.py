@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks._config import BenchConfig
 from benchmarks._datasets import LoadedDataset
 
 __all__ = ["BuildRun", "run_build"]
@@ -27,16 +28,11 @@ class BuildRun:
 
 
 def run_build(
-    dataset: LoadedDataset,
-    *,
-    latency_budget_us: float,
-    size_budget_kb: float,
-    time_budget_s: float,
-    seed: int,
-    out_dir: Path,
-    key_dir: Path,
+    dataset: LoadedDataset, cfg: BenchConfig, *, latency_budget_us: float, out_dir: Path, key_dir: Path
 ) -> BuildRun:
-    """One factory build; a refusal (no model within budget, or none passing the parity gate)
+    """One factory build at ``latency_budget_us`` with the run's size budget, search time and seed.
+
+    A refusal (no model within budget, or none passing the parity gate)
     becomes ``result=None`` with the message kept: a refused build is a result, not a crash."""
     from factory import BudgetError, ParityError, build
 
@@ -55,9 +51,9 @@ def run_build(
             name=f"bench-{dataset.name}-{latency_budget_us:g}us",
             out_dir=out_dir,
             latency_budget_us=latency_budget_us,
-            size_budget_kb=size_budget_kb,
-            time_budget_s=time_budget_s,
-            seed=seed,
+            size_budget_kb=cfg.size_budget_kb,
+            time_budget_s=cfg.time_budget_s,
+            seed=cfg.seed,
             key_dir=key_dir,
             progress=progress,
             **dataset.build_extra,

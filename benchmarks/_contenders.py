@@ -135,7 +135,7 @@ def batch_runners(c: Contenders, frame: pd.DataFrame) -> dict[str, Callable[[], 
     }
 
 
-def edge_breakdown(c: Contenders, frame: pd.DataFrame, rounds: int) -> dict[str, float]:
+def edge_breakdown(c: Contenders, frame: pd.DataFrame, rounds: int) -> dict[str, Any]:
     """Where edgeseg's batch time goes: validation + encoding vs the onnxruntime run."""
     import statistics
     import time

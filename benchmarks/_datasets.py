@@ -77,37 +77,42 @@ def _retail_source() -> Path:
     return REPO / "data" / "online_retail" / "online_retail.parquet"
 
 
-def _segmentation() -> LoadedDataset:
-    table = pd.read_csv(_segmentation_source())
-    return LoadedDataset(
-        name="segmentation",
-        table=table,
-        target="Segmentation",
-        id_column=None,
-        drop=("ID",),
-        description=f"Analytics Vidhya customer segmentation Train.csv ({len(table)} rows, target Segmentation)",
-    )
-
-
 def _segmentation_source() -> Path:
     return shared_data_dir() / "segmentation" / "Train.csv"
 
 
-def _bank() -> LoadedDataset:
-    table = pd.read_csv(_bank_source(), sep=";")
-    return LoadedDataset(
-        name="bank",
-        table=table,
-        target="y",
-        id_column=None,
-        # duration is only known after the call: using it would leak the label
-        drop=("duration",),
-        description=f"UCI Bank Marketing bank-full.csv ({len(table)} rows, target y, duration dropped as a leak)",
-    )
-
-
 def _bank_source() -> Path:
     return shared_data_dir() / "bank_marketing" / "bank-full.csv"
+
+
+def _csv_loader(
+    name: str, source: Callable[[], Path], *, target: str, drop: tuple[str, ...], what: str, sep: str = ","
+) -> Callable[[], LoadedDataset]:
+    """A loader for a public CSV with no id column; ``what`` describes it, ``{rows}`` its size."""
+
+    def load() -> LoadedDataset:
+        table = pd.read_csv(source(), sep=sep)
+        description = what.format(rows=len(table))
+        return LoadedDataset(name, table, target, id_column=None, drop=drop, description=description)
+
+    return load
+
+
+_segmentation = _csv_loader(
+    "segmentation",
+    _segmentation_source,
+    target="Segmentation",
+    drop=("ID",),
+    what="Analytics Vidhya customer segmentation Train.csv ({rows} rows, target Segmentation)",
+)
+_bank = _csv_loader(
+    "bank",
+    _bank_source,
+    target="y",
+    drop=("duration",),  # duration is only known after the call: using it would leak the label
+    what="UCI Bank Marketing bank-full.csv ({rows} rows, target y, duration dropped as a leak)",
+    sep=";",
+)
 
 
 DATASETS: dict[str, DatasetSpec] = {

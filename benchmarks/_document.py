@@ -13,6 +13,20 @@ from dataclasses import dataclass
 __all__ = ["Block", "Heading", "Image", "Para", "Pre", "Table", "to_html", "to_markdown"]
 
 
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(str(text))
+    escaped = _CODE.sub(r"<code>\1</code>", escaped)
+    return _BOLD.sub(r"<strong>\1</strong>", escaped)
+
+
 @dataclass
 class Heading:
     level: int
@@ -44,37 +58,29 @@ class Pre:
 Block = Heading | Para | Table | Image | Pre
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _table(t: Table) -> tuple[str, str]:
+    md = ["| " + " | ".join(_md_cell(h) for h in t.headers) + " |", "|" + "|".join("---" for _ in t.headers) + "|"]
+    md += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+    page = ["<table><thead><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in t.headers) + "</tr></thead>", "<tbody>"]
+    page += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in t.rows]
+    return "\n".join(md) + "\n", "\n".join(page) + "\n</tbody></table>"
+
+
+def _render(b: Block) -> tuple[str, str]:
+    """(Markdown, HTML) of one block, written side by side so the two formats cannot drift apart."""
+    if isinstance(b, Heading):
+        return f"{'#' * b.level} {b.text}\n", f"<h{b.level}>{_inline(b.text)}</h{b.level}>"
+    if isinstance(b, Para):
+        return f"{b.text}\n", f"<p>{_inline(b.text)}</p>"
+    if isinstance(b, Image):
+        return f"![{b.alt}]({b.file})\n", f'<p><img src="{html.escape(b.file)}" alt="{html.escape(b.alt)}"></p>'
+    if isinstance(b, Pre):
+        return f"```\n{b.text}\n```\n", f"<pre>{html.escape(b.text)}</pre>"
+    return _table(b)
 
 
 def to_markdown(blocks: list[Block]) -> str:
-    out: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"{'#' * b.level} {b.text}\n")
-        elif isinstance(b, Para):
-            out.append(f"{b.text}\n")
-        elif isinstance(b, Table):
-            lines = ["| " + " | ".join(_md_cell(h) for h in b.headers) + " |"]
-            lines.append("|" + "|".join("---" for _ in b.headers) + "|")
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
-            out.append("\n".join(lines) + "\n")
-        elif isinstance(b, Image):
-            out.append(f"![{b.alt}]({b.file})\n")
-        elif isinstance(b, Pre):
-            out.append(f"```\n{b.text}\n```\n")
-    return "\n".join(out)
-
-
-_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
-
-
-def _inline(text: str) -> str:
-    escaped = html.escape(str(text))
-    escaped = _CODE.sub(r"<code>\1</code>", escaped)
-    return _BOLD.sub(r"<strong>\1</strong>", escaped)
+    return "\n".join(_render(b)[0] for b in blocks)
 
 
 _STYLE = """
@@ -94,21 +100,7 @@ def to_html(blocks: list[Block], title: str) -> str:
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        *(_render(b)[1] for b in blocks),
+        "</body></html>",
     ]
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            out.append(f"<p>{_inline(b.text)}</p>")
-        elif isinstance(b, Table):
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in b.headers) + "</tr></thead>")
-            out.append("<tbody>")
-            for row in b.rows:
-                out.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
-            out.append("</tbody></table>")
-        elif isinstance(b, Image):
-            out.append(f'<p><img src="{html.escape(b.file)}" alt="{html.escape(b.alt)}"></p>')
-        elif isinstance(b, Pre):
-            out.append(f"<pre>{html.escape(b.text)}</pre>")
-    out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -87,6 +87,7 @@ def _git_commit(repo: Path) -> dict[str, Any]:
 
 def machine_info(repo: Path) -> dict[str, Any]:
     """CPU model, cores (online and usable), memory, OS, Python, thread env, library versions."""
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

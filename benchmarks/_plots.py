@@ -5,6 +5,7 @@ Small figures at modest dpi keep a committed sample report well under a megabyte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,31 @@ def _ok(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in results["datasets"].items() if v.get("status") == "ok"}
 
 
-def _latency(results: dict[str, Any], labels: dict[str, str], folder: Path) -> str | None:
-    plt = _pyplot()
+def _save(fig: Any, folder: Path, file: str) -> str:
+    """Lay out, write and close ``fig``; returns the file name the report links."""
+    fig.tight_layout()
+    fig.savefig(folder / file, dpi=DPI)
+    _pyplot().close(fig)
+    return file
+
+
+def _per_dataset(
+    results: dict[str, Any], folder: Path, file: str, title: str, panel: Callable[[Any, dict[str, Any]], None]
+) -> str | None:
+    """One panel per dataset that ran, side by side; ``panel(ax, data)`` draws one."""
     ok = _ok(results)
     if not ok:
         return None
-    fig, axes = plt.subplots(1, len(ok), figsize=(4.2 * len(ok), 3.4), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(ok), figsize=(4.2 * len(ok), 3.4), squeeze=False)
     for ax, (name, data) in zip(axes[0], ok.items(), strict=True):
+        panel(ax, data)
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, folder, file)
+
+
+def _latency(results: dict[str, Any], labels: dict[str, str], folder: Path) -> str | None:
+    def panel(ax: Any, data: dict[str, Any]) -> None:
         single = data["single_record"]
         keys = list(single)
         y = range(len(keys))
@@ -49,23 +68,16 @@ def _latency(results: dict[str, Any], labels: dict[str, str], folder: Path) -> s
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("µs per record (log)")
-        ax.set_title(name, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("Single record, dict in → result out (median of rounds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(folder / "latency.png", dpi=DPI)
-    plt.close(fig)
-    return "latency.png"
+        if ax.get_subplotspec().is_first_col():
+            ax.legend(fontsize=7, loc="lower right")
+
+    title = "Single record, dict in → result out (median of rounds)"
+    return _per_dataset(results, folder, "latency.png", title, panel)
 
 
 def _throughput(results: dict[str, Any], labels: dict[str, str], folder: Path) -> str | None:
-    plt = _pyplot()
-    ok = _ok(results)
-    if not ok:
-        return None
-    fig, axes = plt.subplots(1, len(ok), figsize=(4.2 * len(ok), 3.4), squeeze=False)
-    for ax, (name, data) in zip(axes[0], ok.items(), strict=True):
+    def panel(ax: Any, data: dict[str, Any]) -> None:
         sizes = sorted(int(n) for n in data["batch"])
         for key in data["batch"][str(sizes[0])]:
             rates = [data["batch"][str(n)][key]["rows_per_s"] for n in sizes]
@@ -74,14 +86,11 @@ def _throughput(results: dict[str, Any], labels: dict[str, str], folder: Path) -
         ax.set_yscale("log")
         ax.set_xlabel("rows per call")
         ax.set_ylabel("rows/s (log)")
-        ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("Batch throughput (median of rounds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(folder / "throughput.png", dpi=DPI)
-    plt.close(fig)
-    return "throughput.png"
+        if ax.get_subplotspec().is_first_col():
+            ax.legend(fontsize=7)
+
+    return _per_dataset(results, folder, "throughput.png", "Batch throughput (median of rounds)", panel)
 
 
 def _cold(results: dict[str, Any], labels: dict[str, str], folder: Path) -> str | None:
@@ -106,10 +115,7 @@ def _cold(results: dict[str, Any], labels: dict[str, str], folder: Path) -> str 
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(folder / "coldstart.png", dpi=DPI)
-    plt.close(fig)
-    return "coldstart.png"
+    return _save(fig, folder, "coldstart.png")
 
 
 def _pareto(name: str, data: dict[str, Any], folder: Path) -> str | None:
@@ -155,11 +161,7 @@ def _pareto(name: str, data: dict[str, Any], folder: Path) -> str | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{name}: every trial of the budgeted search", fontsize=10)
-    fig.tight_layout()
-    file = f"pareto_{name}.png"
-    fig.savefig(folder / file, dpi=DPI)
-    plt.close(fig)
-    return file
+    return _save(fig, folder, f"pareto_{name}.png")
 
 
 def write_plots(results: dict[str, Any], labels: dict[str, str], folder: Path) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -462,6 +463,83 @@ def _notes() -> list[Block]:
     ]
 
 
+def _latency_blocks(name: str, d: dict[str, Any]) -> list[Block]:
+    a = d["agreement"]
+    blocks: list[Block] = []
+    if d.get("model_note"):
+        blocks.append(Para(f"**Model under test:** {d['model_note']}."))
+    blocks.append(_latency_table(d))
+    blocks.append(
+        Para(
+            f"Label agreement with edgeseg on {a['records']} held-out records: edgeseg's own batch path "
+            f"{a.get('edgeseg_batch_vs_single', float('nan')):.1%}, sklearn pipeline "
+            f"{a['sklearn_pipeline']:.1%}, skl2onnx default graph {a['skl2onnx_default']:.1%}"
+            + (f", native booster {a['native_booster']:.1%}" if a.get("native_booster") is not None else "")
+            + f"; unconstrained FLAML's model picks the same segment for {a['flaml_predict_same_segment']:.1%}. "
+            f"Native booster: {d['booster_source']}."
+        )
+    )
+    return blocks
+
+
+def _batch_blocks(name: str, d: dict[str, Any]) -> list[Block]:
+    blocks: list[Block] = [_batch_table(d)]
+    breakdown = d.get("edgeseg_batch_breakdown", {})
+    if not breakdown:
+        return blocks
+    parts = [
+        f"{int(n):,} rows: validate + encode {_num(b['validate_encode_s'] * 1e3, 2)} ms, "
+        f"onnxruntime {_num(b['onnxruntime_s'] * 1e3, 2)} ms"
+        for n, b in sorted(breakdown.items(), key=lambda item: int(item[0]))
+    ]
+    objects = next(iter(breakdown.values()))["object_columns"]
+    columns = (
+        f"Number columns with missing values go in as object arrays with None ({', '.join(objects)}): the "
+        "runtime refuses NaN in a float column, so those take its per-value path; every other column is a "
+        "float64 or numpy str array."
+        if objects
+        else "Every column went in as a float64 or numpy str array (missing strings as '')."
+    )
+    return blocks + [Para("Where edgeseg's batch time goes — " + "; ".join(parts) + ". " + columns)]
+
+
+def _pareto_blocks(name: str, d: dict[str, Any], plots: dict[str, str]) -> list[Block]:
+    p = d["pareto"]
+    n_feasible = sum(1 for t in p["trials"] if t["feasible"])
+    blocks: list[Block] = [
+        Para(
+            f"{len(p['trials'])} trials with a graph ({n_feasible} within p99 ≤ {p.get('latency_budget_us', 0):g} µs "
+            f"and the size budget); chosen trial {p.get('chosen_index')}; Pareto front (quality vs p99): trials "
+            f"{p.get('front_latency')}."
+        )
+    ]
+    if f"pareto_{name}" in plots:
+        blocks.append(Image(plots[f"pareto_{name}"], f"Pareto front of {name}"))
+    if "quality_under_budget" in d:
+        q = d["quality_under_budget"]
+        blocks.append(Para(f"Quality reached under each p99 budget with the same {q['time_budget_s']:g} s search:"))
+        blocks.append(_budget_table(d))
+    return blocks
+
+
+def _section(
+    title: str,
+    intro: str | None,
+    datasets: dict[str, dict[str, Any]],
+    per_dataset: Callable[[str, dict[str, Any]], list[Block]],
+    plot: Image | None = None,
+) -> list[Block]:
+    """A numbered section: heading, what its numbers include, one sub-heading per dataset, its plot."""
+    blocks: list[Block] = [Heading(2, title)]
+    if intro:
+        blocks.append(Para(intro))
+    for name, d in datasets.items():
+        blocks += [Heading(3, name), *per_dataset(name, d)]
+    if plot is not None:
+        blocks.append(plot)
+    return blocks
+
+
 def render_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[Block]:
     meta = results["meta"]
     blocks: list[Block] = [
@@ -477,94 +555,38 @@ def render_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[Block]
     blocks += [Heading(2, "Datasets"), *_dataset_blocks(results)]
     ok = _ok(results)
 
-    blocks.append(Heading(2, "1. Single record latency"))
-    blocks.append(
-        Para("Dict in → result out, per record; “vs edgeseg” is the contender's time ÷ edgeseg's (higher = slower).")
+    def image(key: str, alt: str) -> Image | None:
+        return Image(plots[key], alt) if key in plots else None
+
+    blocks += _section(
+        "1. Single record latency",
+        "Dict in → result out, per record; “vs edgeseg” is the contender's time ÷ edgeseg's (higher = slower).",
+        ok,
+        _latency_blocks,
+        image("latency", "single-record latency per contender"),
     )
-    for name, d in ok.items():
-        a = d["agreement"]
-        blocks.append(Heading(3, name))
-        if d.get("model_note"):
-            blocks.append(Para(f"**Model under test:** {d['model_note']}."))
-        blocks.append(_latency_table(d))
-        blocks.append(
-            Para(
-                f"Label agreement with edgeseg on {a['records']} held-out records: edgeseg's own batch path "
-                f"{a.get('edgeseg_batch_vs_single', float('nan')):.1%}, sklearn pipeline "
-                f"{a['sklearn_pipeline']:.1%}, skl2onnx default graph {a['skl2onnx_default']:.1%}"
-                + (f", native booster {a['native_booster']:.1%}" if a.get("native_booster") is not None else "")
-                + f"; unconstrained FLAML's model picks the same segment for {a['flaml_predict_same_segment']:.1%}. "
-                f"Native booster: {d['booster_source']}."
-            )
-        )
-    if "latency" in plots:
-        blocks.append(Image(plots["latency"], "single-record latency per contender"))
-
-    blocks.append(Heading(2, "2. Batch throughput"))
-    blocks.append(
-        Para("Rows per second of one call on a batch already in each path's own form (edgeseg: dict of numpy columns).")
+    blocks += _section(
+        "2. Batch throughput",
+        "Rows per second of one call on a batch already in each path's own form (edgeseg: dict of numpy columns).",
+        ok,
+        _batch_blocks,
+        image("throughput", "batch throughput"),
     )
-    for name, d in ok.items():
-        blocks += [Heading(3, name), _batch_table(d)]
-        breakdown = d.get("edgeseg_batch_breakdown", {})
-        if breakdown:
-            parts = [
-                f"{int(n):,} rows: validate + encode {_num(b['validate_encode_s'] * 1e3, 2)} ms, "
-                f"onnxruntime {_num(b['onnxruntime_s'] * 1e3, 2)} ms"
-                for n, b in sorted(breakdown.items(), key=lambda item: int(item[0]))
-            ]
-            objects = next(iter(breakdown.values()))["object_columns"]
-            blocks.append(
-                Para(
-                    "Where edgeseg's batch time goes — "
-                    + "; ".join(parts)
-                    + ". "
-                    + (
-                        f"Number columns with missing values go in as object arrays with None "
-                        f"({', '.join(objects)}): the runtime refuses NaN in a float column, so those take "
-                        "its per-value path; every other column is a float64 or numpy str array."
-                        if objects
-                        else "Every column went in as a float64 or numpy str array (missing strings as '')."
-                    )
-                )
-            )
-    if "throughput" in plots:
-        blocks.append(Image(plots["throughput"], "batch throughput"))
-
-    blocks.append(Heading(2, "3. Cold start and memory"))
-    blocks.append(
-        Para("Fresh subprocess per run; process wall includes interpreter start; peak RSS is the child's own maximum.")
+    blocks += _section(
+        "3. Cold start and memory",
+        "Fresh subprocess per run; process wall includes interpreter start; peak RSS is the child's own maximum.",
+        ok,
+        lambda _, d: [_cold_table(d)],
+        image("coldstart", "cold start and peak RSS"),
     )
-    for name, d in ok.items():
-        blocks += [Heading(3, name), _cold_table(d)]
-    if "coldstart" in plots:
-        blocks.append(Image(plots["coldstart"], "cold start and peak RSS"))
-
-    blocks.append(Heading(2, "4. Artifact size"))
-    for name, d in ok.items():
-        blocks += [Heading(3, name), _size_table(d)]
-
-    blocks.append(Heading(2, "5. Pareto front and quality under budget"))
-    for name, d in results["datasets"].items():
-        if "pareto" not in d:
-            continue
-        p = d["pareto"]
-        blocks.append(Heading(3, name))
-        n_feasible = sum(1 for t in p["trials"] if t["feasible"])
-        blocks.append(
-            Para(
-                f"{len(p['trials'])} trials with a graph ({n_feasible} within p99 ≤ "
-                f"{p.get('latency_budget_us', 0):g} µs "
-                f"and the size budget); chosen trial {p.get('chosen_index')}; Pareto front (quality vs p99): trials "
-                f"{p.get('front_latency')}."
-            )
-        )
-        if f"pareto_{name}" in plots:
-            blocks.append(Image(plots[f"pareto_{name}"], f"Pareto front of {name}"))
-        if "quality_under_budget" in d:
-            q = d["quality_under_budget"]
-            blocks.append(Para(f"Quality reached under each p99 budget with the same {q['time_budget_s']:g} s search:"))
-            blocks.append(_budget_table(d))
+    blocks += _section("4. Artifact size", None, ok, lambda _, d: [_size_table(d)])
+    with_pareto = {name: d for name, d in results["datasets"].items() if "pareto" in d}
+    blocks += _section(
+        "5. Pareto front and quality under budget",
+        None,
+        with_pareto,
+        lambda name, d: _pareto_blocks(name, d, plots),
+    )
 
     blocks.append(Heading(2, "6. Outbox and central ingest"))
     blocks += _edge_blocks(results.get("edge_runtime", {"status": "pending", "note": "not run"}))

@@ -44,7 +44,7 @@ def bench_dataset(
 ) -> tuple[dict[str, Any], Path | None]:
     """Every measurement for one dataset; returns (results, artifact dir of the main build)."""
     from benchmarks._baselines import default_onnx_graph, fit_unconstrained_flaml, native_booster
-    from benchmarks._builds import run_build
+    from benchmarks._builds import BuildRun, run_build
     from benchmarks._coldstart import measure_cold_start, write_pickles
     from benchmarks._contenders import Contenders, agreement, batch_runners, edge_breakdown, single_calls
     from benchmarks._job import batch_frame, prepare_job
@@ -63,22 +63,18 @@ def bench_dataset(
         "dropped": list(dataset.drop),
         "load_seconds": time.perf_counter() - started,
     }
-    builds_dir = work / "artifacts"
-    build_kwargs = dict(
-        size_budget_kb=cfg.size_budget_kb,
-        time_budget_s=cfg.time_budget_s,
-        seed=cfg.seed,
-        out_dir=builds_dir,
-        key_dir=key_dir,
-    )
+
+    def build(budget: float) -> BuildRun:
+        return run_build(dataset, cfg, latency_budget_us=budget, out_dir=work / "artifacts", key_dir=key_dir)
+
     # The model under test is the main budget's; if that build is refused (on a shared machine
     # the artifact's re-measured p99 can land over a tight budget), the next larger budget of the
     # table stands in, and the report says so. The refused build stays a "no model" row.
-    builds: dict[float, Any] = {}
+    builds: dict[float, BuildRun] = {}
     main = None
     for budget in [cfg.latency_budget_us, *sorted(b for b in cfg.budget_table_us if b > cfg.latency_budget_us)]:
         log(f"[{spec.name}] budgeted build: p99 <= {budget:g} µs, {cfg.time_budget_s:g} s search")
-        builds[budget] = run_build(dataset, latency_budget_us=budget, **build_kwargs)
+        builds[budget] = build(budget)
         if builds[budget].result is not None:
             main = builds[budget]
             break
@@ -139,14 +135,7 @@ def bench_dataset(
     out["booster_source"] = booster.source
 
     log(f"[{spec.name}] single record: {cfg.rounds} interleaved rounds")
-    stats = measure_single(
-        single_calls(contenders),
-        rounds=cfg.rounds,
-        target_s=cfg.round_target_s,
-        min_calls=cfg.min_calls,
-        max_calls=cfg.max_calls,
-        warmup=cfg.warmup_calls,
-    )
+    stats = measure_single(single_calls(contenders), cfg)
     reference = stats["edgeseg"]
     out["single_record"] = {
         name: {
@@ -191,7 +180,7 @@ def bench_dataset(
     for budget in cfg.budget_table_us:
         if budget not in builds:
             log(f"[{spec.name}] budget table: search at p99 <= {budget:g} µs")
-            builds[budget] = run_build(dataset, latency_budget_us=budget, **build_kwargs)
+            builds[budget] = build(budget)
     points = trial_points(main.trials)
     out["pareto"] = {
         "trials": points,

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._config import BenchConfig
+
 __all__ = ["LatencyStats", "SingleCall", "measure_batch", "measure_single", "percentile_us"]
 
 
@@ -79,17 +81,14 @@ def _one_round(contender: SingleCall, calls: int, warmup: int) -> np.ndarray:
     return samples
 
 
-def measure_single(
-    contenders: Sequence[SingleCall],
-    *,
-    rounds: int,
-    target_s: float,
-    min_calls: int,
-    max_calls: int,
-    warmup: int,
-) -> dict[str, LatencyStats]:
-    """Interleaved rounds of single-call timings for every contender."""
-    calls = {c.name: _calls_for(c, target_s, min_calls, max_calls) for c in contenders}
+def measure_single(contenders: Sequence[SingleCall], cfg: BenchConfig) -> dict[str, LatencyStats]:
+    """Interleaved rounds of single-call timings for every contender.
+
+    ``cfg`` sets the rounds, the time per contender per round (bounded by its min/max calls) and
+    the warm-up calls before each round.
+    """
+    rounds, warmup = cfg.rounds, cfg.warmup_calls
+    calls = {c.name: _calls_for(c, cfg.round_target_s, cfg.min_calls, cfg.max_calls) for c in contenders}
     per_round: dict[str, list[np.ndarray]] = {c.name: [] for c in contenders}
     order = list(contenders)
     for r in range(rounds):

@@ -48,11 +48,12 @@ def _signed_artifact(folder: Path) -> tuple[dict[str, str], Path, str]:
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     model = b"benchmark model bytes"
+    model_version = "bench/20261127T000000Z"
     manifest = {
         "format_version": 1,
         "name": "bench",
         "version": "20261127T000000Z",
-        "model_version": "bench/20261127T000000Z",
+        "model_version": model_version,
         "target": {"classes": CLASSES},
         "reference": {},
         "onnx_sha256": hashlib.sha256(model).hexdigest(),
@@ -64,7 +65,7 @@ def _signed_artifact(folder: Path) -> tuple[dict[str, str], Path, str]:
         "manifest.json": base64.b64encode(data).decode(),
         "manifest.sig": base64.b64encode(signature).decode(),
     }
-    return files, public, manifest["model_version"]
+    return files, public, model_version
 
 
 def _free_port() -> int:
@@ -72,7 +73,8 @@ def _free_port() -> int:
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _call(url: str, method: str, path: str, body: Any, token: str = ADMIN_TOKEN) -> Any:

@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     from edge_runtime._encoding import InputLayout, encode_records
 
     tmp = Path(tempfile.mkdtemp(prefix="edge_bench_"))
+    artifact: Path | None
+    key: Path | None
     if args.toy:
         artifact, key = toy_artifact(tmp)
     else:
