@@ -88,23 +88,20 @@ def headline_dataset(results: dict[str, Any]) -> str | None:
 
 
 # ------------------------------------------------------------------ sections
+_LATENCY_HEADERS = ["p50 µs", "p99 µs", "p99.9 µs", "p50 vs edgeseg", "p99 vs edgeseg"]
+
+
+def _latency_row(key: str, s: dict[str, Any]) -> list[str]:
+    """A contender's label and single-record percentiles (the cells under _LATENCY_HEADERS)."""
+    times = [_num(s[k]) for k in ("p50_us", "p99_us", "p99_9_us")]
+    return [LABELS.get(key, key), *times, _ratio(s["ratio_p50"]), _ratio(s["ratio_p99"])]
+
+
 def _latency_table(data: dict[str, Any]) -> Table:
-    rows = []
-    for key, s in data["single_record"].items():
-        rows.append(
-            [
-                LABELS.get(key, key),
-                _num(s["p50_us"]),
-                _num(s["p99_us"]),
-                _num(s["p99_9_us"]),
-                _ratio(s["ratio_p50"]),
-                _ratio(s["ratio_p99"]),
-                f"{s['calls_per_round']:,} × {s['rounds']}",
-            ]
-        )
-    return Table(
-        ["contender", "p50 µs", "p99 µs", "p99.9 µs", "p50 vs edgeseg", "p99 vs edgeseg", "calls × rounds"], rows
-    )
+    rows = [
+        [*_latency_row(key, s), f"{s['calls_per_round']:,} × {s['rounds']}"] for key, s in data["single_record"].items()
+    ]
+    return Table(["contender", *_LATENCY_HEADERS, "calls × rounds"], rows)
 
 
 def _batch_table(data: dict[str, Any]) -> Table:
@@ -343,33 +340,9 @@ def _headline_blocks(results: dict[str, Any], *, level: int = 2, title: str = "H
     )
     sizes = sorted(d["batch"], key=int)
     big = sizes[-1]
-    rows = []
-    for key, s in d["single_record"].items():
-        rows.append(
-            [
-                LABELS.get(key, key),
-                _num(s["p50_us"]),
-                _num(s["p99_us"]),
-                _num(s["p99_9_us"]),
-                _ratio(s["ratio_p50"]),
-                _ratio(s["ratio_p99"]),
-                _rate(d["batch"][big][key]["rows_per_s"]),
-            ]
-        )
-    blocks.append(
-        Table(
-            [
-                "single record, dict → result",
-                "p50 µs",
-                "p99 µs",
-                "p99.9 µs",
-                "p50 vs edgeseg",
-                "p99 vs edgeseg",
-                f"batch rows/s at {int(big):,}",
-            ],
-            rows,
-        )  # fmt: skip
-    )
+    rows = [[*_latency_row(key, s), _rate(d["batch"][big][key]["rows_per_s"])] for key, s in d["single_record"].items()]
+    headers = ["single record, dict → result", *_LATENCY_HEADERS, f"batch rows/s at {int(big):,}"]
+    blocks.append(Table(headers, rows))
     cold = d["cold_start"]
     size = d["sizes"]
     cold_rows = []
