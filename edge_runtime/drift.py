@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DriftHistograms"]
+__all__ = ["EPSILON", "DriftHistograms", "psi"]
 
 
 def _now_iso() -> str:
@@ -73,8 +73,8 @@ class DriftHistograms:
             counts[name][k if v != v else bisect_right(inner, v)] += 1
         token = self.missing_token
         for j, name, index, m in self._cat:
-            v = cat[j]
-            counts[name][m + 1 if v == token else index.get(v, m)] += 1
+            text = cat[j]
+            counts[name][m + 1 if text == token else index.get(text, m)] += 1
 
     def observe_batch(self, feeds: Mapping[str, np.ndarray]) -> None:
         """Count a batch of encoded rows (vectorised)."""
@@ -119,14 +119,38 @@ class DriftHistograms:
         return out
 
 
-def psi(expected: Sequence[float], counts: Sequence[int], *, floor: float = 1e-4) -> float:
-    """Population stability index of observed counts against expected proportions."""
-    total = sum(counts)
-    if total == 0:
+# Empty bins on either side would make PSI infinite (ln 0); both shares are floored at this.
+EPSILON = 1e-4
+
+
+def psi(reference_proportions: Sequence[float], observed_counts: Sequence[int]) -> float:
+    """Population stability index of observed counts against the reference shares.
+
+    ``PSI = sum((a - e) * ln(a / e))`` over bins, ``e`` the reference share (normalised to sum
+    to 1, so a manifest whose shares round to 0.999 is not drift) and ``a`` the observed share
+    ``count / total``. Epsilon: both shares are floored at :data:`EPSILON` (1e-4) before the
+    sum, so a bin empty on one side contributes a large but finite term instead of infinity.
+    No counts at all -> 0.0 (nothing observed is no evidence of drift). The result is rounded
+    to 12 decimals so identical histograms give exactly 0.0. The one PSI of the project: the
+    device and central's dashboard compute it with this function.
+
+    >>> psi([0.5, 0.5], [50, 50])
+    0.0
+    >>> round(psi([0.5, 0.5], [90, 10]), 4)
+    0.8789
+    """
+    if len(reference_proportions) != len(observed_counts):
+        raise ValueError(
+            f"psi needs one count per reference bin: {len(reference_proportions)} bins, "
+            f"got {len(observed_counts)} counts"
+        )
+    total = sum(observed_counts)
+    if total <= 0:
         return 0.0
+    reference_total = sum(reference_proportions) or 1.0
     value = 0.0
-    for p, c in zip(expected, counts, strict=True):
-        q = c / total
-        p, q = max(p, floor), max(q, floor)
-        value += (q - p) * math.log(q / p)
-    return value
+    for share, count in zip(reference_proportions, observed_counts, strict=True):
+        e = max(share / reference_total, EPSILON)
+        a = max(count / total, EPSILON)
+        value += (a - e) * math.log(a / e)
+    return round(value, 12) + 0.0

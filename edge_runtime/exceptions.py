@@ -8,13 +8,19 @@ The tree, so callers can catch as broadly or as narrowly as they need::
     │   ├── SignatureError                 manifest.sig does not verify with the trusted key
     │   ├── ModelIntegrityError            model.onnx does not match the manifest's sha256
     │   └── SelfTestError                  the golden samples do not reproduce
-    ├── SyncError (also OSError)           head office could not be reached or refused a batch
+    ├── SyncError (also OSError)           head office refused a request (``status``) or stayed away
+    │   └── RetryableError                 a transient failure: no connection, 408/429/5xx, a cut reply
     └── OutboxError (also OSError)         a result could not be stored (so it is not returned)
 
     EdgeRuntimeWarning (UserWarning)       something a user should see that does not stop work
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:  # the report type lives with the sync protocol, which imports this module
+    from edge_runtime.sync import SyncReport
 
 _MAX_SHOWN = 80
 
@@ -45,6 +51,19 @@ class ModelLoadError(EdgeRuntimeError):
     """An artifact was refused; the runtime keeps serving its previous model."""
 
 
+class ManifestError(ModelLoadError, ValueError):
+    """manifest.json breaks the artifact contract (``edge_runtime.artifact``).
+
+    ``field`` is the path of the offending field (e.g. ``inputs[3].type``), so a build log or
+    a registry upload error says exactly what to fix.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"manifest.json {field}: {problem}")
+
+
 class SignatureError(ModelLoadError):
     """The manifest signature does not verify with the trusted public key."""
 
@@ -58,7 +77,37 @@ class SelfTestError(ModelLoadError):
 
 
 class SyncError(EdgeRuntimeError, OSError):
-    """Results could not be delivered to head office (they stay in the outbox)."""
+    """A request to head office failed; whatever it carried stays on the device.
+
+    ``status`` is central's HTTP status when it answered (None: no answer), ``retry_after``
+    the seconds central asked the device to wait (``Retry-After``), and ``report`` what a sync
+    round delivered before it failed (an ``edge_runtime.sync.SyncReport``, or None).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        report: SyncReport | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.report = report
+
+    def with_report(self, report: SyncReport) -> Self:
+        """The same error (class, message, fields) carrying what the round did before it."""
+        return type(self)(str(self), status=self.status, retry_after=self.retry_after, report=report)
+
+
+class RetryableError(SyncError):
+    """A failure worth retrying: no connection, a timeout, 408/425/429/5xx or a reply cut short.
+
+    The head office client retries these with its backoff policy (``Retry-After`` honoured);
+    any other ``SyncError`` is central refusing the request and is final.
+    """
 
 
 class EdgeRuntimeWarning(UserWarning):
