@@ -38,9 +38,23 @@ CLASSES = ["high", "mid", "low"]
 
 
 def _signed_artifact(folder: Path) -> tuple[dict[str, str], Path, str]:
-    """A synthetic signed artifact (central checks signature and hash, not the graph)."""
+    """A synthetic signed artifact with a valid manifest (central checks the manifest, the
+    signature and the hash, not the graph), signed with a throw-away key."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge_runtime.artifact import (
+        FORMAT_VERSION,
+        MANIFEST_FILE,
+        MODEL_FILE,
+        SIGNATURE_FILE,
+        InputLayout,
+        InputSpec,
+        Manifest,
+        Target,
+        manifest_bytes,
+    )
+    from factory.signing import sign_manifest
 
     key = Ed25519PrivateKey.generate()
     public = folder / "bench.pub.pem"
@@ -48,24 +62,25 @@ def _signed_artifact(folder: Path) -> tuple[dict[str, str], Path, str]:
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     model = b"benchmark model bytes"
-    model_version = "bench/20261127T000000Z"
-    manifest = {
-        "format_version": 1,
-        "name": "bench",
-        "version": "20261127T000000Z",
-        "model_version": model_version,
-        "target": {"classes": CLASSES},
-        "reference": {},
-        "onnx_sha256": hashlib.sha256(model).hexdigest(),
-    }
-    data = json.dumps(manifest, sort_keys=True, indent=2).encode()
-    signature = json.dumps({"algorithm": "ed25519", "signature": base64.b64encode(key.sign(data)).decode()}).encode()
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        name="bench",
+        version="20261127T000000Z",
+        model_version="bench/20261127T000000Z",
+        input_layout=InputLayout(num=("spend",), cat=(), missing_token="__missing__"),
+        inputs=(InputSpec(name="spend", type="number", required=False),),
+        target=Target(name="segment", classes=tuple(CLASSES), label_rule=None),
+        reference={},
+        golden_samples=(),
+        onnx_sha256=hashlib.sha256(model).hexdigest(),
+    )
+    data = manifest_bytes(manifest)
     files = {
-        "model.onnx": base64.b64encode(model).decode(),
-        "manifest.json": base64.b64encode(data).decode(),
-        "manifest.sig": base64.b64encode(signature).decode(),
+        MODEL_FILE: base64.b64encode(model).decode(),
+        MANIFEST_FILE: base64.b64encode(data).decode(),
+        SIGNATURE_FILE: base64.b64encode(sign_manifest(data, key)).decode(),
     }
-    return files, public, model_version
+    return files, public, manifest.model_version
 
 
 def _free_port() -> int:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from edge_runtime import Classifier
 t_import = time.perf_counter()
 clf = Classifier.load(sys.argv[1], sys.argv[2] if sys.argv[2] != "-" else None)
 t_load = time.perf_counter()
-record = clf.manifest["golden_samples"][0]["record"]
+record = json.loads(sys.argv[3])
 clf.classify(record)
 t_first = time.perf_counter()
 for _ in range(10000):
@@ -96,12 +97,12 @@ def toy_artifact(folder: Path) -> tuple[Path, Path]:
     return build_toy_artifact(folder, key), folder / "toy.pub.pem"
 
 
-def cold_start(artifact: Path, key: Path | None, repeats: int) -> dict[str, Any]:
+def cold_start(artifact: Path, key: Path | None, record: Mapping[str, Any], repeats: int) -> dict[str, Any]:
     runs = []
     for _ in range(repeats):
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-c", COLD_START_CHILD, str(artifact), str(key) if key else "-"],
+            [sys.executable, "-c", COLD_START_CHILD, str(artifact), str(key) if key else "-", json.dumps(record)],
             capture_output=True, text=True, check=True, cwd=REPO,
         )  # fmt: skip
         wall = (time.perf_counter() - started) * 1e3
@@ -141,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from edge_runtime import Classifier, Outbox, Runtime
-    from edge_runtime._encoding import InputLayout, encode_records
+    from edge_runtime.artifact import MODEL_FILE, read_manifest
+    from edge_runtime.encoding import encode_records
+    from edge_runtime.session import make_session
 
     tmp = Path(tempfile.mkdtemp(prefix="edge_bench_"))
     artifact: Path | None
@@ -154,21 +157,23 @@ def main(argv: list[str] | None = None) -> int:
         if artifact is None:
             parser.error("no artifact: pass --artifact, build one (make build-model) or use --toy")
     clf = Classifier.load(artifact, key)
-    records = [g["record"] for g in clf.manifest["golden_samples"]]
+    manifest = read_manifest(artifact)  # verified by the load above
+    records = [dict(g.record) for g in manifest.golden_samples]
     out: dict[str, Any] = {
         "artifact": str(artifact),
         "model_version": clf.model_version,
-        "learner": (clf.manifest.get("search") or {}).get("learner"),
-        "onnx_bytes": clf.manifest.get("onnx_bytes"),
+        "learner": manifest.search.learner if manifest.search else None,
+        "onnx_bytes": manifest.onnx_bytes,
         "machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
     }
 
-    out["cold_start"] = cold_start(Path(artifact), key, args.cold_repeats)
+    out["cold_start"] = cold_start(Path(artifact), key, records[0], args.cold_repeats)
 
     # Single record: our path and the two contenders, interleaved runs of the same records.
     out["classifier_classify"] = time_calls(clf.classify, records, args.runs)
-    layout = InputLayout.from_manifest(clf.manifest)
-    session = clf._session
+    # A session with the classifier's single-record settings (one thread, no spinning).
+    layout = manifest.input_layout
+    session = make_session(Path(artifact) / MODEL_FILE, threads=1)
     encoded = [encode_records(layout, [r]) for r in records]
     out["contender_ort_run_preencoded"] = time_calls(
         lambda feeds: session.run(["label", "probabilities"], feeds), encoded, args.runs
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     for durability, runs in (("process", args.runs), ("power", min(args.runs, 2000))):
         with Runtime(clf, outbox_path=tmp / f"rt_{durability}.db", device_id="bench",
                      secret="bench-secret-0123456789abcdef", durability=durability) as rt:  # fmt: skip
-            with_id = [dict(r, **{clf.validator.id_field or "_id": "123456"}) for r in records]
+            with_id = [dict(r, **{manifest.id_field or "_id": "123456"}) for r in records]
             out[f"runtime_classify_{durability}"] = time_calls(rt.classify, with_id, runs, 200)
         with Outbox(tmp / f"ob_{durability}.db", device_id="bench", durability=durability) as box:
             probs = [0.1, 0.2, 0.3, 0.4]
@@ -196,13 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     n = args.batch_rows
     columns: dict[str, Any] = {}
-    for spec in clf.manifest["inputs"]:
-        if spec["type"] == "number":
-            low, high = spec.get("min", 0.0), spec.get("max", 1.0)
-            columns[spec["name"]] = rng.uniform(low, high, n)
+    for spec in manifest.inputs:
+        if spec.type == "number":
+            low = 0.0 if spec.min is None else spec.min
+            high = 1.0 if spec.max is None else spec.max
+            columns[spec.name] = rng.uniform(low, high, n)
         else:
-            cats = np.array(spec.get("categories") or ["x"])
-            columns[spec["name"]] = cats[rng.integers(0, len(cats), n)]
+            cats = np.array(spec.categories or ["x"])
+            columns[spec.name] = cats[rng.integers(0, len(cats), n)]
     clf.classify_many({k: v[:1000] for k, v in columns.items()})  # warm the batch session
     timings = []
     for _ in range(3):
