@@ -85,8 +85,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if isinstance(body, dict) and set(body) == {"records"} and isinstance(body["records"], list):
-                batch = self.runtime.classify_many(body["records"]) if body["records"] else []
-                self._send(200, {"results": [r.to_dict() for r in batch]})
+                records = body["records"]
+                results = [r.to_dict() for r in self.runtime.classify_many(records)] if records else []
+                self._send(200, {"results": results})
             else:
                 self._send(200, self.runtime.classify(body).to_dict())
         except SchemaError as exc:

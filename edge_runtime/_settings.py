@@ -17,7 +17,15 @@ Variables (flags of ``edge-runtime`` override them; a config file is overridden 
 ``EDGESEG_DURABILITY``      ``process`` (default) or ``power``
 ``EDGESEG_MAX_BACKLOG``     unsynced results before the runtime warns (default 1,000,000)
 ``EDGESEG_HOST`` / ``_PORT`` ``serve`` address (default 127.0.0.1:8765)
+``EDGESEG_CENTRAL_URL``     head office base URL (``sync``, ``update``)
+``EDGESEG_DEVICE_TOKEN``    this device's token at head office (secret: never a flag)
+``EDGESEG_DEVICE_TOKEN_FILE`` file holding the token instead (wins over the variable)
+``EDGESEG_SYNC_INTERVAL_S`` seconds between ``sync --follow`` rounds (default 5)
+``EDGESEG_DRIFT_INTERVAL_S`` seconds between drift reports of ``sync --follow`` (default 900);
+                            ``serve`` saves its drift counts every min(60, this) seconds
 =========================== ================================================================
+
+The key folder rule is the artifact contract's (``edge_runtime.artifact.default_key_dir``).
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ import json
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from edge_runtime.artifact import PUBLIC_KEY_NAME, default_public_key_path
 
 __all__ = [
     "DEFAULT_MAX_STRING_LENGTH",
@@ -38,26 +48,15 @@ __all__ = [
     "get_settings",
 ]
 
-PUBLIC_KEY_NAME = "signing_key.pub.pem"
-
 # Cap on a string field when the manifest gives no max_length (the factory's own cap).
 DEFAULT_MAX_STRING_LENGTH = 256
 DURABILITIES = ("process", "power")
 DEFAULT_MAX_BACKLOG = 1_000_000
 # Rows per classify_many call above which the threaded batch session is used.
 BATCH_SESSION_MIN_ROWS = 256
-
-
-def default_public_key_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``$EDGESEG_KEY_DIR/signing_key.pub.pem`` or ``~/.config/edgeseg/keys/signing_key.pub.pem``.
-
-    The same rule as ``factory.signing.default_key_dir`` (re-implemented: a device never
-    installs the factory).
-    """
-    env = os.environ if environ is None else environ
-    configured = env.get("EDGESEG_KEY_DIR")
-    folder = Path(configured) if configured else Path.home() / ".config" / "edgeseg" / "keys"
-    return folder / PUBLIC_KEY_NAME
+DEFAULT_SYNC_INTERVAL_S = 5.0
+# A quarter of an hour: PSI over fewer rows is noise, and a fleet's dashboard is not a pager.
+DEFAULT_DRIFT_INTERVAL_S = 900.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,11 +67,16 @@ class Settings:
     public_key: Path | None = None
     outbox: Path = Path.home() / ".local" / "share" / "edgeseg" / "outbox.db"
     device_id: str = ""
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)
     durability: str = "process"
     max_backlog: int = DEFAULT_MAX_BACKLOG
     host: str = "127.0.0.1"
     port: int = 8765
+    central_url: str | None = None
+    device_token: str | None = field(default=None, repr=False)
+    device_token_file: Path | None = None
+    sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
+    drift_interval_s: float = DEFAULT_DRIFT_INTERVAL_S
 
     def __post_init__(self) -> None:
         if self.durability not in DURABILITIES:
@@ -81,6 +85,19 @@ class Settings:
             )
         if self.max_backlog < 1:
             raise ValueError(f"The 'max_backlog' setting must be >= 1. Got {self.max_backlog!r} instead.")
+        for name in ("sync_interval_s", "drift_interval_s"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"The {name!r} setting must be > 0 seconds. Got {value!r} instead.")
+
+    def read_device_token(self) -> str | None:
+        """The head office token: the token file's content if one is set, else the variable."""
+        if self.device_token_file is not None:
+            try:
+                return self.device_token_file.read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                raise ValueError(f"cannot read the device token file {str(self.device_token_file)!r}: {exc}") from exc
+        return self.device_token or None
 
     def updated(self, **overrides: Any) -> Settings:
         """A copy with the given non-None overrides (CLI flags) applied."""
@@ -97,6 +114,11 @@ _CONVERTERS: dict[str, Any] = {
     "max_backlog": int,
     "host": str,
     "port": int,
+    "central_url": str,
+    "device_token": str,
+    "device_token_file": Path,
+    "sync_interval_s": float,
+    "drift_interval_s": float,
 }
 
 

@@ -1,190 +1,77 @@
-"""Deliver the outbox to head office exactly once (DESIGN §5), with the standard library only.
+"""The sync protocol: results exactly once, and drift counts, from the device to head office.
 
-The device keeps every result in its outbox until central has acknowledged it. A sync round
-reads a bounded batch (``outbox.pending(batch_size)``), POSTs it gzip-compressed to
-``/v1/results:batch`` and marks synced only the seqs of that batch that central answered for.
+**Results** (DESIGN §5). The device keeps every result in its outbox until central has
+acknowledged it. A round reads a bounded batch (``outbox.pending(batch_size)``), POSTs it to
+``/v1/results:batch`` and marks synced only the seqs of that batch central answered for.
 Central stores each ``(device_id, seq)`` once, so resending after a lost reply is harmless: the
-reply then counts them as duplicates, which also means central holds them.
+reply then counts them as duplicates, which also means central holds them. Nothing here deletes
+a row: the outbox decides what to prune, and only among synced rows.
 
-Transient failures (no connection, reset, timeout, 408/429/5xx, a truncated reply) are retried
-with exponential backoff and full jitter, honouring ``Retry-After``; a refusal (401, 403, 413,
-422, …) is final for this round and raised as :class:`~edge_runtime.exceptions.SyncError`.
-Nothing here deletes a row: the outbox decides what to prune, and only among synced rows.
+**Drift.** A ``Runtime`` counts every classified row in per-input histograms over the
+manifest's reference bins, in memory. Whoever owns the Runtime (``edge-runtime serve`` every
+minute and at exit, ``edge-runtime classify`` at exit) saves those counts with
+:meth:`DriftSpool.save` into a spool folder beside the outbox (``<outbox>-drift/``), one small
+JSON file per snapshot. A sync round then sends what is spooled, summed per model version, to
+``/v1/drift``; central answers PSI per input and its dashboard shows it. ``sync`` sends drift
+once per run when the spool holds anything; ``sync --follow`` every ``drift_interval_s``
+(900 s by default, ``EDGESEG_DRIFT_INTERVAL_S``). Counts central can never accept (404: model
+not registered, 422: bins do not match its reference) are dropped with a warning; any other
+failure keeps them for the next round.
 
-The network sits behind :class:`Transport` (``send(payload) -> ack``) so tests inject faults::
+Requests, retries and backoff are :class:`~edge_runtime.client.HeadOfficeClient`'s; this
+module decides what to send and what an answer proves::
 
-    client = SyncClient("http://127.0.0.1:8000", device_id="d-01", token="…")
-    report = client.sync_once(outbox)
+    head_office = HeadOfficeClient("http://127.0.0.1:8000", device_id="d-01", token="…")
+    report = SyncClient(head_office).sync_once(outbox, drift=DriftSpool.for_outbox(path))
 """
 
 from __future__ import annotations
 
-import argparse
-import email.utils
-import gzip
-import http.client
 import json
 import logging
 import os
-import random
+import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-from edge_runtime.exceptions import SyncError
+from edge_runtime.client import HeadOfficeClient
+from edge_runtime.exceptions import RetryableError, SyncError
 
 __all__ = [
     "BATCH_PATH",
     "DRIFT_PATH",
-    "HttpTransport",
-    "RetryableError",
+    "DriftSpool",
+    "PendingDrift",
     "SyncClient",
     "SyncReport",
-    "Transport",
-    "add_sync_commands",
 ]
 
 log = logging.getLogger(__name__)
 
 BATCH_PATH = "/v1/results:batch"
 DRIFT_PATH = "/v1/drift"
-USER_AGENT = "edgeseg-edge-runtime/0.1"
+# Central's answers that mean these counts will never be accepted: keeping them would resend
+# them forever. 404: the model is not registered there; 422: the bins do not match it.
+_DRIFT_NEVER_ACCEPTED = frozenset({404, 422})
 
 
-class RetryableError(SyncError):
-    """A failure worth retrying (network, 408/429/5xx); ``retry_after`` seconds if central said."""
+class OutboxLike(Protocol):
+    """What a sync round needs of ``edge_runtime.outbox.Outbox``."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    def pending(self, limit: int) -> list[dict[str, Any]]: ...
 
+    def mark_synced(self, seqs: Iterable[int]) -> int: ...
 
-class Transport(Protocol):
-    """Sends one batch payload and returns central's ack ``{"acked_through", "stored", ...}``.
-
-    Raise :class:`RetryableError` for transient failures and :class:`SyncError` for refusals.
-    """
-
-    def send(self, payload: Mapping[str, Any]) -> dict[str, Any]: ...
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
-
-    >>> parse_retry_after("7")
-    7.0
-    >>> parse_retry_after(None) is None
-    True
-    """
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
-
-
-class HttpTransport:
-    """``urllib`` transport: JSON bodies (gzip above ``gzip_min_bytes``), bearer token."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str,
-        timeout: float = 10.0,
-        gzip_min_bytes: int = 1024,
-    ) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(
-                f"The 'base_url' parameter of HttpTransport must be an http(s) URL. Got {base_url!r} instead."
-            )
-        if timeout <= 0:
-            raise ValueError(f"The 'timeout' parameter of HttpTransport must be > 0. Got {timeout!r} instead.")
-        self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
-        self.gzip_min_bytes = gzip_min_bytes
-
-    def request(
-        self,
-        method: str,
-        path_or_url: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        accept: str = "application/json",
-    ) -> bytes:
-        """One HTTP exchange; the response body, or RetryableError / SyncError."""
-        url = urllib.parse.urljoin(self.base_url + "/", path_or_url)
-        headers = {
-            "Authorization": f"Bearer {self.token}",
-            "Accept": accept,
-            "User-Agent": USER_AGENT,
-        }
-        data = None
-        if payload is not None:
-            data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-            if len(data) >= self.gzip_min_bytes:
-                data = gzip.compress(data, compresslevel=5)
-                headers["Content-Encoding"] = "gzip"
-        req = urllib.request.Request(url, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                body = response.read()
-                expected = response.headers.get("Content-Length")
-                if expected is not None and expected.isdigit() and len(body) != int(expected):
-                    raise RetryableError(f"{method} {url}: reply truncated")
-                return body
-        except SyncError:
-            raise
-        except urllib.error.HTTPError as exc:
-            raise _http_error(method, url, exc) from exc
-        except (http.client.HTTPException, OSError) as exc:
-            # URLError, ConnectionError (refused, reset), TimeoutError are all OSErrors.
-            reason = getattr(exc, "reason", exc)
-            raise RetryableError(f"{method} {url}: {type(exc).__name__}: {reason}") from exc
-
-    def send(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        body = self.request("POST", BATCH_PATH, payload)
-        try:
-            ack = json.loads(body)
-        except ValueError as exc:  # a reply cut short: the batch may or may not be stored
-            raise RetryableError(f"unreadable ack from central: {exc}") from exc
-        if not isinstance(ack, dict) or not isinstance(ack.get("acked_through"), int):
-            raise RetryableError(f"unexpected ack from central: {body[:200]!r}")
-        return ack
-
-
-def _http_error(method: str, url: str, exc: urllib.error.HTTPError) -> SyncError:
-    try:
-        detail = json.loads(exc.read() or b"{}").get("detail", "")
-    except (ValueError, AttributeError, OSError, http.client.HTTPException):
-        detail = ""
-    message = f"{method} {url}: HTTP {exc.code}" + (f": {detail}" if detail else "")
-    if exc.code in (408, 425, 429) or exc.code >= 500:
-        retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-        return RetryableError(message, retry_after=retry_after)
-    error = SyncError(message)
-    error.status = exc.code  # type: ignore[attr-defined]
-    return error
+    def backlog(self) -> int: ...
 
 
 @dataclass
 class SyncReport:
-    """What one ``sync_once`` round did."""
+    """What one ``sync_once`` round did (results, then drift)."""
 
     batches: int = 0
     sent: int = 0
@@ -194,90 +81,133 @@ class SyncReport:
     retries: int = 0
     acked_through: int | None = None
     backlog: int | None = None
+    drift_reports: int = 0
+    drift_rows: int = 0
+    drift_flagged: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def count_retry(self, error: RetryableError, delay: float) -> None:
+        """``on_retry`` hook of the head office client."""
+        self.errors.append(str(error))
+        self.retries += 1
 
-class SyncClient:
-    """Drains an outbox to central in bounded batches; safe to interrupt at any point.
 
-    ``transport`` defaults to :class:`HttpTransport`; ``sleep`` and ``random_state`` are there
-    so tests run without waiting and with reproducible jitter.
+# ---------------------------------------------------------------------- drift spool
+@dataclass(frozen=True)
+class PendingDrift:
+    """Spooled counts of one model version, summed, and the files they came from."""
+
+    model_version: str
+    rows: int
+    histograms: dict[str, list[int]]
+    files: tuple[Path, ...]
+
+
+class DriftSpool:
+    """Drift counts waiting for head office: one JSON file per saved snapshot.
+
+    Files are written whole (temporary name, then an atomic rename) and only the files a
+    round read are removed after central accepted them, so a Runtime process and a sync
+    process can share the folder without a lock. Counts only: no raw value leaves the Runtime.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        device_id: str,
-        token: str,
-        transport: Transport | None = None,
-        batch_size: int = 500,
-        max_retries: int = 8,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 60.0,
-        jitter: bool = True,
-        timeout: float = 10.0,
-        max_retry_after: float = 300.0,
-        max_batches: int | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        random_state: int | random.Random | None = None,
-    ) -> None:
-        for name, value, low in (
-            ("batch_size", batch_size, 1),
-            ("max_retries", max_retries, 0),
-        ):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"The {name!r} parameter of SyncClient must be an int >= {low}. Got {value!r} instead."
-                )
-        if not 0 < backoff_base <= backoff_cap:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._written = 0
+
+    @classmethod
+    def for_outbox(cls, outbox_path: str | Path) -> DriftSpool:
+        """The spool of an outbox: ``<outbox>-drift/`` (beside it, like SQLite's ``-wal``)."""
+        return cls(f"{outbox_path}-drift")
+
+    def save(self, snapshot: Mapping[str, Any]) -> Path | None:
+        """Spool a ``Runtime.drift_snapshot(reset=True)``; None when it counted no rows."""
+        if not snapshot.get("rows") or not snapshot.get("inputs"):
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._written += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        path = self.folder / f"{stamp}-{os.getpid()}-{self._written}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(dict(snapshot), sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+        return path
+
+    def save_every(self, snapshot: Callable[[], Mapping[str, Any]], period: float, stopped: threading.Event) -> None:
+        """Save ``snapshot()`` every ``period`` seconds until ``stopped`` is set (a thread body)."""
+        while not stopped.wait(period):
+            try:
+                self.save(snapshot())
+            except OSError as exc:  # a full disk must not stop the till; the counts wait in memory
+                log.warning("drift counts not saved to %s: %s", self.folder, exc)
+
+    def pending(self) -> list[PendingDrift]:
+        """Spooled counts per model version (oldest first); unreadable files are dropped."""
+        if not self.folder.is_dir():
+            return []
+        merged: dict[str, PendingDrift] = {}
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                snapshot = json.loads(path.read_text(encoding="utf-8"))
+                version = str(snapshot["model_version"])
+                rows = int(snapshot["rows"])
+                counts = {str(k): [int(c) for c in v["counts"]] for k, v in snapshot["inputs"].items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("dropping unreadable drift file %s: %s", path, exc)
+                self.discard([path])
+                continue
+            before = merged.get(version)
+            if before is None:
+                merged[version] = PendingDrift(version, rows, counts, (path,))
+            elif _same_bins(before.histograms, counts):
+                summed = {k: [a + b for a, b in zip(v, counts[k], strict=True)] for k, v in before.histograms.items()}
+                merged[version] = PendingDrift(version, before.rows + rows, summed, (*before.files, path))
+            else:  # same version, other bins: cannot be one report; it waits for the next round
+                log.warning("drift file %s has other bins than %s's earlier files", path, version)
+        return list(merged.values())
+
+    def discard(self, files: Iterable[Path]) -> None:
+        for path in files:
+            path.unlink(missing_ok=True)
+
+
+def _same_bins(a: Mapping[str, list[int]], b: Mapping[str, list[int]]) -> bool:
+    return a.keys() == b.keys() and all(len(a[k]) == len(b[k]) for k in a)
+
+
+def drift_payload(device_id: str, model_version: str, histograms: Mapping[str, Iterable[int]]) -> dict[str, Any]:
+    """The ``/v1/drift`` body: counts per input aligned with the manifest's reference bins."""
+    return {
+        "device_id": device_id,
+        "model_version": model_version,
+        "histograms": {name: list(counts) for name, counts in histograms.items()},
+    }
+
+
+# ---------------------------------------------------------------------- the client
+class SyncClient:
+    """Drains an outbox (and a drift spool) to central in bounded batches; safe to interrupt."""
+
+    def __init__(self, head_office: HeadOfficeClient, *, batch_size: int = 500, max_batches: int | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
-                "The 'backoff_base' and 'backoff_cap' parameters of SyncClient must satisfy "
-                f"0 < backoff_base <= backoff_cap. Got {backoff_base!r} and {backoff_cap!r}."
+                f"The 'batch_size' parameter of SyncClient must be an int >= 1. Got {batch_size!r} instead."
             )
-        if not device_id:
-            raise ValueError("The 'device_id' parameter of SyncClient must be non-empty.")
-        self.base_url = base_url
-        self.device_id = device_id
-        self.transport = transport or HttpTransport(base_url, token=token, timeout=timeout)
+        if max_batches is not None and max_batches < 1:
+            raise ValueError(
+                f"The 'max_batches' parameter of SyncClient must be None or >= 1. Got {max_batches!r} instead."
+            )
+        self.head_office = head_office
         self.batch_size = batch_size
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.jitter = jitter
-        self.max_retry_after = max_retry_after
         self.max_batches = max_batches
-        self._sleep = sleep
-        self._random = random_state if isinstance(random_state, random.Random) else random.Random(random_state)
         self._highest_ack = 0
 
-    # ------------------------------------------------------------------ backoff
-    def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**attempt)]; at least ``Retry-After``."""
-        ceiling = min(self.backoff_cap, self.backoff_base * (2**attempt))
-        delay = self._random.uniform(0, ceiling) if self.jitter else ceiling
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_retry_after))
-        return delay
-
-    # ------------------------------------------------------------------ one batch
-    def _send_with_retries(self, payload: Mapping[str, Any], report: SyncReport) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            try:
-                return self.transport.send(payload)
-            except RetryableError as exc:
-                report.errors.append(str(exc))
-                if attempt >= self.max_retries:
-                    raise SyncError(f"central unreachable after {attempt + 1} attempts: {exc}") from exc
-                delay = self.backoff_delay(attempt, exc.retry_after)
-                log.info("sync attempt %d failed (%s); retrying in %.2fs", attempt + 1, exc, delay)
-                report.retries += 1
-                attempt += 1
-                self._sleep(delay)
+    @property
+    def device_id(self) -> str:
+        return self.head_office.device_id
 
     @staticmethod
     def acknowledged(seqs: Iterable[int], ack: Mapping[str, Any]) -> list[int]:
@@ -294,193 +224,124 @@ class SyncClient:
             return seqs
         return [s for s in seqs if s <= acked_through]
 
-    def sync_once(self, outbox: Any) -> SyncReport:
-        """Send pending results until the outbox has none (or ``max_batches``); mark acked ones.
+    def sync_once(self, outbox: OutboxLike, *, drift: DriftSpool | None = None) -> SyncReport:
+        """Send pending results until the outbox has none (or ``max_batches``), then the
+        spooled drift counts when ``drift`` is given.
 
-        Raises SyncError when central refuses a batch or stays unreachable; the report of what
-        was done before is on the exception as ``.report``. Unsynced rows are never touched.
+        Raises SyncError when central refuses or stays unreachable; what the round did before
+        is the error's ``report``. Unsynced rows and unsent drift counts are never touched.
         """
         report = SyncReport()
         try:
-            while self.max_batches is None or report.batches < self.max_batches:
-                rows = outbox.pending(self.batch_size)
-                if not rows:
-                    break
-                payload: dict[str, Any] = {"device_id": self.device_id, "results": rows}
-                backlog = _safe_backlog(outbox)
-                if backlog is not None:
-                    payload["backlog"] = max(0, backlog - len(rows))
-                ack = self._send_with_retries(payload, report)
-                seqs = [int(row["seq"]) for row in rows]
-                held = self.acknowledged(seqs, ack)
-                report.batches += 1
-                report.sent += len(rows)
-                report.stored += int(ack.get("stored", 0))
-                report.duplicates += int(ack.get("duplicates", 0))
-                report.acked_through = int(ack["acked_through"])
-                if report.acked_through < self._highest_ack:
-                    log.warning(
-                        "central's watermark went back from %d to %d: was its database restored?",
-                        self._highest_ack,
-                        report.acked_through,
-                    )
-                self._highest_ack = max(self._highest_ack, report.acked_through)
-                if held:
-                    report.marked += outbox.mark_synced(held)
-                if len(held) < len(seqs):
-                    raise SyncError(
-                        f"central acknowledged {len(held)} of {len(seqs)} results "
-                        f"(ack {dict(ack)}); the rest stay in the outbox"
-                    )
+            self._send_results(outbox, report)
+            if drift is not None:
+                self._send_drift(drift, report)
         except SyncError as exc:
             report.backlog = _safe_backlog(outbox)
-            exc.report = report  # type: ignore[attr-defined]
-            raise
+            raise exc.with_report(report) from exc
         report.backlog = _safe_backlog(outbox)
         return report
 
-    def report_drift(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:
-        """POST ``Runtime.drift_snapshot()`` to ``/v1/drift``; central answers PSI per input.
+    def _send_results(self, outbox: OutboxLike, report: SyncReport) -> None:
+        while self.max_batches is None or report.batches < self.max_batches:
+            rows = outbox.pending(self.batch_size)
+            if not rows:
+                return
+            payload: dict[str, Any] = {"device_id": self.device_id, "results": rows}
+            backlog = _safe_backlog(outbox)
+            if backlog is not None:
+                payload["backlog"] = max(0, backlog - len(rows))
+            ack = self.head_office.request_json("POST", BATCH_PATH, payload, compress=True, on_retry=report.count_retry)
+            if not isinstance(ack.get("acked_through"), int):
+                raise SyncError(f"central's ack has no integer acked_through: {ack!r}")
+            seqs = [int(row["seq"]) for row in rows]
+            held = self.acknowledged(seqs, ack)
+            report.batches += 1
+            report.sent += len(rows)
+            report.stored += int(ack.get("stored", 0))
+            report.duplicates += int(ack.get("duplicates", 0))
+            report.acked_through = int(ack["acked_through"])
+            if report.acked_through < self._highest_ack:
+                log.warning(
+                    "central's watermark went back from %d to %d: was its database restored?",
+                    self._highest_ack,
+                    report.acked_through,
+                )
+            self._highest_ack = max(self._highest_ack, report.acked_through)
+            if held:
+                report.marked += outbox.mark_synced(held)
+            if len(held) < len(seqs):
+                raise SyncError(
+                    f"central acknowledged {len(held)} of {len(seqs)} results "
+                    f"(ack {dict(ack)}); the rest stay in the outbox"
+                )
 
-        Needs a transport with ``request`` (HttpTransport has it). Raises SyncError.
-        """
-        request = getattr(self.transport, "request", None)
-        if request is None:
-            raise SyncError("this transport cannot report drift (it has no request method)")
-        payload = {
-            "device_id": self.device_id,
-            "model_version": snapshot["model_version"],
-            "histograms": {name: list(entry["counts"]) for name, entry in snapshot["inputs"].items()},
-        }
-        return json.loads(request("POST", DRIFT_PATH, payload))
+    def _send_drift(self, spool: DriftSpool, report: SyncReport) -> None:
+        for pending in spool.pending():
+            payload = drift_payload(self.device_id, pending.model_version, pending.histograms)
+            try:
+                answer = self.head_office.request_json("POST", DRIFT_PATH, payload, on_retry=report.count_retry)
+            except SyncError as exc:
+                if exc.status not in _DRIFT_NEVER_ACCEPTED:
+                    raise
+                log.warning("central will not take drift counts of %s, dropping them: %s", pending.model_version, exc)
+                report.errors.append(str(exc))
+                spool.discard(pending.files)
+                continue
+            spool.discard(pending.files)
+            report.drift_reports += 1
+            report.drift_rows += pending.rows
+            report.drift_flagged = sorted({*report.drift_flagged, *answer.get("flagged", ())})
+
+    def report_drift(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        """POST one ``Runtime.drift_snapshot()`` now; central answers PSI per input."""
+        histograms = {name: entry["counts"] for name, entry in snapshot["inputs"].items()}
+        payload = drift_payload(self.device_id, str(snapshot["model_version"]), histograms)
+        return self.head_office.request_json("POST", DRIFT_PATH, payload)
 
     def follow(
         self,
-        outbox: Any,
+        outbox: OutboxLike,
         *,
+        drift: DriftSpool | None = None,
         interval: float = 5.0,
+        drift_interval: float = 900.0,
         stop: Callable[[], bool] = lambda: False,
         on_report: Callable[[SyncReport | SyncError], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Sync, sleep ``interval`` (backing off while central is away), until ``stop()``."""
+        """Sync every ``interval`` s (backing off while central is away) until ``stop()``;
+        drift counts go with the first round and then with one round every ``drift_interval`` s
+        (a round that fails to deliver them leaves them due)."""
+        if interval <= 0 or drift_interval <= 0:
+            raise ValueError(
+                "The 'interval' and 'drift_interval' parameters of follow must be > 0. "
+                f"Got {interval!r} and {drift_interval!r} instead."
+            )
         failures = 0
+        drift_due = clock()
         while not stop():
+            with_drift = drift if drift is not None and clock() >= drift_due else None
             try:
-                outcome: SyncReport | SyncError = self.sync_once(outbox)
+                outcome: SyncReport | SyncError = self.sync_once(outbox, drift=with_drift)
                 failures = 0
                 delay = interval
+                if with_drift is not None:
+                    drift_due = clock() + drift_interval
             except SyncError as exc:
                 outcome = exc
                 failures += 1
-                delay = max(interval, self.backoff_delay(failures))
+                delay = max(interval, self.head_office.backoff(failures))
                 log.warning("sync failed: %s", exc)
             if on_report is not None:
                 on_report(outcome)
             if stop():
                 return
-            self._sleep(delay)
+            self.head_office.sleep(delay)
 
 
-def _safe_backlog(outbox: Any) -> int | None:
+def _safe_backlog(outbox: OutboxLike) -> int | None:
     try:
         return int(outbox.backlog())
     except Exception:  # noqa: BLE001 - a backlog figure is informative only
         return None
-
-
-# ---------------------------------------------------------------------- command line
-def add_sync_commands(subparsers: Any) -> None:
-    """Add ``sync`` to ``edge-runtime``'s subparsers; its ``func(args) -> int`` runs it.
-
-    ``edge_runtime/cli.py`` calls ``add_sync_commands(subparsers)`` and then
-    ``return args.func(args)`` for the chosen subcommand.
-    """
-    sync = subparsers.add_parser("sync", help="send unsynced results to head office")
-    add_connection_arguments(sync)
-    sync.add_argument("--outbox", default=None, help="the outbox file (default: EDGESEG_OUTBOX)")
-    sync.add_argument("--batch-size", type=int, default=500)
-    sync.add_argument("--follow", action="store_true", help="keep syncing every --interval s")
-    sync.add_argument("--interval", type=float, default=5.0)
-    sync.add_argument("--max-retries", type=int, default=8)
-    sync.add_argument("--timeout", type=float, default=10.0)
-    sync.set_defaults(func=run_sync_command)
-
-
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--central",
-        default=os.environ.get("EDGESEG_CENTRAL_URL"),
-        help="head office base URL (default: $EDGESEG_CENTRAL_URL)",
-    )
-    parser.add_argument(
-        "--device-id",
-        default=os.environ.get("EDGESEG_DEVICE_ID"),
-        help="this device's id (default: $EDGESEG_DEVICE_ID)",
-    )
-    parser.add_argument(
-        "--token-file",
-        default=os.environ.get("EDGESEG_DEVICE_TOKEN_FILE"),
-        help="file holding the device token (default: $EDGESEG_DEVICE_TOKEN_FILE, else $EDGESEG_DEVICE_TOKEN)",
-    )
-
-
-def edge_settings() -> Any:
-    """The edge runtime's own settings (EDGESEG_OUTBOX, EDGESEG_PUBLIC_KEY, config file)."""
-    from edge_runtime._settings import get_settings
-
-    return get_settings()
-
-
-def connection_from_args(args: argparse.Namespace) -> tuple[str, str, str]:
-    """(central URL, device id, token), or SystemExit with what is missing."""
-    token = os.environ.get("EDGESEG_DEVICE_TOKEN", "")
-    if args.token_file:
-        with open(args.token_file, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    missing = [
-        label
-        for label, value in (
-            ("--central (or EDGESEG_CENTRAL_URL)", args.central),
-            ("--device-id (or EDGESEG_DEVICE_ID)", args.device_id),
-            ("--token-file (or EDGESEG_DEVICE_TOKEN)", token),
-        )
-        if not value
-    ]
-    if missing:
-        raise SystemExit(f"edge-runtime: missing {', '.join(missing)}")
-    return args.central, args.device_id, token
-
-
-def run_sync_command(args: argparse.Namespace) -> int:
-    from edge_runtime.outbox import Outbox
-
-    central, device_id, token = connection_from_args(args)
-    client = SyncClient(
-        central,
-        device_id=device_id,
-        token=token,
-        batch_size=args.batch_size,
-        max_retries=args.max_retries,
-        timeout=args.timeout,
-    )
-    outbox = Outbox(args.outbox or edge_settings().outbox, device_id=device_id)
-
-    def show(outcome: SyncReport | SyncError) -> None:
-        if isinstance(outcome, SyncReport):
-            print(json.dumps(outcome.to_dict() | {"errors": len(outcome.errors)}), flush=True)
-        else:
-            print(f"edge-runtime: sync failed: {outcome}", flush=True)
-
-    if args.follow:
-        try:
-            client.follow(outbox, interval=args.interval, on_report=show)
-        except KeyboardInterrupt:
-            return 0
-        return 0
-    try:
-        report = client.sync_once(outbox)
-    except SyncError as exc:
-        show(exc)
-        return 1
-    show(report)
-    return 0

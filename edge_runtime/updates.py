@@ -14,39 +14,37 @@
 
 Any failure leaves the running model and ``current`` untouched, deletes the download, and
 is reported to central (``POST /v1/devices/{id}/model-report`` with status ``refused``).
-Standard library only (plus the runtime's own Classifier).
+Requests and their retries are :class:`~edge_runtime.client.HeadOfficeClient`'s (one policy
+for the whole device). Standard library only (plus the runtime's own Classifier).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edge_runtime.artifact import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, read_manifest
+from edge_runtime.client import HeadOfficeClient
 from edge_runtime.exceptions import ModelIntegrityError, ModelLoadError, SyncError
-from edge_runtime.signing import MANIFEST_NAME, MODEL_NAME, SIGNATURE_NAME
-from edge_runtime.sync import (
-    HttpTransport,
-    RetryableError,
-    add_connection_arguments,
-    connection_from_args,
-    edge_settings,
-)
 
-__all__ = ["CURRENT_LINK", "PREVIOUS_LINK", "ModelUpdater", "UpdateReport", "add_update_commands"]
+if TYPE_CHECKING:
+    from edge_runtime.classifier import PublicKey
+    from edge_runtime.runtime import Runtime
+
+__all__ = ["CURRENT_LINK", "CURRENT_PATH", "PREVIOUS_LINK", "ModelUpdater", "UpdateReport"]
 
 log = logging.getLogger(__name__)
 
+CURRENT_PATH = "/v1/models/current"
 CURRENT_LINK = "current"
 PREVIOUS_LINK = "previous"
-FILES = (MODEL_NAME, MANIFEST_NAME, SIGNATURE_NAME)
+FILES = (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE)
 
 
 @dataclass
@@ -75,59 +73,38 @@ class ModelUpdater:
     """Keeps a device's model in line with what central rolled out to its store."""
 
     def __init__(
-        self,
-        base_url: str,
-        *,
-        device_id: str,
-        token: str,
-        public_key: Any,
-        models_dir: str | Path,
-        transport: HttpTransport | None = None,
-        timeout: float = 30.0,
-        attempts: int = 3,
+        self, head_office: HeadOfficeClient, *, public_key: PublicKey | None, models_dir: str | Path
     ) -> None:
         if public_key is None:
             raise ValueError(
                 "The 'public_key' parameter of ModelUpdater is required: updates are verified "
                 "with the device's trusted key. Got None instead."
             )
-        if attempts < 1:
-            raise ValueError(f"The 'attempts' parameter of ModelUpdater must be >= 1. Got {attempts!r} instead.")
-        self.device_id = device_id
+        self.head_office = head_office
         self.public_key = public_key
         self.models_dir = Path(models_dir)
-        self.transport = transport or HttpTransport(base_url, token=token, timeout=timeout)
-        self.attempts = attempts
+
+    @property
+    def device_id(self) -> str:
+        return self.head_office.device_id
 
     # ------------------------------------------------------------------ central
-    def _request(self, method: str, url: str, payload: Any = None, accept: str = "*/*") -> bytes:
-        last: RetryableError | None = None
-        for _ in range(self.attempts):
-            try:
-                return self.transport.request(method, url, payload, accept=accept)
-            except RetryableError as exc:
-                last = exc
-        assert last is not None
-        raise last
-
     def current(self) -> dict[str, Any] | None:
         """Central's answer for this device, or None when nothing is rolled out to its store."""
         try:
-            body = self._request("GET", "/v1/models/current", accept="application/json")
+            return self.head_office.request_json("GET", CURRENT_PATH)
         except SyncError as exc:
-            if getattr(exc, "status", None) == 404:
+            if exc.status == 404:
                 return None
             raise
-        return json.loads(body)
 
     def report(self, model_version: str, status: str, reason: str = "") -> None:
         """Tell central what happened (best effort: a lost report is logged, not raised)."""
         try:
-            self._request(
+            self.head_office.request_json(
                 "POST",
                 f"/v1/devices/{self.device_id}/model-report",
                 {"model_version": model_version, "status": status, "reason": reason[:2000]},
-                accept="application/json",
             )
         except SyncError as exc:
             log.warning("could not report %s of %s to central: %s", status, model_version, exc)
@@ -143,8 +120,8 @@ class ModelUpdater:
         if folder is None:
             return None
         try:
-            return json.loads((folder / MANIFEST_NAME).read_bytes()).get("model_version")
-        except (OSError, ValueError):
+            return read_manifest(folder).model_version
+        except (OSError, ValueError):  # ManifestError is a ValueError
             return None
 
     # ------------------------------------------------------------------ the update
@@ -160,7 +137,7 @@ class ModelUpdater:
             hashes = offer.get("file_sha256") or {}
             for file_name in FILES:
                 url = offer["files"][file_name]
-                content = self._request("GET", url)
+                content = self.head_office.request("GET", url)
                 expected = hashes.get(file_name)
                 actual = hashlib.sha256(content).hexdigest()
                 if expected is not None and actual != expected:
@@ -171,7 +148,7 @@ class ModelUpdater:
             from edge_runtime.classifier import Classifier
 
             classifier = Classifier.load(incoming, self.public_key)  # signature, hash, goldens
-            if classifier.manifest.get("onnx_sha256") != offer.get("sha256"):
+            if read_manifest(incoming).onnx_sha256 != offer.get("sha256"):
                 raise ModelIntegrityError(
                     f"the signed manifest's onnx_sha256 is not the sha256 central announced for {model_version}"
                 )
@@ -189,7 +166,7 @@ class ModelUpdater:
             if incoming.exists():
                 shutil.rmtree(incoming, ignore_errors=True)
 
-    def update(self, runtime: Any | None = None) -> UpdateReport:
+    def update(self, runtime: Runtime | None = None) -> UpdateReport:
         """Bring this device to central's model. Never raises for a bad model: it is refused,
         reported and the running one kept; raises SyncError only if central is unreachable."""
         offer = self.current()
@@ -216,7 +193,7 @@ class ModelUpdater:
         self.report(model_version, "installed")
         return UpdateReport("installed", model_version, str(folder))
 
-    def rollback(self, runtime: Any | None = None) -> UpdateReport:
+    def rollback(self, runtime: Runtime | None = None) -> UpdateReport:
         """Serve the previous model again (``current`` and ``previous`` swap places)."""
         previous_link = self.models_dir / PREVIOUS_LINK
         if not previous_link.is_symlink():
@@ -230,37 +207,3 @@ class ModelUpdater:
         version = self.installed_version() or previous.name
         self.report(version, "rolled_back")
         return UpdateReport("rolled_back", version, str(previous))
-
-
-# ---------------------------------------------------------------------- command line
-def add_update_commands(subparsers: Any) -> None:
-    """Add ``update`` to ``edge-runtime``'s subparsers; its ``func(args) -> int`` runs it."""
-    update = subparsers.add_parser("update", help="fetch, verify and install the model head office rolled out")
-    add_connection_arguments(update)
-    update.add_argument("--models-dir", required=True, help="holds <name>/<version> and 'current'")
-    update.add_argument(
-        "--public-key",
-        default=None,
-        help="trusted Ed25519 public key (default: EDGESEG_PUBLIC_KEY, else "
-        "$EDGESEG_KEY_DIR/signing_key.pub.pem or ~/.config/edgeseg/keys/signing_key.pub.pem)",
-    )
-    update.add_argument("--rollback", action="store_true", help="go back to the previous model")
-    update.set_defaults(func=run_update_command)
-
-
-def run_update_command(args: argparse.Namespace) -> int:
-    central, device_id, token = connection_from_args(args)
-    updater = ModelUpdater(
-        central,
-        device_id=device_id,
-        token=token,
-        public_key=args.public_key or edge_settings().public_key,
-        models_dir=args.models_dir,
-    )
-    try:
-        report = updater.rollback() if args.rollback else updater.update()
-    except (SyncError, ModelLoadError) as exc:
-        print(f"edge-runtime: update failed: {exc}")
-        return 1
-    print(json.dumps(report.to_dict()))
-    return 1 if report.status == "refused" else 0

@@ -12,10 +12,13 @@ and whatever was not acknowledged is sent again.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
+from pathlib import Path
 
+from edge_runtime.client import HeadOfficeClient, RetryPolicy
 from edge_runtime.exceptions import SyncError
 from edge_runtime.outbox import Outbox
 from edge_runtime.sync import SyncClient
@@ -48,7 +51,7 @@ def main() -> int:
             public_key=args.public_key,
         )
         outbox = runtime.outbox
-        manifest = runtime.classifier.manifest
+        manifest = json.loads((Path(args.artifact) / "manifest.json").read_text())
         records = [dict(g["record"]) for g in manifest["golden_samples"]]
         id_field = manifest.get("id_field")
 
@@ -71,18 +74,15 @@ def main() -> int:
                 customer_ref=f"{args.device_id}-{rng.randrange(10**9)}",
             )
 
-    client = SyncClient(
+    head_office = HeadOfficeClient(
         args.url,
         device_id=args.device_id,
         token=args.token,
-        batch_size=25,
-        max_retries=3,
-        backoff_base=0.05,
-        backoff_cap=0.5,
         timeout=1.5,
-        max_batches=3,
+        retry=RetryPolicy(max_retries=3, backoff_base=0.05, backoff_cap=0.5),
         random_state=rng.randrange(2**32),
     )
+    client = SyncClient(head_office, batch_size=25, max_batches=3)
     stop_at = time.monotonic() + args.deadline
     while time.monotonic() < stop_at:
         remaining = args.n - outbox.last_seq()

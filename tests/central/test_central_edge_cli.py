@@ -39,8 +39,8 @@ def test_sync_command_sends_the_outbox(central, tmp_path, monkeypatch, capsys) -
 
     monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", "wrong")
     assert main(args) == 1
-    assert capsys.readouterr().out == (
-        f"edge-runtime: sync failed: POST {central.url}/v1/results:batch: HTTP 401: invalid device token\n"
+    assert capsys.readouterr().err == (
+        f"edge-runtime sync: failed: POST {central.url}/v1/results:batch: HTTP 401: invalid device token\n"
     )
     monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", device["token"])
     assert main(args) == 0

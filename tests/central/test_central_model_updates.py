@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from central_helpers import ADMIN_TOKEN, CentralProcess, free_port, upload_body
 
-from edge_runtime.sync import HttpTransport
+from edge_runtime.client import HeadOfficeClient, Request, Response, UrllibTransport
 from edge_runtime.updates import ModelUpdater
 
 pytestmark = pytest.mark.slow
@@ -39,14 +39,8 @@ def _version(artifact: Path) -> str:
 
 
 def _updater(central, device, signing_public_key, models_dir, transport=None):  # type: ignore[no-untyped-def]
-    return ModelUpdater(
-        central.url,
-        device_id=device["id"],
-        token=device["token"],
-        public_key=signing_public_key,
-        models_dir=models_dir,
-        transport=transport,
-    )
+    head_office = HeadOfficeClient(central.url, device_id=device["id"], token=device["token"], transport=transport)
+    return ModelUpdater(head_office, public_key=signing_public_key, models_dir=models_dir)
 
 
 def _reports(central, device) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
@@ -97,22 +91,22 @@ def test_update_swap_and_rollback(central, small_artifact, other_artifact, signi
     runtime.close()
 
 
-class CorruptingTransport(HttpTransport):
+class CorruptingTransport(UrllibTransport):
     """A network that flips one byte of model.onnx (and optionally hides central's hashes)."""
 
-    def __init__(self, *args, hide_hashes: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, hide_hashes: bool) -> None:
         self.hide_hashes = hide_hashes
 
-    def request(self, method, path_or_url, payload=None, *, accept="application/json"):  # type: ignore[no-untyped-def]
-        body = super().request(method, path_or_url, payload, accept=accept)
-        if path_or_url.endswith("/model.onnx"):
+    def handle_request(self, request: Request) -> Response:
+        answer = super().handle_request(request)
+        body = answer.content
+        if request.url.endswith("/model.onnx"):
             body = bytes([body[0] ^ 0xFF]) + body[1:]
-        if self.hide_hashes and path_or_url == "/v1/models/current":
+        if self.hide_hashes and request.url.endswith("/v1/models/current"):
             offer = json.loads(body)
             offer["file_sha256"] = {}
             body = json.dumps(offer).encode()
-        return body
+        return Response(answer.status_code, body, answer.headers)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +122,7 @@ def test_corrupted_download_is_refused_and_reported(
 ) -> None:
     device = central.call("POST", "/v1/devices", {"store": "s1"})
     central.call("POST", "/v1/models", upload_body(small_artifact))
-    transport = CorruptingTransport(central.url, token=device["token"], hide_hashes=hide_hashes)
+    transport = CorruptingTransport(hide_hashes=hide_hashes)
     models_dir = tmp_path / "models"
     report = _updater(central, device, signing_public_key, models_dir, transport).update()
     assert report.status == "refused" and report.reason.startswith(reason)
@@ -189,7 +183,7 @@ def test_device_drift_histograms_line_up_with_centrals_reference(
     for record in records:
         runtime.classify(record)
     snapshot = runtime.drift_snapshot(reset=True)
-    client = SyncClient(central.url, device_id=device["id"], token=device["token"])
+    client = SyncClient(HeadOfficeClient(central.url, device_id=device["id"], token=device["token"]))
     answer = client.report_drift(snapshot)
     assert answer["model_version"] == manifest["model_version"]
     assert answer["rows"] == len(records)

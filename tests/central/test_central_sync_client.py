@@ -1,37 +1,68 @@
-"""The device's sync client against a real central app, with faults injected in its transport."""
+"""The device's sync client against a real central app, with faults injected in its transport.
+
+The transport seam is the head office client's (``handle_request(Request) -> Response``): here
+it is FastAPI's TestClient, wrapped by transports that fail before or after central saw the
+request, so the one retry policy of ``HeadOfficeClient`` is what the tests exercise."""
 
 from __future__ import annotations
 
+import json
 import random
+import urllib.parse
 
 import pytest
-from central_helpers import TestClientTransport, fill_outbox
+from central_helpers import fill_outbox
 
-from edge_runtime.exceptions import SyncError
+from edge_runtime.client import HeadOfficeClient, Request, Response, RetryPolicy
+from edge_runtime.exceptions import RetryableError, SyncError
 from edge_runtime.outbox import Outbox
-from edge_runtime.sync import RetryableError, SyncClient
+from edge_runtime.sync import SyncClient
+
+
+class AppTransport:
+    """The head office client's transport over FastAPI's TestClient (central in process)."""
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.calls = 0
+
+    def handle_request(self, request: Request) -> Response:
+        self.calls += 1
+        answer = self.client.request(
+            request.method,
+            urllib.parse.urlsplit(request.url).path,
+            content=request.content,
+            headers=dict(request.headers),
+        )
+        return Response(answer.status_code, answer.content, {k.lower(): v for k, v in answer.headers.items()})
 
 
 class FaultyTransport:
-    """Fails some sends before they reach central and loses the reply of others."""
+    """Fails some requests before they reach central and loses the reply of others."""
 
-    def __init__(self, inner, *, seed: int, p_before: float, p_after: float, retry_after=None):  # type: ignore[no-untyped-def]
+    def __init__(self, inner, *, seed: int, p_before: float, p_after: float):  # type: ignore[no-untyped-def]
         self.inner = inner
         self.random = random.Random(seed)
         self.p_before, self.p_after = p_before, p_after
-        self.retry_after = retry_after
         self.before = self.after = 0
 
-    def send(self, payload):  # type: ignore[no-untyped-def]
+    def handle_request(self, request: Request) -> Response:
         roll = self.random.random()
         if roll < self.p_before:
             self.before += 1
-            raise RetryableError("connection refused", retry_after=self.retry_after)
-        ack = self.inner.send(payload)
+            raise RetryableError("connection refused")
+        answer = self.inner.handle_request(request)
         if roll < self.p_before + self.p_after:
             self.after += 1  # central stored the batch, the device never hears it
             raise RetryableError("connection reset by peer")
-        return ack
+        return answer
+
+
+def head_office(transport, *, device_id="d-1", token="t", sleep=None, **retry) -> HeadOfficeClient:  # type: ignore[no-untyped-def]
+    return HeadOfficeClient(
+        "http://central.invalid", device_id=device_id, token=token, transport=transport,
+        retry=RetryPolicy(**retry), sleep=sleep if sleep is not None else (lambda s: None), random_state=0,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -43,19 +74,10 @@ def device(api, test_artifact):  # type: ignore[no-untyped-def]
 def test_lost_requests_and_replies_end_with_every_result_once(api, device, tmp_path) -> None:
     outbox = Outbox(tmp_path / "outbox.db", device_id=device["id"])
     fill_outbox(outbox, 237)
-    faulty = FaultyTransport(TestClientTransport(api.client, device["token"]), seed=3, p_before=0.25, p_after=0.25)
+    faulty = FaultyTransport(AppTransport(api.client), seed=3, p_before=0.25, p_after=0.25)
     sleeps: list[float] = []
-    client = SyncClient(
-        "http://central.invalid",
-        device_id=device["id"],
-        token=device["token"],
-        transport=faulty,
-        batch_size=20,
-        max_retries=50,
-        sleep=sleeps.append,
-        random_state=0,
-    )
-    report = client.sync_once(outbox)
+    office = head_office(faulty, device_id=device["id"], token=device["token"], sleep=sleeps.append, max_retries=50)
+    report = SyncClient(office, batch_size=20).sync_once(outbox)
     assert faulty.before > 3 and faulty.after > 3
     assert report.retries == faulty.before + faulty.after == len(sleeps)
     assert (report.batches, report.marked, report.acked_through) == (12, 237, 237)
@@ -71,37 +93,33 @@ def test_lost_requests_and_replies_end_with_every_result_once(api, device, tmp_p
 def test_retry_after_is_honoured(api, device, tmp_path) -> None:
     outbox = Outbox(tmp_path / "outbox.db", device_id=device["id"])
     fill_outbox(outbox, 5)
-    calls = {"n": 0}
-    inner = TestClientTransport(api.client, device["token"])
+    inner = AppTransport(api.client)
 
     class Busy:
-        def send(self, payload):  # type: ignore[no-untyped-def]
-            calls["n"] += 1
-            if calls["n"] <= 2:
-                raise RetryableError("HTTP 503", retry_after=7.0)
-            return inner.send(payload)
+        calls = 0
+
+        def handle_request(self, request: Request) -> Response:
+            self.calls += 1
+            if self.calls <= 2:
+                return Response(503, b'{"detail": "restarting"}', {"retry-after": "7"})
+            return inner.handle_request(request)
 
     sleeps: list[float] = []
-    client = SyncClient(
-        "http://central.invalid",
-        device_id=device["id"],
-        token="t",
-        transport=Busy(),
-        sleep=sleeps.append,
-        random_state=0,
-        backoff_base=0.1,
-        backoff_cap=1.0,
-    )
-    report = client.sync_once(outbox)
+    office = head_office(Busy(), device_id=device["id"], token=device["token"], sleep=sleeps.append,
+                         backoff_base=0.1, backoff_cap=1.0)  # fmt: skip
+    report = SyncClient(office).sync_once(outbox)
     assert sleeps == [7.0, 7.0]
     assert (report.retries, report.marked, outbox.backlog()) == (2, 5, 0)
+    assert report.errors == ["POST http://central.invalid/v1/results:batch: HTTP 503: restarting"] * 2
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:
-    client = SyncClient("http://x", device_id="d", token="t", jitter=False, backoff_base=0.5, backoff_cap=4.0)
-    assert [client.backoff_delay(a) for a in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    jittered = SyncClient("http://x", device_id="d", token="t", random_state=1)
-    delays = [jittered.backoff_delay(3) for _ in range(200)]
+    fixed = RetryPolicy(jitter=False, backoff_base=0.5, backoff_cap=4.0)
+    assert [fixed.delay(a, random.Random(0)) for a in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert fixed.delay(0, random.Random(0), retry_after=9.0) == 9.0
+    assert RetryPolicy(max_retry_after=30.0).delay(0, random.Random(0), retry_after=3600.0) == 30.0
+    jittered = head_office(None, backoff_base=0.5, backoff_cap=4.0)
+    delays = [jittered.backoff(3) for _ in range(200)]
     assert 0 <= min(delays) and max(delays) <= 4.0 and len(set(delays)) > 150
 
 
@@ -109,19 +127,15 @@ def test_refused_batch_marks_nothing_and_raises(api, device, tmp_path) -> None:
     outbox = Outbox(tmp_path / "outbox.db", device_id=device["id"])
     fill_outbox(outbox, 3)
     fill_outbox(outbox, 2, model_version="retail-tier/19990101T000000Z")
-    client = SyncClient(
-        "http://central.invalid",
-        device_id=device["id"],
-        token=device["token"],
-        transport=TestClientTransport(api.client, device["token"]),
-        batch_size=10,
-    )
+    office = head_office(AppTransport(api.client), device_id=device["id"], token=device["token"])
     with pytest.raises(SyncError) as info:
-        client.sync_once(outbox)
+        SyncClient(office, batch_size=10).sync_once(outbox)
     assert str(info.value) == (
-        "HTTP 422: results[3].model_version: 'retail-tier/19990101T000000Z' is not registered at central"
+        "POST http://central.invalid/v1/results:batch: HTTP 422: "
+        "results[3].model_version: 'retail-tier/19990101T000000Z' is not registered at central"
     )
-    assert info.value.report.marked == 0  # type: ignore[attr-defined]
+    assert info.value.status == 422 and info.value.retry_after is None
+    assert info.value.report is not None and info.value.report.marked == 0
     assert outbox.backlog() == 5 and api.count_results() == 0
 
 
@@ -130,19 +144,11 @@ def test_unreachable_central_gives_up_after_max_retries(tmp_path) -> None:
     fill_outbox(outbox, 4)
 
     class Down:
-        def send(self, payload):  # type: ignore[no-untyped-def]
+        def handle_request(self, request: Request) -> Response:
             raise RetryableError("connection refused")
 
     sleeps: list[float] = []
-    client = SyncClient(
-        "http://x",
-        device_id="d-1",
-        token="t",
-        transport=Down(),
-        max_retries=3,
-        sleep=sleeps.append,
-        random_state=0,
-    )
+    client = SyncClient(head_office(Down(), sleep=sleeps.append, max_retries=3))
     with pytest.raises(SyncError, match="central unreachable after 4 attempts: connection refused"):
         client.sync_once(outbox)
     assert len(sleeps) == 3 and outbox.backlog() == 4
@@ -165,9 +171,11 @@ def test_bad_parameters_are_named() -> None:
     with pytest.raises(
         ValueError, match="The 'batch_size' parameter of SyncClient must be an int >= 1. Got 0 instead."
     ):
-        SyncClient("http://x", device_id="d", token="t", batch_size=0)
+        SyncClient(head_office(None), batch_size=0)
     with pytest.raises(ValueError, match="must be an http\\(s\\) URL. Got 'ftp://x' instead."):
-        SyncClient("ftp://x", device_id="d", token="t")
+        HeadOfficeClient("ftp://x", device_id="d", token="t")
+    with pytest.raises(ValueError, match="The 'max_retries' parameter of RetryPolicy must be an int >= 0. Got -1"):
+        RetryPolicy(max_retries=-1)
 
 
 def test_follow_keeps_syncing_and_backs_off_while_central_is_away(tmp_path) -> None:
@@ -176,32 +184,36 @@ def test_follow_keeps_syncing_and_backs_off_while_central_is_away(tmp_path) -> N
     outcomes: list = []
 
     class Flaky:
-        def send(self, payload):  # type: ignore[no-untyped-def]
+        def handle_request(self, request: Request) -> Response:
             if next(answers) == "down":
                 raise RetryableError("connection refused")
-            n = len(payload["results"])
-            return {"acked_through": payload["results"][-1]["seq"], "stored": n, "duplicates": 0}
+            results = json.loads(request.content or b"")["results"]
+            ack = {"acked_through": results[-1]["seq"], "stored": len(results), "duplicates": 0}
+            return Response(200, json.dumps(ack).encode())
 
     sleeps: list[float] = []
-    client = SyncClient("http://x", device_id="d-1", token="t", transport=Flaky(), max_retries=0,
-                        sleep=sleeps.append, random_state=0)  # fmt: skip
+    client = SyncClient(head_office(Flaky(), sleep=sleeps.append, max_retries=0))
     fill_outbox(outbox, 3)
     client.follow(outbox, interval=5.0, stop=lambda: len(outcomes) >= 3, on_report=outcomes.append)
-    assert [type(o).__name__ for o in outcomes] == ["SyncError", "SyncError", "SyncReport"]
+    assert [type(o).__name__ for o in outcomes] == ["RetryableError", "RetryableError", "SyncReport"]
     assert outcomes[2].marked == 3 and outbox.backlog() == 0
     assert sleeps == [5.0, 5.0]  # the interval floors the backoff between rounds
 
 
 def test_public_names() -> None:
+    import edge_runtime.client as client
     import edge_runtime.sync as sync
     import edge_runtime.updates as updates
 
+    assert sorted(client.__all__) == [
+        "HeadOfficeClient", "Request", "Response", "RetryPolicy", "Transport", "UrllibTransport",
+        "parse_retry_after",
+    ]  # fmt: skip
     assert sorted(sync.__all__) == [
-        "BATCH_PATH", "DRIFT_PATH", "HttpTransport", "RetryableError", "SyncClient", "SyncReport",
-        "Transport", "add_sync_commands",
+        "BATCH_PATH", "DRIFT_PATH", "DriftSpool", "PendingDrift", "SyncClient", "SyncReport",
     ]  # fmt: skip
     assert sorted(updates.__all__) == [
-        "CURRENT_LINK", "ModelUpdater", "PREVIOUS_LINK", "UpdateReport", "add_update_commands"
+        "CURRENT_LINK", "CURRENT_PATH", "ModelUpdater", "PREVIOUS_LINK", "UpdateReport",
     ]  # fmt: skip
-    assert all(hasattr(sync, n) for n in sync.__all__)
-    assert all(hasattr(updates, n) for n in updates.__all__)
+    for module in (client, sync, updates):
+        assert all(hasattr(module, n) for n in module.__all__)

@@ -1,5 +1,6 @@
-"""The sync client's HTTP transport against a scripted loopback server (standard library):
-gzip bodies, bearer token, Retry-After in seconds and as a date, truncated replies, refusals."""
+"""The head office client's urllib transport against a scripted loopback server (standard
+library): gzip bodies, bearer token, Retry-After in seconds and as a date, truncated replies,
+refusals, and a drift report that is never gzipped (central reads gzip on the batch route only)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from edge_runtime.client import HeadOfficeClient, RetryPolicy, parse_retry_after
 from edge_runtime.exceptions import SyncError
-from edge_runtime.sync import HttpTransport, SyncClient, parse_retry_after
+from edge_runtime.sync import SyncClient
 
 
 class FakeOutbox:
@@ -53,7 +55,8 @@ def scripted():  # type: ignore[no-untyped-def]
             raw = self.rfile.read(int(self.headers["Content-Length"]))
             if self.headers.get("Content-Encoding") == "gzip":
                 raw = gzip.decompress(raw)
-            seen.append({"auth": self.headers["Authorization"], "body": json.loads(raw)})
+            seen.append({"auth": self.headers["Authorization"], "body": json.loads(raw),
+                         "gzip": self.headers.get("Content-Encoding") == "gzip"})  # fmt: skip
             status, headers, body, truncate = script.pop(0)
             self.send_response(status)
             for key, value in headers.items():
@@ -72,10 +75,11 @@ def scripted():  # type: ignore[no-untyped-def]
     server.server_close()
 
 
-def _client(url: str, sleeps: list[float], **kwargs) -> SyncClient:  # type: ignore[no-untyped-def]
-    transport = HttpTransport(url, token="tok-1", timeout=5, gzip_min_bytes=0)
-    return SyncClient(url, device_id="d-1", token="tok-1", transport=transport,
-                      sleep=sleeps.append, random_state=0, backoff_base=0.1, **kwargs)  # fmt: skip
+def _client(url: str, sleeps: list[float], max_retries: int = 8) -> SyncClient:
+    office = HeadOfficeClient(url, device_id="d-1", token="tok-1", timeout=5, gzip_min_bytes=0,
+                              retry=RetryPolicy(backoff_base=0.1, max_retries=max_retries),
+                              sleep=sleeps.append, random_state=0)  # fmt: skip
+    return SyncClient(office)
 
 
 def test_transient_answers_are_retried_as_central_asks(scripted) -> None:
@@ -94,7 +98,7 @@ def test_transient_answers_are_retried_as_central_asks(scripted) -> None:
     assert (report.retries, report.marked, outbox.synced) == (4, 3, {1, 2, 3})
     assert sleeps[0] == 3.0 and 3.0 <= sleeps[1] <= 5.0 and all(s <= 0.8 for s in sleeps[2:])
     assert len(seen) == 5
-    assert all(s == {"auth": "Bearer tok-1", "body": {"device_id": "d-1", "results": list(
+    assert all(s == {"auth": "Bearer tok-1", "gzip": True, "body": {"device_id": "d-1", "results": list(
         outbox.rows.values()), "backlog": 0}} for s in seen)  # fmt: skip
     assert [e.split(": ", 1)[1] for e in report.errors] == [
         "HTTP 503: restarting", "HTTP 429: slow down",
@@ -110,6 +114,18 @@ def test_a_refusal_is_final_and_marks_nothing(scripted) -> None:
         _client(url, sleeps).sync_once(outbox)
     assert str(info.value) == f"POST {url}/v1/results:batch: HTTP 401: invalid device token"
     assert (sleeps, outbox.synced, len(seen)) == ([], set(), 1)
+    assert (info.value.status, info.value.report.marked) == (401, 0)  # type: ignore[union-attr]
+
+
+def test_drift_report_is_plain_json(scripted) -> None:
+    url, script, seen = scripted
+    answer = {"device_id": "d-1", "model_version": "m/1", "rows": 3, "psi": {"age": 0.5},
+              "flagged": ["age"], "threshold": 0.2}  # fmt: skip
+    script.append((201, {}, json.dumps(answer).encode(), False))
+    snapshot = {"model_version": "m/1", "rows": 3, "inputs": {"age": {"type": "number", "counts": [1, 2, 0]}}}
+    assert _client(url, []).report_drift(snapshot) == answer
+    assert seen == [{"auth": "Bearer tok-1", "gzip": False, "body": {
+        "device_id": "d-1", "model_version": "m/1", "histograms": {"age": [1, 2, 0]}}}]  # fmt: skip
 
 
 def test_connection_refused_is_retryable_then_gives_up() -> None:

@@ -1,0 +1,99 @@
+"""What every ``edge-runtime`` command shares: usage errors, settings from flags, the Runtime.
+
+Flags are named after the :class:`~edge_runtime._settings.Settings` field they override
+(``dest``), so one function turns any command's flags into settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+from edge_runtime._settings import DURABILITIES, Settings, get_settings
+
+if TYPE_CHECKING:
+    from edge_runtime.classifier import Classifier
+    from edge_runtime.runtime import Runtime
+
+__all__ = [
+    "Handler",
+    "UsageError",
+    "add_model_arguments",
+    "close_runtime",
+    "load_classifier",
+    "open_runtime",
+    "settings_from",
+]
+
+# Settings that are never flags: a secret on a command line shows up in process lists.
+_NEVER_FLAGS = frozenset({"secret", "device_token"})
+
+
+class UsageError(Exception):
+    """A flag or setting is missing or wrong; printed as one line, exit code 2."""
+
+
+class Handler(Protocol):
+    """What each subcommand sets as ``handler``: parsed flags in, exit code out."""
+
+    def __call__(self, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int: ...
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, runtime: bool) -> None:
+    """``--artifact`` / ``--public-key``, and with ``runtime`` the outbox and device flags."""
+    parser.add_argument("--artifact", type=Path, help="artifact folder (EDGESEG_ARTIFACT)")
+    parser.add_argument("--public-key", type=Path, help="trusted PEM key (EDGESEG_PUBLIC_KEY)")
+    if runtime:
+        parser.add_argument("--outbox", type=Path, help="SQLite outbox path (EDGESEG_OUTBOX)")
+        parser.add_argument("--device-id", help="this device's id (EDGESEG_DEVICE_ID)")
+        parser.add_argument("--durability", choices=DURABILITIES, help="(EDGESEG_DURABILITY)")
+        parser.add_argument("--max-backlog", type=int, help="(EDGESEG_MAX_BACKLOG)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Config file, then ``EDGESEG_*`` variables, then the flags this command has."""
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(Settings) if f.name not in _NEVER_FLAGS}
+    try:
+        return get_settings().updated(**overrides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def load_classifier(settings: Settings) -> Classifier:
+    from edge_runtime.classifier import Classifier
+
+    if settings.artifact is None:
+        raise UsageError("no model: pass --artifact or set EDGESEG_ARTIFACT")
+    return Classifier.load(settings.artifact, settings.public_key)
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """The Runtime of ``classify`` and ``serve``; close it with :func:`close_runtime`."""
+    from edge_runtime.runtime import Runtime
+
+    if not settings.secret:
+        raise UsageError("EDGESEG_SECRET is not set: the per-deployment secret that pseudonymises customer ids")
+    try:
+        return Runtime(
+            load_classifier(settings),
+            outbox_path=settings.outbox,
+            device_id=settings.device_id,
+            secret=settings.secret,
+            public_key=settings.public_key,
+            durability=settings.durability,
+            max_backlog=settings.max_backlog,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def close_runtime(runtime: Runtime, settings: Settings) -> None:
+    """Spool the drift counts not saved yet (``sync`` sends them), then close the outbox."""
+    from edge_runtime.sync import DriftSpool
+
+    try:
+        DriftSpool.for_outbox(settings.outbox).save(runtime.drift_snapshot(reset=True))
+    finally:
+        runtime.close()
