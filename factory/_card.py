@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["card_blocks", "render_card", "render_card_html"]
@@ -36,7 +36,7 @@ def _label_rule(rule: Any) -> str:
     return f"Label rule: `{rule}`"
 
 
-def card_blocks(manifest: dict[str, Any]) -> list[Block]:
+def card_blocks(manifest: Mapping[str, Any]) -> list[Block]:
     """The card's content in order: ("h", level, text) · ("p", text) · ("ul", [items]) ·
     ("table", header, rows) · ("pre", text) · ("plot", key, caption)."""
     target = manifest["target"]
@@ -228,7 +228,7 @@ def _few_blocks(few: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _explain_blocks(manifest: dict[str, Any]) -> list[Block]:
+def _explain_blocks(manifest: Mapping[str, Any]) -> list[Block]:
     explain = manifest.get("explain") or {}
     importance = explain.get("global_importance") or {}
     blocks: list[Block] = [("h", 2, "Explanations")]
@@ -246,7 +246,7 @@ def _explain_blocks(manifest: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def render_card(manifest: dict[str, Any]) -> str:
+def render_card(manifest: Mapping[str, Any]) -> str:
     """Markdown card (plots are in card.html)."""
     out: list[str] = []
     for block in card_blocks(manifest):
@@ -275,7 +275,7 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
 
 
-def _plots(manifest: dict[str, Any], trials: Sequence[dict[str, Any]]) -> dict[str, bytes]:
+def _plots(manifest: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
     from factory.explain import confusion_matrix_png, importance_png, pareto_png
 
     metrics = manifest["metrics"]
@@ -299,7 +299,7 @@ _STYLE = (
 )
 
 
-def render_card_html(manifest: dict[str, Any], trials: Sequence[dict[str, Any]]) -> str:
+def render_card_html(manifest: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> str:
     """Self-contained HTML card: the Markdown card's content plus embedded PNG plots."""
     plots = _plots(manifest, trials)
     out = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,17 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from factory._settings import ARTIFACT_LATENCY_ROUNDS, ARTIFACT_LATENCY_RUNS, LATENCY_RUNS, LATENCY_WARMUP_RUNS
 from factory.errors import FactoryInputError
 
-__all__ = ["DeviceProfile", "LatencyReport", "measure_latency", "single_row_session"]
+__all__ = [
+    "DeviceProfile",
+    "LatencyMeasurer",
+    "LatencyReport",
+    "measure_artifact",
+    "measure_candidate",
+    "measure_latency",
+]
 
 
 @dataclass(frozen=True)
@@ -59,26 +68,24 @@ class LatencyReport:
     scale: float
 
 
-def single_row_session(model_bytes: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+# What the search and the verify stage call to time a graph; a test passes its own to prove the
+# budget logic with fixed numbers (a measured time in a test depends on the machine's load).
+LatencyMeasurer = Callable[[ort.InferenceSession, dict[str, np.ndarray], DeviceProfile], LatencyReport]
 
 
 def measure_latency(
-    model_bytes: bytes,
+    session: ort.InferenceSession,
     feeds: dict[str, np.ndarray],
     *,
     runs: int,
     warmup: int,
     profile: DeviceProfile,
 ) -> LatencyReport:
-    """p50/p99 of ``session.run`` on one row, cycling through the rows given in ``feeds``."""
-    session = single_row_session(model_bytes)
+    """p50/p99 of ``session.run`` on one row, cycling through the rows given in ``feeds``.
+
+    ``session`` should be single-threaded without spinning (``make_session``'s default), as a
+    till runs it.
+    """
     n_rows = next(iter(feeds.values())).shape[0]
     rows = [{name: array[i : i + 1] for name, array in feeds.items()} for i in range(n_rows)]
     run = session.run
@@ -100,25 +107,30 @@ def measure_latency(
     )
 
 
-def measure_latency_rounds(
-    model_bytes: bytes,
-    feeds: dict[str, np.ndarray],
-    *,
-    rounds: int,
-    runs: int,
-    warmup: int,
-    profile: DeviceProfile,
+def measure_candidate(
+    session: ort.InferenceSession, feeds: dict[str, np.ndarray], profile: DeviceProfile
 ) -> LatencyReport:
-    """Median over ``rounds`` independent rounds of the p50 and of the p99.
+    """One round, as the search times every trial (short: the search runs many)."""
+    return measure_latency(session, feeds, runs=LATENCY_RUNS, warmup=LATENCY_WARMUP_RUNS, profile=profile)
+
+
+def measure_artifact(
+    session: ort.InferenceSession, feeds: dict[str, np.ndarray], profile: DeviceProfile
+) -> LatencyReport:
+    """Median over ``ARTIFACT_LATENCY_ROUNDS`` independent rounds of the p50 and of the p99.
 
     The artifact's final check uses this: one round's p99 on a shared machine can be set by a
     single burst from another process (we saw a candidate measure 40 µs in the search and 85 µs
     once re-measured), while the median round's p99 is what a till sees in its typical minute.
     """
-    reports = [measure_latency(model_bytes, feeds, runs=runs, warmup=warmup, profile=profile) for _ in range(rounds)]
+    runs, warmup = ARTIFACT_LATENCY_RUNS, LATENCY_WARMUP_RUNS
+    reports = [
+        measure_latency(session, feeds, runs=runs, warmup=warmup, profile=profile)
+        for _ in range(ARTIFACT_LATENCY_ROUNDS)
+    ]
     return LatencyReport(
         p50_us=float(np.median([r.p50_us for r in reports])),
         p99_us=float(np.median([r.p99_us for r in reports])),
-        runs=runs * rounds,
+        runs=runs * len(reports),
         scale=profile.scale,
     )

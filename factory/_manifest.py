@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from edge_runtime.artifact import FORMAT_VERSION
 from factory._schema import InputSchema
 from factory._settings import GOLDEN_SAMPLES, MAX_STRING_LENGTH, MISSING_TOKEN, REFERENCE_BINS
 
@@ -27,7 +28,6 @@ __all__ = [
     "to_record",
 ]
 
-FORMAT_VERSION = 1
 _LIBRARIES = (
     "edgeseg",
     "onnxruntime",

@@ -38,30 +38,33 @@ def model_to_onnx(model: Any, n_features: int) -> onnx.ModelProto:
         from onnxmltools.convert.common.data_types import FloatTensorType
 
         float32_exact_lightgbm_thresholds(model)
-        return convert_lightgbm(
+        graph: onnx.ModelProto = convert_lightgbm(
             model,
             initial_types=[("features", FloatTensorType([None, n_features]))],
             target_opset=ONNX_OPSET,
             zipmap=False,
         )
+        return graph
     if module.startswith("xgboost"):
         from onnxmltools import convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType
 
-        return convert_xgboost(
+        graph = convert_xgboost(
             model,
             initial_types=[("features", FloatTensorType([None, n_features]))],
             target_opset=ONNX_OPSET,
         )
+        return graph
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    return convert_sklearn(
+    graph = convert_sklearn(
         model,
         initial_types=[("features", FloatTensorType([None, n_features]))],
         target_opset={"": ONNX_OPSET, "ai.onnx.ml": ONNX_ML_OPSET},
         options={id(model): {"zipmap": False}},
     )
+    return graph
 
 
 def _knn_imputer_nodes(

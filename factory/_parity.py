@@ -8,13 +8,14 @@ most easily disagree (a NaN inside a string tensor becomes "nan" in onnxruntime)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from edge_runtime._encoding import InputLayout, encode_columns
+from edge_runtime.encoding import InputLayout, encode_columns
+from edge_runtime.session import make_session
 from factory._schema import InputSchema
 from factory._settings import (
     MISSING_TOKEN,
@@ -24,7 +25,7 @@ from factory._settings import (
 )
 from factory.errors import ParityError
 
-__all__ = ["ParityReport", "check_parity", "onnx_predict", "stress_rows"]
+__all__ = ["ParityReport", "StressRows", "check_parity", "encode_frame", "onnx_predict", "stress_rows"]
 
 UNSEEN_CATEGORY = "__never_seen_in_training__"
 
@@ -42,9 +43,18 @@ class ParityReport:
         return asdict(self)
 
 
-def stress_rows(frame: pd.DataFrame, schema: InputSchema, n: int, seed: int) -> tuple[pd.DataFrame, int, int]:
+class StressRows(NamedTuple):
+    """Generated rows the gate adds to the held-out ones. Row 0 has every input missing; when
+    the schema has strings, the last row has an unseen category in each (golden samples use both)."""
+
+    frame: pd.DataFrame
+    n_missing: int
+    n_unseen: int
+
+
+def stress_rows(frame: pd.DataFrame, schema: InputSchema, n: int, seed: int) -> StressRows:
     """Copies of real rows with one column blanked each (cycling), all columns blanked, and
-    every string column set to an unseen category. Returns (rows, n_missing, n_unseen)."""
+    every string column set to an unseen category."""
     rng = np.random.default_rng(seed)
     base = frame.iloc[rng.integers(0, len(frame), size=n)].reset_index(drop=True)
     columns = schema.columns
@@ -60,33 +70,43 @@ def stress_rows(frame: pd.DataFrame, schema: InputSchema, n: int, seed: int) -> 
             unseen[name] = UNSEEN_CATEGORY
         parts.append(unseen)
         n_unseen = n
-    return pd.concat(parts, ignore_index=True), n, n_unseen
+    return StressRows(pd.concat(parts, ignore_index=True), n, n_unseen)
+
+
+def encode_frame(frame: pd.DataFrame, schema: InputSchema) -> dict[str, np.ndarray]:
+    """A normalised frame as graph inputs, encoded by the edge's own encoder."""
+    layout = InputLayout(num=tuple(schema.num), cat=tuple(schema.cat), missing_token=MISSING_TOKEN)
+    return encode_columns(layout, {name: frame[name].tolist() for name in schema.columns}, len(frame))
 
 
 def onnx_predict(
     session: ort.InferenceSession, frame: pd.DataFrame, schema: InputSchema
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities of the graph for a normalised frame, encoded as the edge does."""
-    layout = InputLayout(num=schema.num, cat=schema.cat, missing_token=MISSING_TOKEN)
-    columns = {name: frame[name].tolist() for name in schema.columns}
-    feeds = encode_columns(layout, columns, len(frame))
-    labels, proba = session.run(["label", "probabilities"], feeds)
+    labels, proba = session.run(["label", "probabilities"], encode_frame(frame, schema))
     return np.asarray(labels), np.asarray(proba)
 
 
 def check_parity(
-    model_bytes: bytes,
+    model: bytes | ort.InferenceSession,
     native_proba: Any,
     held_out: pd.DataFrame,
     schema: InputSchema,
     classes: list[str],
     *,
-    seed: int,
+    seed: int = 0,
+    stressed: StressRows | None = None,
 ) -> ParityReport:
-    """Compare graph and native pipeline; raise ParityError beyond tolerance."""
-    stressed, n_missing, n_unseen = stress_rows(held_out, schema, PARITY_SYNTHETIC_ROWS, seed)
-    frame = pd.concat([held_out.reset_index(drop=True), stressed], ignore_index=True)
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    """Compare graph and native pipeline; raise ParityError beyond tolerance.
+
+    ``stressed`` are the generated rows (default: ``PARITY_SYNTHETIC_ROWS`` made with ``seed``);
+    a build makes them once and reuses them for the golden samples.
+    """
+    if stressed is None:
+        stressed = stress_rows(held_out, schema, PARITY_SYNTHETIC_ROWS, seed)
+    n_missing, n_unseen = stressed.n_missing, stressed.n_unseen
+    frame = pd.concat([held_out.reset_index(drop=True), stressed.frame], ignore_index=True)
+    session = make_session(model) if isinstance(model, bytes) else model
     labels, proba = onnx_predict(session, frame, schema)
     expected_proba = np.asarray(native_proba(frame))
     expected_labels = np.asarray(classes, dtype=object)[expected_proba.argmax(axis=1)]

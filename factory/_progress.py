@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -38,9 +39,11 @@ class SearchProgress:
         self._started = time.monotonic()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._progress.update(self._task, completed=self.time_budget_s)
-        self._progress.__exit__(*exc)
+        self._progress.__exit__(kind, error, trace)
 
     def __call__(self, trial: Trial, best: Trial | None, elapsed_s: float) -> None:
         self.trials += 1

@@ -97,7 +97,7 @@ def to_float32(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(matrix, dtype=np.float32)
 
 
-class DonorKNNImputer(TransformerMixin, BaseEstimator):
+class DonorKNNImputer(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is untyped
     """k-nearest-neighbour imputation of numbers that the ONNX graph reproduces exactly.
 
     A missing value is the mean of that column over the ``n_neighbors`` nearest *donors*: at

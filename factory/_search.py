@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,24 +22,17 @@ import onnx
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from factory._latency import DeviceProfile, measure_latency
+from edge_runtime.session import make_session
+from factory._config import Budgets, BuildConfig
+from factory._latency import DeviceProfile, LatencyMeasurer, measure_candidate
 from factory._onnx_export import export_graph
 from factory._schema import InputSchema
-from factory._settings import LATENCY_RUNS, LATENCY_WARMUP_RUNS
 
-__all__ = ["Budgets", "Candidate", "SearchResult", "Trial", "run_search", "score"]
+__all__ = ["Budgets", "Candidate", "ExportContext", "SearchResult", "Trial", "run_search", "score"]
 
 # Added to an over-budget candidate's loss: larger than any accuracy/F1/AUC loss, and growing
 # with the overshoot so the searcher is pulled back towards smaller, faster configurations.
 OVER_BUDGET_PENALTY = 1.0
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Hard limits a candidate must meet on the target device."""
-
-    latency_p99_us: float
-    size_bytes: int
 
 
 @dataclass
@@ -113,31 +106,35 @@ def score(metric: str, y_true: np.ndarray, proba: np.ndarray, n_classes: int) ->
 ProgressHook = Callable[[Trial, "Trial | None", float], None]
 
 
+@dataclass(frozen=True)
+class ExportContext:
+    """What turns a fitted model into the deployable graph and times it on the target device."""
+
+    preprocessor: Pipeline
+    schema: InputSchema
+    classes: list[str]
+    latency_feeds: dict[str, np.ndarray]  # a few real rows, encoded as the edge encodes them
+    profile: DeviceProfile
+
+    def graph(self, model: Any) -> onnx.ModelProto:
+        return export_graph(self.preprocessor, model, self.schema, self.classes)
+
+
 class _BudgetedMetric:
     """FLAML custom metric: quality on validation, plus latency and size of the real graph."""
 
     def __init__(
         self,
+        config: BuildConfig,
+        context: ExportContext,
         *,
-        metric: str,
-        budgets: Budgets,
-        profile: DeviceProfile,
-        preprocessor: Pipeline,
-        schema: InputSchema,
-        classes: Sequence[str],
-        latency_feeds: dict[str, np.ndarray],
         keep: int,
         progress: ProgressHook | None,
+        measure: LatencyMeasurer,
     ) -> None:
-        self.metric = metric
-        self.budgets = budgets
-        self.profile = profile
-        self.preprocessor = preprocessor
-        self.schema = schema
-        self.classes = list(classes)
-        self.latency_feeds = latency_feeds
-        self.keep = keep
-        self.progress = progress
+        self.config, self.context, self.keep = config, context, keep
+        self.progress, self.measure = progress, measure
+        self.budgets = config.budgets
         self.result = SearchResult()
         self.started = time.monotonic()
 
@@ -162,18 +159,16 @@ class _BudgetedMetric:
             # FLAML fits LightGBM on a DataFrame view; predicting on the bare matrix is intended.
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             proba = np.asarray(model.predict_proba(X_val))
-        quality, loss = score(self.metric, np.asarray(y_val), proba, len(self.classes))
+        quality, loss = score(self.config.metric, np.asarray(y_val), proba, len(self.context.classes))
         graph = None
         error = None
         p50 = p99 = math.inf
         size = 0
         try:
-            graph = export_graph(self.preprocessor, model, self.schema, self.classes)
+            graph = self.context.graph(model)
             blob = graph.SerializeToString()
             size = len(blob)
-            latency = measure_latency(
-                blob, self.latency_feeds, runs=LATENCY_RUNS, warmup=LATENCY_WARMUP_RUNS, profile=self.profile
-            )
+            latency = self.measure(make_session(blob), self.context.latency_feeds, self.context.profile)
             p50, p99 = latency.p50_us, latency.p99_us
         except Exception as exc:  # a converter gap makes this candidate unusable, not the search
             error = f"{type(exc).__name__}: {exc}"[:300]
@@ -225,37 +220,20 @@ def _learner_name(class_name: str) -> str:
 
 
 def run_search(
+    config: BuildConfig,
+    context: ExportContext,
     *,
-    metric: str,
-    budgets: Budgets,
-    profile: DeviceProfile,
-    preprocessor: Pipeline,
-    schema: InputSchema,
-    classes: Sequence[str],
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
-    latency_feeds: dict[str, np.ndarray],
-    learners: Sequence[str],
-    time_budget_s: float,
-    seed: int,
     keep: int = 5,
     progress: ProgressHook | None = None,
+    measure: LatencyMeasurer = measure_candidate,
 ) -> SearchResult:
     """Run FLAML on our preprocessed matrices; return every trial and the best feasible ones."""
-    from flaml import AutoML
+    from flaml.automl import AutoML
 
-    scorer = _BudgetedMetric(
-        metric=metric,
-        budgets=budgets,
-        profile=profile,
-        preprocessor=preprocessor,
-        schema=schema,
-        classes=classes,
-        latency_feeds=latency_feeds,
-        keep=keep,
-        progress=progress,
-    )
-    automl = AutoML()
+    scorer = _BudgetedMetric(config, context, keep=keep, progress=progress, measure=measure)
+    automl = AutoML()  # type: ignore[no-untyped-call]  # flaml has no annotations
     started = time.monotonic()
     automl.fit(
         X_train=train[0],
@@ -264,10 +242,10 @@ def run_search(
         y_val=validation[1],
         task="classification",
         metric=scorer,
-        estimator_list=list(learners),
-        time_budget=time_budget_s,
+        estimator_list=list(config.learners),
+        time_budget=config.time_budget_s,
         eval_method="holdout",
-        seed=seed,
+        seed=config.seed,
         skip_transform=True,
         retrain_full=False,
         auto_augment=False,

@@ -15,6 +15,11 @@ DEFAULT_SEED = 0
 DEFAULT_METRIC = "macro_f1"
 METRICS = ("accuracy", "macro_f1", "roc_auc", "log_loss")
 DEFAULT_LEARNERS = ("lgbm", "xgboost", "rf", "extra_tree", "lrl1")
+# FLAML learners whose models the export converts to ONNX (factory._onnx_export).
+SUPPORTED_LEARNERS = ("lgbm", "xgboost", "xgb_limitdepth", "rf", "extra_tree", "lrl1", "lrl2")
+LABEL_SOURCES = ("given", "clusters", "few")
+NUMERIC_IMPUTERS = ("median", "knn")
+CLUSTER_METHODS = ("kmeans", "gmm")
 
 # Held-out fractions: FLAML tunes on train and scores on validation; test is never seen by the
 # search and feeds the reported metrics and the parity gate.

@@ -18,85 +18,52 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from factory._settings import (
-    DEFAULT_LATENCY_BUDGET_US,
-    DEFAULT_LEARNERS,
-    DEFAULT_METRIC,
-    DEFAULT_OUT_DIR,
-    DEFAULT_SEED,
-    DEFAULT_SIZE_BUDGET_KB,
-    DEFAULT_TIME_BUDGET_S,
-    METRICS,
-)
+from edge_runtime.artifact import CARD_HTML_FILE
+from factory._config import BuildConfig, Group, Parameter, config_parameters
+from factory._constraints import Interval, PathLike, StrOptions, StrSequence
+
+if TYPE_CHECKING:  # the build machinery (pandas, sklearn, onnx) loads only when a build runs
+    from factory._build import BuildResult
 
 __all__ = ["main"]
 
 
-def _add_search_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--latency-budget-us",
-        type=float,
-        default=DEFAULT_LATENCY_BUDGET_US,
-        help="p99 single-row latency budget on the target device (default %(default)s)",
-    )
-    parser.add_argument(
-        "--size-budget-kb",
-        type=float,
-        default=DEFAULT_SIZE_BUDGET_KB,
-        help="artifact size budget in KiB (default %(default)s)",
-    )
-    parser.add_argument(
-        "--time-budget-s",
-        type=float,
-        default=DEFAULT_TIME_BUDGET_S,
-        help="AutoML search time in seconds (default %(default)s)",
-    )
-    parser.add_argument(
-        "--metric", choices=METRICS, default=DEFAULT_METRIC, help="quality the search optimises (default %(default)s)"
-    )
-    parser.add_argument(
-        "--learners", nargs="+", default=list(DEFAULT_LEARNERS), help="FLAML learners to search (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--device-profile",
-        type=Path,
-        default=None,
-        help="device profile JSON from 'edge-runtime calibrate' (scales latency)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT_DIR,
-        help="artifact root; the artifact goes to OUT/NAME/VERSION (default %(default)s)",
-    )
-    parser.add_argument("--name", default=None, help="model name (default: from the data file)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
-    parser.add_argument(
-        "--key-dir",
-        type=Path,
-        default=None,
-        help="signing key folder (default $EDGESEG_KEY_DIR or ~/.config/edgeseg/keys)",
-    )
-    parser.add_argument(
-        "--numeric-imputer",
-        choices=("median", "knn"),
-        default="median",
-        help="how missing numbers are filled, in training and in the graph (default %(default)s)",
-    )
-    parser.add_argument(
-        "--n-segments",
-        type=int,
-        default=None,
-        help="--labels clusters: number of segments (default: chosen by the criterion over k=3..8)",
-    )
-    parser.add_argument(
-        "--cluster-method",
-        choices=("kmeans", "gmm"),
-        default="kmeans",
-        help="--labels clusters: k-means with silhouette, or Gaussian mixture with BIC (default %(default)s)",
-    )
+def _argument(parameter: Parameter) -> dict[str, Any]:
+    """argparse keywords for one BuildConfig parameter, derived from its declared constraints.
+
+    Choices come from ``StrOptions``, lists from ``StrSequence``, the value type from
+    ``Interval`` or ``PathLike``; range checks stay with BuildConfig, whose message is the
+    one the user sees (one line, exit status 2).
+    """
+    default = list(parameter.default) if isinstance(parameter.default, tuple) else parameter.default
+    shown = "" if default is None or default == [] else " (default: %(default)s)"
+    kwargs: dict[str, Any] = {"dest": parameter.name, "default": default, "help": parameter.help + shown}
+    for constraint in parameter.constraints:
+        if isinstance(constraint, StrOptions):
+            kwargs["choices"] = constraint.options
+        elif isinstance(constraint, StrSequence):
+            kwargs.update(nargs="+", metavar=parameter.name.upper().rstrip("S"))
+            if constraint.options:
+                kwargs["choices"] = constraint.options
+                kwargs["help"] += f"; any of {', '.join(constraint.options)}"
+        elif isinstance(constraint, Interval):
+            kwargs["type"] = constraint.type
+        elif isinstance(constraint, PathLike):
+            kwargs["type"] = Path
+    return kwargs
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser, group: Group, *, only: Sequence[str] = ()) -> None:
+    """The BuildConfig options of ``group`` (or just those named in ``only``) as arguments."""
+    for parameter in config_parameters():
+        if (parameter.name in only) if only else parameter.group == group:
+            parser.add_argument(parameter.flag, **_argument(parameter))
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_config_arguments(parser, "search")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -106,79 +73,56 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build from a labelled customer table (CSV/Parquet)")
     build.add_argument("--data", type=Path, required=True, help="CSV, TSV or Parquet file")
-    build.add_argument(
-        "--target",
-        default=None,
-        help="label column (required unless --labels clusters, where it names the new column; default 'segment')",
-    )
-    build.add_argument(
-        "--labels",
-        choices=("given", "clusters", "few"),
-        default="given",
-        help="given: --target as is; clusters: discover segments; few: spread the labels of a partly filled "
-        "--target (default %(default)s)",
-    )
-    build.add_argument(
-        "--dormant-days",
-        type=float,
-        default=30,
-        help="--labels clusters: recency_days above this is dormant when the table has no is_dormant column",
-    )
-    build.add_argument("--drop", nargs="+", default=[], metavar="COL", help="columns that are not inputs")
-    build.add_argument("--id-column", default=None, help="customer id column (dropped; devices pseudonymise it)")
-    build.add_argument("--sep", default=None, help="CSV separator (default: sniffed)")
-    _add_search_options(build)
+    _add_config_arguments(build, "table")
+    _add_run_options(build)
     default = commands.add_parser(
         "build-default", help="build the bundled job: Online Retail, 90-day future value tier"
     )
     default.add_argument("--horizon-days", type=int, default=90, help="future window for the tier label")
-    default.add_argument("--dormant-days", type=int, default=30, help="no purchase in this many days = dormant")
     default.add_argument(
         "--labels",
+        dest="job",
         choices=("tier", "clusters"),
         default="tier",
         help="tier: 90-day future value tier; clusters: discover segments of the RFM+X table (default %(default)s)",
     )
-    _add_search_options(default)
+    _add_config_arguments(default, None, only=("dormant_days",))
+    _add_run_options(default)
     return parser
 
 
-def _summary(result: Any, console: Any) -> None:
+def _summary(result: BuildResult, console: Any) -> None:
     from rich.table import Table
 
-    manifest = result.manifest
-    measured = manifest["budgets"]["measured"]
-    budgets = manifest["budgets"]
-    search = manifest["search"]
-    parity = manifest["parity"]
-    metric = manifest["metrics"]["metric"]
-    test = manifest["metrics"]["test"]
-    table = Table(title=f"built {manifest['model_version']}", show_header=False)
+    manifest = result.typed_manifest
+    budgets, search, parity, metrics = manifest.budgets, manifest.search, manifest.parity, manifest.metrics
+    assert budgets and search and parity and metrics, "the factory writes every section"
+    measured, test, metric = budgets.measured, metrics.test, metrics.metric
+    table = Table(title=f"built {manifest.model_version}", show_header=False)
     table.add_row(
         "learner",
-        f"{search['learner']} (trial {search['trial_index']} of {search['trials']}, "
-        f"{search['feasible_trials']} within budget)",
+        f"{search.learner} (trial {search.trial_index} of {search.trials}, {search.feasible_trials} within budget)",
     )
     table.add_row("quality (test)", f"{metric} {test[metric]:.4f} · accuracy {test['accuracy']:.4f}")
     table.add_row(
         "latency",
-        f"p50 {measured['latency_p50_us']:.1f} µs · p99 {measured['latency_p99_us']:.1f} µs "
-        f"(budget {budgets['latency_p99_us']:g})",
+        f"p50 {measured.latency_p50_us:.1f} µs · p99 {measured.latency_p99_us:.1f} µs "
+        f"(budget {budgets.latency_p99_us:g})",
     )
-    table.add_row("size", f"{measured['size_bytes']:,} bytes (budget {budgets['size_bytes']:,})")
+    table.add_row("size", f"{measured.size_bytes:,} bytes (budget {budgets.size_bytes:,})")
     table.add_row(
         "parity",
-        f"labels {parity['label_agreement']:.2%} · max Δp {parity['max_abs_prob_diff']:.1e} on {parity['rows']} rows",
+        f"labels {parity.label_agreement:.2%} · max Δp {parity.max_abs_prob_diff:.1e} on {parity.rows} rows",
     )
-    table.add_row("search time", f"{manifest['search']['wall_time_s']:.1f} s")
-    segments = manifest.get("segments")
+    table.add_row("search time", f"{search.wall_time_s:.1f} s")
+    segments = manifest.segments
     if segments:
         counts = ", ".join(f"{name} {n}" for name, n in segments["counts"].items())
         table.add_row(
             "segments",
             f"k={segments['chosen_k']} by {segments['criterion']} ({segments['method']}) + dormant rule: {counts}",
         )
-    few = manifest.get("few_labels")
+    few = manifest.few_labels
     if few:
         hold = few["holdout"]
         table.add_row(
@@ -187,15 +131,37 @@ def _summary(result: Any, console: Any) -> None:
             f"labelled-only {hold['accuracy_labelled_only']:.4f} vs with propagated "
             f"{hold['accuracy_with_propagated']:.4f}",
         )
-    baseline = manifest["metrics"].get("baseline") or {}
+    baseline = metrics.baseline or {}
     if "logistic_regression" in baseline:
         table.add_row(
             "baselines (test)",
             f"logistic {baseline['logistic_regression']['test']['accuracy']:.4f} · depth-3 tree "
             f"{baseline['decision_tree']['test']['accuracy']:.4f} (accuracy)",
         )
-    table.add_row("artifact", str(result.artifact_dir) + "  (card.html)")
+    table.add_row("artifact", f"{result.artifact_dir}  ({CARD_HTML_FILE})")
     console.print(table)
+
+
+def _default_job(args: argparse.Namespace, console: Any) -> tuple[Any, dict[str, Any]]:
+    """The bundled Online Retail table and the BuildConfig fields its job implies."""
+    common = {"id_column": "customer_id", "source_name": "online_retail.parquet"}
+    if args.job == "clusters":
+        from factory.segments import build_segment_table
+
+        console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → discovered segments")
+        table, info = build_segment_table(dormant_days=args.dormant_days)
+        job = {"target": "segment", "labels": "clusters", "name": args.name or "retail-segments"}
+    else:
+        from factory.features import CleaningReport, build_value_tier_table
+
+        console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → 90-day value tier")
+        table, info = build_value_tier_table(horizon_days=args.horizon_days, dormant_days=args.dormant_days)
+        cleaning = info.get("cleaning")
+        for line in cleaning.lines() if isinstance(cleaning, CleaningReport) else []:
+            console.print(f"  {line}")
+        job = {"target": "value_tier", "name": args.name or "retail-tier", "label_rule": info["thresholds"]}
+    console.print(f"  cutoff {info['cutoff']} · {len(table)} customers · dormant {info['dormant_customers']}")
+    return table, {**common, **job, "data_report": _jsonable(info)}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -205,69 +171,19 @@ def _run(args: argparse.Namespace) -> int:
     from factory._progress import SearchProgress
 
     console = Console(stderr=True)
-    common: dict[str, Any] = dict(
-        latency_budget_us=args.latency_budget_us,
-        size_budget_kb=args.size_budget_kb,
-        time_budget_s=args.time_budget_s,
-        metric=args.metric,
-        learners=args.learners,
-        device_profile=args.device_profile,
-        out_dir=args.out,
-        seed=args.seed,
-        key_dir=args.key_dir,
-        numeric_imputer=args.numeric_imputer,
-        n_segments=args.n_segments,
-        cluster_method=args.cluster_method,
-    )
-    if args.command == "build-default" and args.labels == "clusters":
-        from factory.segments import build_segment_table
-
-        console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → discovered segments")
-        table, info = build_segment_table(dormant_days=args.dormant_days)
-        console.print(f"  cutoff {info['cutoff']} · {len(table)} customers · dormant {info['dormant_customers']}")
-        inputs: dict[str, Any] = dict(
-            data=table,
-            target="segment",
-            labels="clusters",
-            dormant_days=args.dormant_days,
-            id_column="customer_id",
-            name=args.name or "retail-segments",
-            data_report=_jsonable(info),
-            source_name="online_retail.parquet",
-        )
-    elif args.command == "build-default":
-        from factory.features import build_value_tier_table
-
-        console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → 90-day value tier")
-        table, info = build_value_tier_table(horizon_days=args.horizon_days, dormant_days=args.dormant_days)
-        for line in info["cleaning"].lines() if hasattr(info.get("cleaning"), "lines") else []:
-            console.print(f"  {line}")
-        console.print(f"  cutoff {info['cutoff']} · {len(table)} customers · dormant {info['dormant_customers']}")
-        inputs = dict(
-            data=table,
-            target="value_tier",
-            id_column="customer_id",
-            name=args.name or "retail-tier",
-            label_rule=info["thresholds"],
-            data_report=_jsonable(info),
-            source_name="online_retail.parquet",
-        )
+    # Every BuildConfig option this command offers, under its own name (argparse dest).
+    options = {p.name: getattr(args, p.name) for p in config_parameters() if hasattr(args, p.name)}
+    if args.command == "build-default":
+        data, job = _default_job(args, console)
+        options.update(job)
     else:
-        inputs = dict(
-            data=args.data,
-            target=args.target,
-            drop=args.drop,
-            id_column=args.id_column,
-            name=args.name,
-            sep=args.sep,
-            labels=args.labels,
-            dormant_days=args.dormant_days,
-        )
+        data = args.data
+    config = BuildConfig(**options)
     if args.quiet:
-        result = build(**inputs, **common)
+        result = build(data, config)
     else:
-        with SearchProgress(args.time_budget_s, console=console) as progress:
-            result = build(**inputs, **common, progress=progress)
+        with SearchProgress(config.time_budget_s, console=console) as progress:
+            result = build(data, config, progress=progress)
     _summary(result, Console())
     return 0
 

@@ -1,8 +1,9 @@
 """Create the factory's Ed25519 key pair on first use and sign manifests.
 
-The private key lives only in the key directory (``EDGESEG_KEY_DIR``, default
-``~/.config/edgeseg/keys``), created with mode 0600, never under ``exported_models/``. Verifying
-is the edge runtime's job (``edge_runtime.signing``), shared with central.
+The private key lives only in the key directory (``edge_runtime.artifact.default_key_dir``:
+``EDGESEG_KEY_DIR``, default ``~/.config/edgeseg/keys``), created with mode 0600, never under
+``exported_models/``. Verifying is the edge runtime's job (``edge_runtime.signing``), shared
+with central.
 """
 
 from __future__ import annotations
@@ -15,18 +16,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge_runtime.artifact import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, default_key_dir
 from edge_runtime.signing import key_id
 
+# The key names and the key-folder rule are the artifact contract's (one rule for the factory,
+# the device and central); re-exported here for the factory's callers.
 __all__ = ["PRIVATE_KEY_NAME", "PUBLIC_KEY_NAME", "default_key_dir", "load_or_create_key", "sign_manifest"]
-
-PRIVATE_KEY_NAME = "signing_key.pem"
-PUBLIC_KEY_NAME = "signing_key.pub.pem"
-
-
-def default_key_dir() -> Path:
-    """The key directory: ``EDGESEG_KEY_DIR`` or ``~/.config/edgeseg/keys``."""
-    configured = os.environ.get("EDGESEG_KEY_DIR")
-    return Path(configured) if configured else Path.home() / ".config" / "edgeseg" / "keys"
 
 
 def load_or_create_key(key_dir: Path | None = None) -> Ed25519PrivateKey:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["confusion_matrix_png", "importance_png", "pareto_png"]
@@ -62,7 +62,7 @@ def importance_png(importance: dict[str, float], title: str) -> bytes:
     return _png(figure)
 
 
-def pareto_png(trials: Sequence[dict[str, Any]], budget_us: float, chosen_index: int | None, metric: str) -> bytes:
+def pareto_png(trials: Sequence[Mapping[str, Any]], budget_us: float, chosen_index: int | None, metric: str) -> bytes:
     """Quality vs p99 latency of every trial, its Pareto front, the budget line and the choice."""
     lower_is_better = metric == "log_loss"
     points = [

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from factory._settings import CLUSTER_METHODS
 from factory.errors import FactoryInputError
 
 __all__ = ["CLUSTER_METHODS", "ClusterReport", "choose_and_fit", "scale_features"]
 
-CLUSTER_METHODS = ("kmeans", "gmm")
 SILHOUETTE_SAMPLE = 5000
 DEFAULT_K_RANGE = (3, 8)
 
@@ -44,7 +44,8 @@ def scale_features(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     mean = matrix.mean(axis=0)
     std = matrix.std(axis=0)
     std[std == 0] = 1.0
-    return (matrix - mean) / std
+    scaled: np.ndarray = (matrix - mean) / std
+    return scaled
 
 
 @dataclass
@@ -76,7 +77,8 @@ class ClusterReport:
 def _kmeans(matrix: np.ndarray, k: int, seed: int) -> np.ndarray:
     from sklearn.cluster import KMeans
 
-    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(matrix)
+    labels: np.ndarray = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(matrix)
+    return labels
 
 
 def _gmm(matrix: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, float]:

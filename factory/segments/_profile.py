@@ -133,17 +133,18 @@ def profile_segments(
         rest = reference[~inside.loc[population].to_numpy()]
         medians = {c: _median(rows[c]) for c in numeric}
         percentiles = {}
-        effects = []
+        effects: list[dict[str, Any]] = []
         for c in numeric:
-            if medians[c] is None:
+            median = medians[c]
+            if median is None:
                 continue
             present = reference[c].dropna()
             # mid-rank percentile, so a median on a tied value (frequency 2) is not pushed up
-            below, equal = float((present < medians[c]).mean()), float((present == medians[c]).mean())
+            below, equal = float((present < median).mean()), float((present == median).mean())
             percentiles[c] = below + equal / 2 if len(present) else 0.5
             rest_median = _median(rest[c])
             if rest_median is not None:
-                effect = (medians[c] - rest_median) / scales[c]
+                effect = (median - rest_median) / scales[c]
                 effects.append(
                     {"feature": c, "effect": round(effect, 4), "segment_median": medians[c], "rest_median": rest_median}
                 )

@@ -98,7 +98,7 @@ def test_budget_not_positive(
     code, err = _run(capsys, out, "--data", str(table), "--target", "segment", "--drop", "ID", option, value)
     parameter = option.lstrip("-").replace("-", "_")
     _assert_clean_failure(
-        code, err, out, f"The '{parameter}' parameter of build must be > 0. Got {float(value)!r} instead."
+        code, err, out, f"The '{parameter}' parameter of BuildConfig must be > 0. Got {float(value)!r} instead."
     )
 
 

@@ -116,5 +116,8 @@ def test_cli_few_labels_without_target_is_one_line(
     out = tmp_path / "out"
     code = main(["build", "--quiet", "--out", str(out), "--data", str(segmentation_csv), "--labels", "few"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["edgeseg-factory: error: --labels few needs the label column: give --target"]
+    assert code == 2 and err == [
+        "edgeseg-factory: error: The 'target' parameter of BuildConfig must name the label column when "
+        "labels='few' (on the command line: --target). Got None instead."
+    ]
     assert not out.exists()

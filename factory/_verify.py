@@ -1,0 +1,112 @@
+"""The verify stage: the best feasible candidate whose artifact passes parity and re-measures
+within budget.
+
+The search timed each candidate once, briefly; the artifact is timed again, longer, before it
+is written (``measure_artifact``), and its graph must reproduce the native pipeline on the test
+rows plus generated stress rows. The stress rows are made once here and kept for the golden
+samples. One onnxruntime session per candidate serves the gate, the timing and the held-out
+predictions. ``measure`` is a seam: a test passes fixed numbers to prove the refusal and the
+fall-back to the next candidate without depending on this machine's load.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from edge_runtime.session import make_session
+from factory._config import BuildConfig
+from factory._latency import LatencyMeasurer, LatencyReport, measure_artifact
+from factory._parity import ParityReport, StressRows, check_parity, onnx_predict, stress_rows
+from factory._search import Candidate, SearchResult
+from factory._settings import PARITY_SYNTHETIC_ROWS
+from factory._stages import Dataset, Searched
+from factory.errors import BudgetError, ParityError
+
+__all__ = ["Verified", "verify"]
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The candidate that will be written, with the evidence the manifest records."""
+
+    candidate: Candidate
+    model_bytes: bytes
+    session: ort.InferenceSession  # single-threaded, as a till runs it
+    parity: ParityReport
+    latency: LatencyReport
+    stressed: StressRows  # the gate's generated rows (golden samples reuse them)
+    test_labels: np.ndarray  # the graph's predicted class name per test row
+    test_proba: np.ndarray  # the graph's probabilities per test row, columns in class order
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # better candidates passed over, and why
+
+
+def _no_candidate(search: SearchResult, config: BuildConfig) -> BudgetError:
+    budgets = config.budgets
+    closest = "; ".join(
+        f"{t.learner} p99 {t.latency_p99_us:.1f} µs, {t.size_bytes / 1024:.1f} KB, quality {t.quality:.4f}"
+        for t in search.closest()
+    )
+    return BudgetError(
+        f"no candidate met the budgets (p99 <= {budgets.latency_p99_us:g} µs, size <= "
+        f"{budgets.size_bytes / 1024:g} KB) in {len(search.trials)} trials; closest: {closest or 'none'}"
+    )
+
+
+def _native_proba(preprocessor: Any, model: Any) -> Any:
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return np.asarray(model.predict_proba(preprocessor.transform(frame)))
+
+    return predict
+
+
+def verify(
+    searched: Searched,
+    dataset: Dataset,
+    config: BuildConfig,
+    *,
+    measure: LatencyMeasurer = measure_artifact,
+) -> Verified:
+    """The first candidate (best loss first) passing the parity gate and the re-measured budgets.
+
+    Raises ``BudgetError`` when the search found nothing feasible or every artifact re-measured
+    over budget, ``ParityError`` when every candidate failing was refused by the gate.
+    """
+    search, context = searched.search, searched.context
+    if not search.candidates:
+        raise _no_candidate(search, config)
+    budgets = config.budgets
+    test = dataset.test
+    stressed = stress_rows(test, dataset.schema, PARITY_SYNTHETIC_ROWS, config.seed)
+    failures: list[str] = []
+    rejected: list[dict[str, Any]] = []
+    parity_failed = False
+    for candidate in search.candidates:
+        model_bytes = candidate.graph.SerializeToString()
+        session = make_session(model_bytes)
+        native = _native_proba(searched.preprocessor, candidate.model)
+        try:
+            parity = check_parity(session, native, test, dataset.schema, dataset.classes, stressed=stressed)
+        except ParityError as exc:
+            reason = str(exc)
+            parity_failed = True
+        else:
+            latency = measure(session, context.latency_feeds, context.profile)
+            if latency.p99_us <= budgets.latency_p99_us and len(model_bytes) <= budgets.size_bytes:
+                labels, proba = onnx_predict(session, test, dataset.schema)
+                return Verified(candidate, model_bytes, session, parity, latency, stressed, labels, proba, rejected)
+            reason = f"re-measured p99 {latency.p99_us:.1f} µs, {len(model_bytes)} bytes"
+        failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {reason}")
+        rejected.append({"trial_index": candidate.trial.index, "reason": reason})
+    if parity_failed:
+        raise ParityError("no feasible candidate passed the parity gate: " + " | ".join(failures))
+    raise BudgetError(
+        "no feasible candidate stayed within budget when its artifact was re-measured: " + " | ".join(failures)
+    )
