@@ -86,23 +86,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _device(args: argparse.Namespace, settings: Settings) -> int:
-    from central import crud
+    from central.services import devices
 
     db = _database(settings)
     try:
         with db.sessionmaker() as session:
             if args.device_command == "add":
-                created = crud.create_device(session, args.store)
+                device, token = devices.create_device(session, args.store)
                 if args.json:
-                    print(json.dumps(created.model_dump()))
+                    print(json.dumps({"id": device.id, "store": device.store, "token": token}))
                 else:
-                    print(f"device id: {created.id}")
-                    print(f"store:     {created.store}")
-                    print(f"token:     {created.token}")
+                    print(f"device id: {device.id}")
+                    print(f"store:     {device.store}")
+                    print(f"token:     {token}")
                     print("The token is shown once; central keeps only its hash.")
                 return 0
             try:
-                device = crud.revoke_device(session, args.device_id)
+                device = devices.revoke_device(session, args.device_id)
             except LookupError as exc:
                 print(f"edgeseg-central: {exc.args[0]}", file=sys.stderr)
                 return 1
@@ -113,7 +113,7 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _model(args: argparse.Namespace, settings: Settings) -> int:
-    from central.registry import ArtifactRejected, register_artifact_dir
+    from central.services.models import ArtifactRejected, register_artifact_dir
 
     db = _database(settings)
     try:
@@ -126,10 +126,8 @@ def _model(args: argparse.Namespace, settings: Settings) -> int:
                     rollout_to=args.store or "all",
                 )
             except ArtifactRejected as exc:
-                session.rollback()
                 print(f"edgeseg-central: {exc}", file=sys.stderr)
                 return 1
-            session.commit()
             target = f"store {args.store}" if args.store else "all stores"
             print(f"published {model.model_version} ({', '.join(model.classes)}) to {target}")
             return 0

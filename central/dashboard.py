@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from central import crud, stats
 from central.models import utc_now
+from central.services import devices, drift, stats
 
 __all__ = ["DashboardView", "build_view"]
 
@@ -34,14 +35,14 @@ class Bar:
 @dataclass
 class DashboardView:
     generated_at: str
-    devices: list[dict] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)
     segments: list[tuple[str, str]] = field(default_factory=list)  # (name, colour)
     mix_bars: list[Bar] = field(default_factory=list)
     mix_days: list[tuple[float, str]] = field(default_factory=list)
     mix_total: int = 0
-    store_mix: list[dict] = field(default_factory=list)
-    drift: list[dict] = field(default_factory=list)
-    accuracy: dict = field(default_factory=dict)
+    store_mix: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    accuracy: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.2
     chart_w: int = CHART_W
     chart_h: int = CHART_H
@@ -60,7 +61,7 @@ def _ago(when: datetime | None, now: datetime) -> str:
 def build_view(session: Session, *, threshold: float, days: int = 30) -> DashboardView:
     now = utc_now()
     view = DashboardView(generated_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"), threshold=threshold)
-    for d in crud.list_devices(session):
+    for d in devices.list_devices(session):
         view.devices.append(
             {
                 "id": d.id,
@@ -90,7 +91,7 @@ def build_view(session: Session, *, threshold: float, days: int = 30) -> Dashboa
         peak = max(sum(c.values()) for c in per_day.values())
         for i, day in enumerate(day_list):
             x = PAD + i * slot + slot * 0.1
-            y = CHART_H - PAD
+            y: float = CHART_H - PAD
             for seg in segments:
                 count = per_day[day].get(seg, 0)
                 if not count:
@@ -118,7 +119,7 @@ def build_view(session: Session, *, threshold: float, days: int = 30) -> Dashboa
             }
         )
 
-    for report in stats.latest_drift(session):
+    for report in drift.latest_reports(session):
         inputs = sorted(report.psi.items(), key=lambda kv: -kv[1])
         view.drift.append(
             {

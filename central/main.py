@@ -15,14 +15,15 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import OperationalError
 
-from central.api.errors import database_unavailable_handler, request_validation_handler
+from central.api.errors import database_unavailable_handler, request_validation_handler, service_error_handler
 from central.api.routes import dashboard, devices, models, outcomes, results, stats
 from central.core.config import Settings, get_settings
 from central.core.db import Database
 from central.core.metrics import Metrics, MetricsMiddleware
 from central.core.migrate import upgrade
-from central.ingest import ClassCache
 from central.schemas import ResultsBatchCreate
+from central.services.errors import ServiceError
+from central.services.results import ClassCache
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = make_environment()
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(OperationalError, database_unavailable_handler)
+    app.add_exception_handler(ServiceError, service_error_handler)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefixes=(API_PREFIX,))
 
     for module in (results, models, devices, outcomes, stats):

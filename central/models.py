@@ -23,7 +23,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Base",
@@ -98,6 +98,10 @@ class Model(Base):
     onnx_sha256: Mapped[str] = mapped_column(String(64))
     key_id: Mapped[str] = mapped_column(String(32))
     registered_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    # Read-only views for ``ModelPublic`` (``model_validate(..., from_attributes=True)``); rows
+    # are added through their own tables, so these collections never write.
+    files: Mapped[list[ModelFile]] = relationship(order_by="ModelFile.name", viewonly=True)
+    rollouts: Mapped[list[Rollout]] = relationship(order_by="Rollout.id", viewonly=True)
 
 
 class ModelFile(Base):
@@ -105,7 +109,8 @@ class ModelFile(Base):
 
     model_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    # Deferred: listing a model's files must not read their bytes.
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     sha256: Mapped[str] = mapped_column(String(64))
 
 

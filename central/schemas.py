@@ -101,7 +101,8 @@ class DevicePublic(BaseModel):
     revoked_at: UtcDatetime | None
     last_seen_at: UtcDatetime | None
     acked_through: int
-    results: int
+    # The table's column is results_count; the API has always called it results.
+    results: int = Field(validation_alias="results_count")
     backlog: int | None
     model_version: str | None
 
@@ -127,6 +128,11 @@ class RolloutPublic(BaseModel):
     created_at: UtcDatetime
 
 
+def _file_names(files: Any) -> Any:
+    """``Model.files`` holds ``ModelFile`` rows; the API lists their names, sorted."""
+    return sorted(getattr(f, "name", f) for f in files) if isinstance(files, list) else files
+
+
 class ModelPublic(BaseModel):
     model_version: str
     name: str
@@ -135,7 +141,7 @@ class ModelPublic(BaseModel):
     onnx_sha256: str
     key_id: str
     registered_at: UtcDatetime
-    files: list[str]
+    files: Annotated[list[str], BeforeValidator(_file_names)]
     rollouts: list[RolloutPublic]
 
 

@@ -6,13 +6,14 @@ import base64
 import binascii
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from central.api.body import read_json_body
 from central.core.config import Settings
 from central.core.db import Database
 from central.core.security import admin_token_matches, hash_token
@@ -23,6 +24,8 @@ __all__ = [
     "CurrentDevice",
     "DashboardAdminDep",
     "DatabaseDep",
+    "JsonBody",
+    "OwnDevice",
     "SessionDep",
     "SettingsDep",
 ]
@@ -39,11 +42,13 @@ def _unauthorized(detail: str, scheme: str = "Bearer") -> HTTPException:
 
 
 def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_database(request: Request) -> Database:
-    return request.app.state.db
+    db: Database = request.app.state.db
+    return db
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -77,6 +82,42 @@ def get_current_device(session: SessionDep, credentials: BearerDep) -> Device:
 
 
 CurrentDevice = Annotated[Device, Depends(get_current_device)]
+
+
+async def get_json_body(request: Request, settings: SettingsDep) -> Any:
+    """The request's JSON body, read once: bounded by EDGESEG_MAX_BODY_BYTES, gzip allowed.
+
+    For routes that read their body themselves (``POST /v1/results:batch``); kept on
+    ``request.state`` so ``OwnDevice`` and the route share one read.
+    """
+    if not hasattr(request.state, "json_body"):
+        request.state.json_body = await read_json_body(request, settings.max_body_bytes)
+    return request.state.json_body
+
+
+JsonBody = Annotated[Any, Depends(get_json_body)]
+
+
+async def get_own_device(request: Request, device: CurrentDevice, settings: SettingsDep) -> Device:
+    """The token's device, refused (403) when the request speaks for another device.
+
+    A device route names the device it speaks for in its path (``/devices/{device_id}/…``) or
+    as the ``device_id`` of its JSON body. A claim that is absent or not a string is left to
+    body validation (422). Ownership is checked before the rest of the body is validated.
+    """
+    claimed = request.path_params.get("device_id")
+    if claimed is None:
+        body = await get_json_body(request, settings)
+        claimed = body.get("device_id") if isinstance(body, dict) else None
+    if isinstance(claimed, str) and claimed != device.id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"this token belongs to device {device.id!r}, not {claimed!r}",
+        )
+    return device
+
+
+OwnDevice = Annotated[Device, Depends(get_own_device)]
 
 
 def require_admin(settings: SettingsDep, credentials: BearerDep) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from central.services.errors import ServiceError
 
 __all__ = [
     "DATABASE_RETRY_AFTER_S",
@@ -16,6 +18,7 @@ __all__ = [
     "format_errors",
     "format_loc",
     "request_validation_handler",
+    "service_error_handler",
 ]
 
 # What a client is told to wait when the database cannot be reached (restart, failover, lock).
@@ -45,7 +48,8 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= _MAX_INPUT_REPR else text[: _MAX_INPUT_REPR - 1] + "…"
 
 
-def format_errors(errors: Iterable[dict[str, Any]]) -> str:
+def format_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """Pydantic's errors as ``loc: msg (got input)``; the first three, then how many more."""
     errors = list(errors)
     parts = []
     for error in errors[:_MAX_ERRORS]:
@@ -62,6 +66,12 @@ def format_errors(errors: Iterable[dict[str, Any]]) -> str:
 async def request_validation_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(status_code=422, content={"detail": format_errors(exc.errors())})
+
+
+async def service_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """A service refused the request: its status and ``detail`` (``central/services/errors.py``)."""
+    assert isinstance(exc, ServiceError)
+    return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
 
 
 async def database_unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:

@@ -14,24 +14,18 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge_runtime.artifact import default_public_key_path
+
 __all__ = [
     "DEFAULT_ADMIN_TOKEN",
     "Settings",
     "default_admin_token_file",
-    "default_public_key_path",
     "ensure_admin_token_file",
     "get_settings",
 ]
 
 # The admin token of EDGESEG_ENV=development when none is given; refused in any other env.
 DEFAULT_ADMIN_TOKEN = "change-me"
-
-
-def default_public_key_path() -> Path:
-    """The factory's key-directory rule: ``EDGESEG_KEY_DIR`` or ``~/.config/edgeseg/keys``."""
-    configured = os.environ.get("EDGESEG_KEY_DIR")
-    folder = Path(configured) if configured else Path.home() / ".config" / "edgeseg" / "keys"
-    return folder / "signing_key.pub.pem"
 
 
 def default_admin_token_file() -> Path:
@@ -54,7 +48,9 @@ class Settings(BaseSettings):
     # ``edgeseg-central`` creates with a random token on first use, like the factory's key).
     admin_token: str = ""
     admin_token_file: Path = Field(default_factory=default_admin_token_file)
-    public_key_path: Path = Field(default_factory=default_public_key_path)
+    # The contract's key-folder rule, shared with the factory and devices:
+    # $EDGESEG_KEY_DIR/signing_key.pub.pem, else ~/.config/edgeseg/keys/signing_key.pub.pem.
+    public_key_path: Path = Field(default_factory=lambda: default_public_key_path())
     # Bounds of POST /v1/results:batch (the sync client sends 500 by default).
     max_batch_results: int = Field(default=1000, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)

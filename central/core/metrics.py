@@ -57,25 +57,25 @@ class MetricsMiddleware:
         # path template, so try the prefixes routers were included with.
         self.prefixes = tuple(sorted(set(prefixes), key=len, reverse=True)) + ("",)
 
-    def template(self, scope: dict) -> str:
+    def template(self, scope: dict[str, Any]) -> str:
         route = scope.get("route")
         path, regex = getattr(route, "path", None), getattr(route, "path_regex", None)
         if path is None or regex is None:
             return "unmatched"
-        concrete = scope.get("path", "")
+        concrete = str(scope.get("path", ""))
         for prefix in self.prefixes:
             if concrete.startswith(prefix) and regex.match(concrete[len(prefix) :]):
-                return prefix + path
-        return path
+                return prefix + str(path)
+        return str(path)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
         status_holder = {"status": 500}
 
-        async def send_wrapper(message: dict) -> None:
+        async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
             await send(message)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.artifact import Manifest, manifest_bytes
 from factory.signing import sign_manifest
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -84,13 +85,18 @@ def write_artifact(
         "name": name,
         "version": version,
         "model_version": f"{name}/{version}",
+        "input_layout": {"num": ["recency_days"], "cat": ["country"], "missing_token": "__missing__"},
+        "inputs": [
+            {"name": "recency_days", "type": "number", "required": False, "min": 0.0, "max": 373.0},
+            {"name": "country", "type": "string", "required": False, "categories": ["UK", "France"]},
+        ],
         "target": {"name": "value_tier", "classes": classes or CLASSES},
         "reference": reference_for_tests(),
         "onnx_sha256": hashlib.sha256(model).hexdigest(),
         "onnx_bytes": len(model),
         "golden_samples": [],
     }
-    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    data = manifest_bytes(Manifest.from_json(manifest))  # the contract's canonical, signed bytes
     (target / "model.onnx").write_bytes(model + (b"x" if tamper else b""))
     (target / "manifest.json").write_bytes(data)
     (target / "manifest.sig").write_bytes(sign_manifest(data, key))

@@ -10,8 +10,8 @@ from central_helpers import MODEL_VERSION
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from central.ingest import ClassCache, ingest
 from central.schemas import ResultCreate
+from central.services.results import ClassCache, ingest
 
 batches_strategy = st.lists(
     st.lists(st.integers(min_value=1, max_value=40), min_size=0, max_size=15, unique=True),
@@ -33,22 +33,21 @@ def _result(seq: int) -> ResultCreate:
 
 @pytest.fixture
 def store(database_url, test_artifact, central_signing_key):  # type: ignore[no-untyped-def]
-    from central import crud
     from central.core.db import Database
     from central.core.migrate import upgrade
-    from central.registry import register_artifact_dir
+    from central.services import devices
+    from central.services.models import register_artifact_dir
 
     db = Database.from_url(database_url)
     upgrade(db.engine)
     with db.sessionmaker() as session:
         register_artifact_dir(session, test_artifact, central_signing_key[1])
-        session.commit()
-    yield db, crud
+    yield db, devices
     db.dispose()
 
 
 def test_any_arrival_order_is_stored_once_with_the_right_watermark(store) -> None:
-    db, crud = store
+    db, devices = store
     cache = ClassCache()
 
     @settings(max_examples=40, deadline=None, derandomize=True,
@@ -56,7 +55,7 @@ def test_any_arrival_order_is_stored_once_with_the_right_watermark(store) -> Non
     @given(batches=batches_strategy)
     def check(batches: list[list[int]]) -> None:
         with db.sessionmaker() as session:
-            device_id = crud.create_device(session, "s").id
+            device_id = devices.create_device(session, "s")[0].id
         held: set[int] = set()
         for batch in batches:
             with db.sessionmaker() as session:
@@ -84,10 +83,10 @@ def test_concurrent_overlapping_batches_of_one_device(store) -> None:
     import random
     import threading
 
-    db, crud = store
+    db, devices = store
     cache = ClassCache()
     with db.sessionmaker() as session:
-        device_id = crud.create_device(session, "s").id
+        device_id = devices.create_device(session, "s")[0].id
     rng = random.Random(5)
     batches = [sorted(rng.sample(range(1, 301), 60)) for _ in range(24)] + [list(range(1, 301))]
     rng.shuffle(batches)
@@ -119,10 +118,10 @@ def test_the_watermark_reads_nothing_while_a_gap_stays_open(store) -> None:
     """O(batch): batches beyond a gap never scan; filling the gap walks the stored run once."""
     from sqlalchemy import event
 
-    db, crud = store
+    db, devices = store
     cache = ClassCache()
     with db.sessionmaker() as session:
-        device_id = crud.create_device(session, "s").id
+        device_id = devices.create_device(session, "s")[0].id
     scans: list[str] = []
 
     def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]

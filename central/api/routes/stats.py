@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query, Request, status
 
-from central import stats
-from central.api.deps import AdminDep, CurrentDevice, SessionDep, SettingsDep
+from central.api.deps import AdminDep, OwnDevice, SessionDep, SettingsDep
 from central.api.responses import ADMIN_ERRORS, DEVICE_ERRORS, error
-from central.drift import psi
-from central.models import DriftReport, Model, utc_now
-from central.registry import reference_vectors
+from central.models import DriftReport
 from central.schemas import AccuracyPublic, DriftCreate, DriftPublic, SegmentMixPublic
+from central.services import drift, stats
 
 router = APIRouter(tags=["stats"])
+
+
+def _drift_public(report: DriftReport, threshold: float) -> DriftPublic:
+    """A stored report plus what the row does not hold: the inputs above ``threshold``."""
+    return DriftPublic(
+        device_id=report.device_id,
+        model_version=report.model_version,
+        rows=report.rows,
+        psi=report.psi,
+        flagged=drift.flagged_inputs(report.psi, threshold),
+        threshold=threshold,
+    )
 
 
 @router.get("/stats/segments", response_model=SegmentMixPublic, responses=ADMIN_ERRORS)
@@ -36,17 +46,7 @@ def accuracy(session: SessionDep, _admin: AdminDep) -> AccuracyPublic:
 @router.get("/stats/drift", response_model=list[DriftPublic], responses=ADMIN_ERRORS)
 def drift_overview(session: SessionDep, settings: SettingsDep, _admin: AdminDep) -> list[DriftPublic]:
     """Each device's newest drift report."""
-    return [
-        DriftPublic(
-            device_id=r.device_id,
-            model_version=r.model_version,
-            rows=r.rows,
-            psi=r.psi,
-            flagged=sorted(k for k, v in r.psi.items() if v > settings.drift_psi_threshold),
-            threshold=settings.drift_psi_threshold,
-        )
-        for r in stats.latest_drift(session)
-    ]
+    return [_drift_public(r, settings.drift_psi_threshold) for r in drift.latest_reports(session)]
 
 
 @router.post(
@@ -56,60 +56,10 @@ def drift_overview(session: SessionDep, settings: SettingsDep, _admin: AdminDep)
     responses={**DEVICE_ERRORS, 404: error("model not registered")},
 )
 def post_drift(
-    request: Request,
-    body: DriftCreate,
-    device: CurrentDevice,
-    session: SessionDep,
-    settings: SettingsDep,
+    request: Request, body: DriftCreate, device: OwnDevice, session: SessionDep, settings: SettingsDep
 ) -> DriftPublic:
     """PSI per input of the device's histograms against the manifest reference; flag > 0.2."""
-    if body.device_id != device.id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail=f"this token belongs to device {device.id!r}, not {body.device_id!r}",
-        )
-    model = session.get(Model, body.model_version)
-    if model is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail=f"model_version {body.model_version!r} is not registered at central",
-        )
-    expected = reference_vectors(model.reference)
-    values: dict[str, float] = {}
-    rows = 0
-    for name, counts in body.histograms.items():
-        if name not in expected:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"histograms.{name}: {body.model_version} has no reference for this input",
-            )
-        if len(counts) != len(expected[name]):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=f"histograms.{name}: {len(counts)} counts, the reference has {len(expected[name])} bins",
-            )
-        values[name] = psi(expected[name], counts)
-        rows = max(rows, sum(counts))
-    threshold = settings.drift_psi_threshold
-    flagged = sorted(name for name, value in values.items() if value > threshold)
-    session.add(
-        DriftReport(
-            device_id=device.id,
-            model_version=body.model_version,
-            rows=rows,
-            psi=values,
-            max_psi=max(values.values()),
-            flagged=bool(flagged),
-            created_at=utc_now(),
-        )
-    )
-    session.commit()
-    request.app.state.metrics.drift_flags.inc(len(flagged))
-    return DriftPublic(
-        device_id=device.id,
-        model_version=body.model_version,
-        rows=rows,
-        psi=values,
-        flagged=flagged,
-        threshold=threshold,
-    )
+    report = drift.record_drift(session, device, body, threshold=settings.drift_psi_threshold)
+    answer = _drift_public(report, settings.drift_psi_threshold)
+    request.app.state.metrics.drift_flags.inc(len(answer.flagged))
+    return answer

@@ -14,29 +14,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from central.models import Device, Model, Result, utc_now
 from central.schemas import ResultCreate
+from central.services.errors import BatchRejected
 
-__all__ = ["PROBABILITY_TOLERANCE", "BatchRejected", "IngestOutcome", "ingest", "validate_batch"]
+__all__ = ["PROBABILITY_TOLERANCE", "BatchRejected", "ClassCache", "IngestOutcome", "ingest", "validate_batch"]
 
 PROBABILITY_TOLERANCE = 1e-3
 # Rows the watermark reads per query: a constant floor keeps a small batch that closes a gap
 # from walking a long stored run two rows at a time.
 _MIN_WINDOW = 512
-
-
-class BatchRejected(ValueError):
-    """A result breaks the contract; ``detail`` names it. Nothing of the batch is stored."""
-
-    def __init__(self, detail: str, status_code: int = 422) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -111,9 +104,9 @@ _PG_INSERT = text(
 )
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict]) -> list[int]:
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     dialect = session.get_bind().dialect.name
-    table = Result.__table__
+    table = cast(Table, Result.__table__)
     if dialect == "postgresql":
         params = {
             "device_id": rows[0]["device_id"],

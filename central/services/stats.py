@@ -1,4 +1,7 @@
-"""The numbers head office looks at: segment mix, accuracy and recall, drift flags."""
+"""The read-only numbers head office looks at: segment mix, accuracy and recall.
+
+Drift reports are read through ``central.services.drift``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from central.models import Device, DriftReport, Outcome, Result, utc_now
+from central.models import Device, Outcome, Result, utc_now
 from central.schemas import AccuracyPublic, SegmentMixRow
 
-__all__ = ["accuracy", "latest_drift", "segment_mix"]
+__all__ = ["accuracy", "segment_mix"]
 
 
 def _day(value: object) -> str:
@@ -58,14 +61,4 @@ def accuracy(session: Session) -> AccuracyPublic:
         accuracy=(sum(hits.values()) / evaluated) if evaluated else None,
         recall={seg: hits[seg] / n for seg, n in sorted(support.items())},
         support=dict(sorted(support.items())),
-    )
-
-
-def latest_drift(session: Session) -> list[DriftReport]:
-    """Each device's newest drift report."""
-    newest = (
-        select(DriftReport.device_id, func.max(DriftReport.id).label("id")).group_by(DriftReport.device_id).subquery()
-    )
-    return list(
-        session.scalars(select(DriftReport).join(newest, newest.c.id == DriftReport.id).order_by(DriftReport.device_id))
     )

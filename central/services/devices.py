@@ -1,0 +1,70 @@
+"""Devices: registration and revocation (admin routes and ``edgeseg-central device``), and what
+each device reports about the models it was offered."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from central.core.security import hash_token, new_device_id, new_token
+from central.models import Device, ModelReport, utc_now
+from central.schemas import ModelReportCreate
+from central.services.errors import NotFound
+
+__all__ = ["create_device", "list_devices", "list_model_reports", "record_model_report", "revoke_device"]
+
+
+def create_device(session: Session, store: str) -> tuple[Device, str]:
+    """Register a device of ``store``; returns it with its token, which is stored only hashed.
+
+    The caller shows the token once: central cannot show it again.
+    """
+    token = new_token()
+    device = Device(
+        id=new_device_id(),
+        store=store,
+        token_hash=hash_token(token),
+        created_at=utc_now(),
+        acked_through=0,
+        results_count=0,
+    )
+    session.add(device)
+    session.commit()
+    return device, token
+
+
+def revoke_device(session: Session, device_id: str) -> Device:
+    """Revoke the device's token (idempotent: a second call keeps the first time)."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound(f"device {device_id!r} is not registered")
+    if device.revoked_at is None:
+        device.revoked_at = utc_now()
+        session.commit()
+    return device
+
+
+def list_devices(session: Session) -> list[Device]:
+    return list(session.scalars(select(Device).order_by(Device.store, Device.id)))
+
+
+def record_model_report(session: Session, device: Device, report: ModelReportCreate) -> ModelReport:
+    """Keep what ``device`` said about a model; "installed" also moves its current version."""
+    row = ModelReport(
+        device_id=device.id,
+        model_version=report.model_version,
+        status=report.status,
+        reason=report.reason,
+        created_at=utc_now(),
+    )
+    session.add(row)
+    if report.status == "installed":
+        device.model_version = report.model_version
+    session.commit()
+    return row
+
+
+def list_model_reports(session: Session, device_id: str) -> list[ModelReport]:
+    """A device's reports, oldest first."""
+    query = select(ModelReport).where(ModelReport.device_id == device_id).order_by(ModelReport.id)
+    return list(session.scalars(query))
