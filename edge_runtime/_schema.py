@@ -21,7 +21,7 @@ Rules (docs/ARTIFACT.md, ``inputs``); every violation raises ``SchemaError(field
 * fields the model does not use are ignored and counted (the manifest's ``id_field`` is not
   "extra": the runtime pseudonymises it).
 
-Missing values follow ``_encoding``: a missing number is NaN, a missing or empty string is the
+Missing values follow ``edge_runtime.encoding``: a missing number is NaN, a missing or empty string is the
 manifest's ``missing_token``. A test checks this fast path against ``encode_records``.
 """
 
@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from edge_runtime._settings import DEFAULT_MAX_STRING_LENGTH
-from edge_runtime.exceptions import ModelLoadError, SchemaError
+from edge_runtime.artifact import Manifest
+from edge_runtime.exceptions import SchemaError
 
 __all__ = ["InputStats", "RecordValidator"]
 
@@ -78,55 +79,44 @@ def _bump(counter: dict[str, int], key: str, by: int = 1) -> None:
 
 
 class RecordValidator:
-    """Per-field validators prebuilt from a manifest; fills the ``num`` / ``cat`` buffers."""
+    """Per-field validators prebuilt from a manifest; fills the ``num`` / ``cat`` buffers.
 
-    def __init__(self, manifest: Mapping[str, Any], *, out_of_range: str = "count") -> None:
+    The manifest is the contract's typed form, already checked (layout names only inputs of
+    the matching type), so nothing here can meet a malformed schema.
+    """
+
+    def __init__(self, manifest: Manifest, *, out_of_range: str = "count") -> None:
         if out_of_range not in OUT_OF_RANGE_POLICIES:
             raise ValueError(
                 f"The 'out_of_range' parameter of Classifier must be one of "
                 f"{OUT_OF_RANGE_POLICIES}. Got {out_of_range!r} instead."
             )
         self.fail_out_of_range = out_of_range == "fail"
-        try:
-            layout = manifest["input_layout"]
-            inputs = {spec["name"]: spec for spec in manifest["inputs"]}
-            num_names, cat_names = list(layout["num"]), list(layout["cat"])
-            self.missing_token: str = layout["missing_token"]
-        except (KeyError, TypeError) as exc:
-            raise ModelLoadError(f"manifest input schema is malformed: {exc!r}") from exc
-        missing = [n for n in num_names + cat_names if n not in inputs]
-        if missing:
-            raise ModelLoadError(f"manifest input_layout names fields not in inputs: {missing}")
-        self.num_names = tuple(num_names)
-        self.cat_names = tuple(cat_names)
+        layout = manifest.input_layout
+        inputs = {spec.name: spec for spec in manifest.inputs}
+        self.missing_token: str = layout.missing_token
+        num_names, cat_names = layout.num, layout.cat
+        self.num_names = num_names
+        self.cat_names = cat_names
         # (index, name, low, high, required) / (index, name, known, max_length, required)
         self._num: list[tuple[int, str, float, float, bool]] = []
         for j, name in enumerate(num_names):
             spec = inputs[name]
-            low = spec.get("min")
-            high = spec.get("max")
-            self._num.append(
-                (
-                    j,
-                    name,
-                    -FLOAT32_MAX if low is None else float(low),
-                    FLOAT32_MAX if high is None else float(high),
-                    bool(spec.get("required", False)),
-                )
-            )
+            low = -FLOAT32_MAX if spec.min is None else float(spec.min)
+            high = FLOAT32_MAX if spec.max is None else float(spec.max)
+            self._num.append((j, name, low, high, spec.required))
         self._cat: list[tuple[int, str, frozenset[str], int, bool]] = []
         for j, name in enumerate(cat_names):
             spec = inputs[name]
-            max_length = int(spec.get("max_length") or DEFAULT_MAX_STRING_LENGTH)
-            known = frozenset(c for c in spec.get("categories") or () if isinstance(c, str) and c)
-            self._cat.append((j, name, known, max_length, bool(spec.get("required", False))))
+            max_length = spec.max_length or DEFAULT_MAX_STRING_LENGTH
+            known = frozenset(c for c in spec.categories or () if c)
+            self._cat.append((j, name, known, max_length, spec.required))
         self._ranges = {name: (low, high) for _, name, low, high, _ in self._num}
         self._max_length = {name: max_length for _, name, _, max_length, _ in self._cat}
         self._known = {name: known for _, name, known, _, _ in self._cat}
         self._known_sorted = {name: np.array(sorted(known), dtype=str) for name, known in self._known.items()}
         self._required = {spec[1]: spec[4] for spec in (*self._num, *self._cat)}
-        id_field = manifest.get("id_field")
-        self.id_field: str | None = id_field if isinstance(id_field, str) else None
+        self.id_field: str | None = manifest.id_field
         self.field_names = frozenset((*num_names, *cat_names))
         self.stats = InputStats()
         self._warned_range: set[str] = set()

@@ -703,7 +703,7 @@ def _check_format_version(data: Mapping[str, Any]) -> int:
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise ManifestError(
             "format_version",
-            f"format_version {version} is not supported (this runtime reads {list(SUPPORTED_FORMAT_VERSIONS)}); "
+            f"{version} is not supported (this runtime reads {list(SUPPORTED_FORMAT_VERSIONS)}); "
             "rebuild the artifact with a matching factory or update the runtime",
         )
     return version

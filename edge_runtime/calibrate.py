@@ -32,6 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_runtime._onnx_proto import tree_ensemble_model
+from edge_runtime.session import make_session
 
 __all__ = ["BUILD_MACHINE_P50_US", "REFERENCE_GRAPHS", "calibrate", "measure_graph"]
 
@@ -66,20 +67,11 @@ BUILD_MACHINE_P50_US: dict[str, float] = {
 }
 
 
-def _session(model: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
 def measure_graph(spec: Mapping[str, Any], *, runs: int = 2000, warmup: int = 200) -> dict[str, Any]:
     """Single-row latency of one reference graph: p50/p99 µs and the session build time."""
     model = tree_ensemble_model(classes=_CLASSES, **spec)
     started = time.perf_counter()
-    session = _session(model)
+    session = make_session(model)  # the single-record session a till runs
     load_ms = (time.perf_counter() - started) * 1e3
     feeds: dict[str, np.ndarray] = {"num": np.linspace(-0.5, 3.5, spec["n_num"], dtype=np.float32).reshape(1, -1)}
     if spec["categories"]:

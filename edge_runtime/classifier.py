@@ -8,7 +8,9 @@ subclass and nothing is served.
 
 The single-record path is built for microseconds (DESIGN §2): per-field validators prebuilt
 from the manifest write straight into reused input buffers, one ``run`` per call on a session
-with one thread and no spinning; a second, threaded session serves large batches.
+with one thread and no spinning; a second, threaded session serves large batches. Everything
+the manifest says is resolved once, at load, from the typed :class:`~edge_runtime.artifact.Manifest`
+(never a dict lookup per call).
 """
 
 from __future__ import annotations
@@ -27,19 +29,23 @@ import onnxruntime as ort
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_runtime._schema import RecordValidator
-from edge_runtime._settings import BATCH_SESSION_MIN_ROWS, default_public_key_path
+from edge_runtime._settings import BATCH_SESSION_MIN_ROWS
+from edge_runtime.artifact import GoldenSample, Manifest, default_public_key_path
 from edge_runtime.exceptions import ModelLoadError, SchemaError, SelfTestError, SignatureError
+from edge_runtime.explain import Explainer
+from edge_runtime.session import make_session
 from edge_runtime.signing import load_verified_artifact
 
-__all__ = ["BatchResult", "Classifier", "Result"]
+__all__ = ["BatchResult", "Classifier", "EncodedRow", "Result"]
 
 logger = logging.getLogger("edge_runtime")
 
-SUPPORTED_FORMAT_VERSIONS = (1,)
 GOLDEN_PROBABILITY_TOLERANCE = 1e-4
 
 PublicKey = str | Path | bytes | Ed25519PublicKey
+# tuple.__new__ skips NamedTuple's keyword-handling __new__ (~100 ns of a ~10 us call).
 _new_result = tuple.__new__
+_new_row = tuple.__new__
 
 
 class Result(NamedTuple):
@@ -52,7 +58,7 @@ class Result(NamedTuple):
     explanation: list[dict[str, Any]] | None = None  # with classify(..., explain=True)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "segment": self.segment,
             "probabilities": self.probabilities,
             "model_version": self.model_version,
@@ -61,6 +67,17 @@ class Result(NamedTuple):
         if self.explanation is not None:
             out["explanation"] = self.explanation
         return out
+
+
+class EncodedRow(NamedTuple):
+    """One record as the graph saw it: what drift histograms count (never the raw record).
+
+    ``num`` in ``input_layout.num`` order (NaN = missing), ``cat`` in ``input_layout.cat``
+    order (the manifest's ``missing_token`` = missing). Copies: safe to keep after the call.
+    """
+
+    num: list[float]
+    cat: list[str]
 
 
 class BatchResult:
@@ -103,17 +120,6 @@ class BatchResult:
         return [result.to_dict() for result in self]
 
 
-def _session_options(threads: int, *, spinning: bool) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.log_severity_level = 3
-    return options
-
-
 def _resolve_public_key(public_key: PublicKey | None) -> PublicKey:
     if public_key is not None:
         return public_key
@@ -129,14 +135,14 @@ def _resolve_public_key(public_key: PublicKey | None) -> PublicKey:
 class Classifier:
     """A loaded model: ``classify(record)`` and ``classify_many(records)``.
 
-    Build it with :meth:`load`; the constructor takes an already verified manifest and model
-    bytes (it still runs the golden self-test). Thread-safe: the single-record path holds a
-    lock around its reused buffers.
+    Build it with :meth:`load`; the constructor takes an already verified manifest (typed, or
+    its JSON mapping, which is validated) and model bytes (it still runs the golden
+    self-test). Thread-safe: the single-record path holds a lock around its reused buffers.
     """
 
     def __init__(
         self,
-        manifest: Mapping[str, Any],
+        manifest: Manifest | Mapping[str, Any],
         model_bytes: bytes,
         *,
         artifact_dir: str | Path | None = None,
@@ -148,22 +154,14 @@ class Classifier:
                 f"The 'batch_threads' parameter of Classifier must be >= 1. Got {batch_threads!r} instead."
             )
         self.batch_threads = batch_threads or os.cpu_count() or 1
-        self.manifest = dict(manifest)
+        self.manifest = manifest if isinstance(manifest, Manifest) else Manifest.from_json(manifest)
         self.artifact_dir = None if artifact_dir is None else Path(artifact_dir)
-        version = self.manifest.get("format_version")
-        if version not in SUPPORTED_FORMAT_VERSIONS:
-            raise ModelLoadError(
-                f"manifest format_version {version!r} is not supported "
-                f"(this runtime reads {list(SUPPORTED_FORMAT_VERSIONS)})"
-            )
-        try:
-            self.model_version: str = str(self.manifest["model_version"])
-            self.classes: tuple[str, ...] = tuple(str(c) for c in self.manifest["target"]["classes"])
-        except (KeyError, TypeError) as exc:
-            raise ModelLoadError(f"manifest is missing {exc}") from exc
+        self.model_version: str = self.manifest.model_version
+        self.classes: tuple[str, ...] = self.manifest.classes
+        self._goldens: tuple[GoldenSample, ...] = self.manifest.golden_samples
         self._validator = RecordValidator(self.manifest, out_of_range=out_of_range)
         self._model_bytes = model_bytes
-        self._session = self._new_session(threads=1, spinning=False)
+        self._session = self._new_session(threads=1)
         self._batch_session: ort.InferenceSession | None = None
         self._lock = threading.Lock()
         self._check_graph()
@@ -183,6 +181,7 @@ class Classifier:
         # C-level run it delegates to is what we call (our feeds are fixed by construction).
         # onnxruntime is pinned (pyproject), and the public method is the fallback.
         self._run = getattr(self._session, "_sess", self._session).run
+        self._explainer: Explainer | None = None  # made on first use: most tills never explain
         self._self_test()
         self._validator.stats.reset()  # golden samples are not traffic
 
@@ -212,19 +211,15 @@ class Classifier:
         )  # fmt: skip
 
     # ------------------------------------------------------------------ loading
-    def _new_session(self, *, threads: int, spinning: bool) -> ort.InferenceSession:
+    def _new_session(self, *, threads: int) -> ort.InferenceSession:
         try:
-            return ort.InferenceSession(
-                self._model_bytes,
-                _session_options(threads, spinning=spinning),
-                providers=["CPUExecutionProvider"],
-            )
+            return make_session(self._model_bytes, threads=threads)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(f"onnxruntime cannot load model.onnx: {exc}") from exc
 
     def _check_graph(self) -> None:
         inputs = {i.name: i.type for i in self._session.get_inputs()}
-        expected = {}
+        expected: dict[str, str] = {}
         if self._validator.num_names:
             expected["num"] = "tensor(float)"
         if self._validator.cat_names:
@@ -237,22 +232,19 @@ class Classifier:
             raise ModelLoadError(f"model.onnx outputs {outputs} are not {wanted}")
 
     def _self_test(self) -> None:
-        goldens = self.manifest.get("golden_samples") or []
-        if not goldens:
+        if not self._goldens:
             raise SelfTestError("manifest has no golden samples: the model cannot be self-tested")
-        for i, golden in enumerate(goldens):
+        for i, golden in enumerate(self._goldens):
             try:
-                result = self.classify(golden["record"])
+                result = self.classify(golden.record)
             except SchemaError as exc:
                 raise SelfTestError(f"golden sample {i} is refused by the schema: {exc}") from exc
-            except (KeyError, TypeError) as exc:
-                raise SelfTestError(f"golden sample {i} is malformed: {exc!r}") from exc
             self._compare_golden(i, golden, result.segment, list(result.probabilities.values()))
 
-    def _compare_golden(self, i: int, golden: Mapping[str, Any], segment: str, probabilities: Sequence[float]) -> None:
-        if segment != golden.get("label"):
-            raise SelfTestError(f"golden sample {i}: expected label {golden.get('label')!r}, got {segment!r}")
-        expected = golden.get("probabilities") or []
+    def _compare_golden(self, i: int, golden: GoldenSample, segment: str, probabilities: Sequence[float]) -> None:
+        if segment != golden.label:
+            raise SelfTestError(f"golden sample {i}: expected label {golden.label!r}, got {segment!r}")
+        expected = golden.probabilities
         if len(expected) != len(probabilities):
             raise SelfTestError(f"golden sample {i}: expected {len(expected)} probabilities, got {len(probabilities)}")
         for cls, want, got in zip(self.classes, expected, probabilities, strict=True):
@@ -287,21 +279,29 @@ class Classifier:
         segment, probs = labels[0], dict(zip(self.classes, probabilities.tolist()[0]))  # noqa: B905
         return _new_result(Result, (segment, probs, self.model_version, None, explanation))
 
+    def classify_encoded(self, record: Mapping[str, Any], *, explain: bool = False) -> tuple[Result, EncodedRow]:
+        """Like :meth:`classify`, and return the row as the graph saw it (for drift counts).
+
+        The encoded row is copied out of the reused buffers while the lock is held, so it is
+        the row of *this* record even when other threads classify at the same time.
+        """
+        with self._lock:
+            self._validator.fill(record, self._num_row, self._cat_row)
+            labels, probabilities = self._run(self._outputs, self._feeds, None)
+            row = _new_row(EncodedRow, (self._num_row.tolist(), self._cat_row.tolist()))
+            explanation = self.explain(record) if explain else None
+        segment, probs = labels[0], dict(zip(self.classes, probabilities.tolist()[0]))  # noqa: B905
+        return _new_result(Result, (segment, probs, self.model_version, None, explanation)), row
+
     def explain(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Per-input contributions to the chosen segment for an already validated record."""
-        from edge_runtime.explain import explain_record
-
-        try:
-            return explain_record(self._session, self.manifest, record)
-        except KeyError as exc:
-            raise ModelLoadError(f"this model cannot explain: {exc.args[0]}") from exc
-
-    def _classify_into(self, record: Mapping[str, Any]) -> tuple[str, list[float]]:
-        """For Runtime (which holds its own lock): segment and probabilities list; buffers
-        keep the encoded row for the drift histograms."""
-        self._validator.fill(record, self._num_row, self._cat_row)
-        labels, probabilities = self._run(self._outputs, self._feeds, None)
-        return labels[0], probabilities.tolist()[0]
+        explainer = self._explainer
+        if explainer is None:
+            try:
+                explainer = self._explainer = Explainer(self.manifest)
+            except KeyError as exc:
+                raise ModelLoadError(f"this model cannot explain: {exc.args[0]}") from exc
+        return explainer.explain(self._session, record)
 
     def encode(self, records: Any) -> tuple[dict[str, np.ndarray], int]:
         """Validate a list of records or a dict of columns into graph feeds."""
@@ -333,22 +333,19 @@ class Classifier:
         if self._batch_session is None:
             with self._lock:
                 if self._batch_session is None:
-                    # No spinning here either: on a till that runs other software (and on a
-                    # shared build box) spinning workers that lose their core made batches
-                    # 2-3x slower than one thread; without spinning they degrade gracefully.
-                    session = self._new_session(threads=self.batch_threads, spinning=False)
+                    # No spinning here either (edge_runtime.session says why).
+                    session = self._new_session(threads=self.batch_threads)
                     self._self_test_batch(session)
                     self._batch_session = session
         return self._batch_session
 
     def _self_test_batch(self, session: ort.InferenceSession) -> None:
-        goldens = self.manifest["golden_samples"]
         stats = self._validator.stats.snapshot()
-        feeds = self._validator.fill_records([g["record"] for g in goldens])
+        feeds = self._validator.fill_records([g.record for g in self._goldens])
         for key, value in stats.items():  # restore: golden rows are not traffic
             setattr(self._validator.stats, key, value)
         labels, probabilities = session.run(self._outputs, feeds)
-        for i, golden in enumerate(goldens):
+        for i, golden in enumerate(self._goldens):
             self._compare_golden(i, golden, labels[i], probabilities[i].tolist())
 
     def __repr__(self) -> str:

@@ -4,6 +4,9 @@ Only counts are kept, never raw values. Bins follow docs/ARTIFACT.md ("Reference
 statistics"): a number with edges ``e0..ek`` has k bins (``e[i] <= v < e[i+1]``; below the
 first edge -> bin 0, at/above the last -> bin k-1) plus a last "missing" count; a string has
 one count per reference category, then "other" (unseen) and "missing".
+
+Thread safety: a ``DriftHistograms`` guards its counts with its own lock, so single records and
+batches observed from different threads (and a snapshot taken meanwhile) never lose a count.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.artifact import Manifest, NumberReference, StringReference
+
 __all__ = ["EPSILON", "DriftHistograms", "psi"]
 
 
@@ -25,37 +30,40 @@ def _now_iso() -> str:
 
 
 class DriftHistograms:
-    """Counts per input, fed with the encoded rows the classifier just ran."""
+    """Counts per input, fed with the encoded rows the classifier just ran.
 
-    def __init__(self, manifest: Mapping[str, Any]) -> None:
-        reference = manifest.get("reference") or {}
-        layout = manifest["input_layout"]
-        self.model_version = str(manifest.get("model_version"))
-        self.missing_token = layout["missing_token"]
+    An input without a reference of its own type in the manifest is not counted.
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
+        reference = manifest.reference
+        layout = manifest.input_layout
+        self.model_version = manifest.model_version
+        self.missing_token = layout.missing_token
         # (position in the num buffer, name, inner edges, k); counts[name] has k+1 slots
         self._num: list[tuple[int, str, list[float], int]] = []
         self._cat: list[tuple[int, str, dict[str, int], int]] = []
         self._meta: dict[str, dict[str, Any]] = {}
-        for j, name in enumerate(layout["num"]):
-            ref = reference.get(name)
-            if not ref or ref.get("type") != "number" or len(ref.get("bin_edges") or ()) < 2:
+        for j, name in enumerate(layout.num):
+            number = reference.get(name)
+            if not isinstance(number, NumberReference):
                 continue
-            edges = [float(e) for e in ref["bin_edges"]]
+            edges = [float(e) for e in number.bin_edges]
             k = len(edges) - 1
             self._num.append((j, name, edges[1:-1], k))
             self._meta[name] = {"type": "number", "bin_edges": edges}
-        for j, name in enumerate(layout["cat"]):
-            ref = reference.get(name)
-            if not ref or ref.get("type") != "string":
+        for j, name in enumerate(layout.cat):
+            string = reference.get(name)
+            if not isinstance(string, StringReference):
                 continue
-            categories = [str(c) for c in ref.get("categories") or ()]
+            categories = list(string.categories)
             index = {c: i for i, c in enumerate(categories)}
             self._cat.append((j, name, index, len(categories)))
             self._meta[name] = {"type": "string", "categories": categories}
         self._lock = threading.Lock()
         self._reset()
 
-    def _reset(self) -> None:
+    def _reset(self) -> None:  # called with the lock held (or before the object is shared)
         self.rows = 0
         self.since = _now_iso()
         self._counts: dict[str, list[int]] = {}
@@ -66,15 +74,16 @@ class DriftHistograms:
 
     def observe(self, num: Sequence[float], cat: Sequence[str]) -> None:
         """Count one encoded row (NaN = missing number, the missing token = missing string)."""
-        counts = self._counts
-        self.rows += 1
-        for j, name, inner, k in self._num:
-            v = num[j]
-            counts[name][k if v != v else bisect_right(inner, v)] += 1
         token = self.missing_token
-        for j, name, index, m in self._cat:
-            text = cat[j]
-            counts[name][m + 1 if text == token else index.get(text, m)] += 1
+        with self._lock:  # an uncontended lock costs ~50 ns of a ~10 µs classification
+            counts = self._counts
+            self.rows += 1
+            for j, name, inner, k in self._num:
+                v = num[j]
+                counts[name][k if v != v else bisect_right(inner, v)] += 1
+            for j, name, index, m in self._cat:
+                text = cat[j]
+                counts[name][m + 1 if text == token else index.get(text, m)] += 1
 
     def observe_batch(self, feeds: Mapping[str, np.ndarray]) -> None:
         """Count a batch of encoded rows (vectorised)."""

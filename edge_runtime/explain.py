@@ -32,62 +32,78 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime._encoding import InputLayout, encode_records
+from edge_runtime.artifact import Manifest
+from edge_runtime.encoding import encode_records
 
-__all__ = ["explain_record"]
-
-
-def _reference(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
-    explain = manifest.get("explain") or {}
-    reference = explain.get("reference_record")
-    if not isinstance(reference, Mapping):
-        raise KeyError("manifest has no explain.reference_record; rebuild the model with a newer factory")
-    return reference
+__all__ = ["Explainer", "explain_record"]
 
 
-def explain_record(session: Any, manifest: Mapping[str, Any], record: Mapping[str, Any]) -> list[dict[str, Any]]:
+class Explainer:
+    """Occlusion explanations for one model, with everything the manifest says resolved once.
+
+    KeyError (naming ``explain.reference_record``) when the manifest has no reference record:
+    a model built before explanations existed cannot be explained on the device.
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
+        if manifest.explain is None:
+            raise KeyError("manifest has no explain.reference_record; rebuild the model with a newer factory")
+        self.layout = manifest.input_layout
+        self.classes = manifest.classes
+        self.reference = manifest.explain.reference_record
+        self.fields = (*self.layout.num, *self.layout.cat)
+        reference_feeds = encode_records(self.layout, [self.reference])
+        self._ref_num = reference_feeds["num"][0] if self.layout.num else None
+        self._ref_cat = reference_feeds["cat"][0] if self.layout.cat else None
+
+    def explain(self, session: Any, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Contributions for one validated record (see :func:`explain_record`)."""
+        layout = self.layout
+        base = encode_records(layout, [record])
+        n_num, n_cat = len(layout.num), len(layout.cat)
+        rows = 1 + n_num + n_cat
+        feeds: dict[str, np.ndarray] = {}
+        if self._ref_num is not None:
+            num = np.repeat(base["num"], rows, axis=0)
+            idx = np.arange(n_num)
+            num[1 + idx, idx] = self._ref_num
+            feeds["num"] = num
+        if self._ref_cat is not None:
+            cat = np.repeat(base["cat"], rows, axis=0)
+            for j in range(n_cat):
+                cat[1 + n_num + j, j] = self._ref_cat[j]
+            feeds["cat"] = cat
+        labels, proba = session.run(["label", "probabilities"], feeds)
+        chosen = str(labels[0])
+        p = np.asarray(proba, dtype=np.float64)[:, self.classes.index(chosen)]
+        reference = self.reference
+        out: list[dict[str, Any]] = [
+            {
+                "field": name,
+                "value": record.get(name),
+                "reference": reference.get(name),
+                "contribution": float(p[0] - p[1 + j]),
+                "segment": chosen,
+                "probability": float(p[0]),
+            }
+            for j, name in enumerate(self.fields)
+        ]
+        out.sort(key=lambda entry: -entry["contribution"])
+        return out
+
+
+def explain_record(
+    session: Any, manifest: Manifest | Mapping[str, Any], record: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """Contribution of each input to the chosen segment's probability, largest first.
 
     ``session`` is an ``onnxruntime.InferenceSession`` of the artifact's ``model.onnx``;
-    ``record`` a validated record (absent or None = missing). Returns one dict per input:
-    ``field``, ``value`` (as given, None if missing), ``reference``, ``contribution`` (float),
-    plus ``segment`` and ``probability`` (the chosen segment and its probability, the same on
-    every entry, so a caller that keeps only the top entries still knows what was explained).
+    ``manifest`` its manifest (typed, or the JSON mapping, validated here); ``record`` a
+    validated record (absent or None = missing). Returns one dict per input: ``field``,
+    ``value`` (as given, None if missing), ``reference``, ``contribution`` (float), plus
+    ``segment`` and ``probability`` (the chosen segment and its probability, the same on every
+    entry, so a caller that keeps only the top entries still knows what was explained).
+    Explaining many records of one model: build an :class:`Explainer` once instead.
     """
-    layout = InputLayout.from_manifest(manifest)
-    reference = _reference(manifest)
-    base = encode_records(layout, [record])
-    n_num, n_cat = len(layout.num), len(layout.cat)
-    rows = 1 + n_num + n_cat
-    feeds: dict[str, np.ndarray] = {}
-    if n_num:
-        num = np.repeat(base["num"], rows, axis=0)
-        ref_num = encode_records(layout, [reference])["num"][0]
-        idx = np.arange(n_num)
-        num[1 + idx, idx] = ref_num
-        feeds["num"] = num
-    if n_cat:
-        cat = np.repeat(base["cat"], rows, axis=0)
-        ref_cat = encode_records(layout, [reference])["cat"][0]
-        for j in range(n_cat):
-            cat[1 + n_num + j, j] = ref_cat[j]
-        feeds["cat"] = cat
-    labels, proba = session.run(["label", "probabilities"], feeds)
-    classes = list(manifest["target"]["classes"])
-    chosen = str(labels[0])
-    column = classes.index(chosen)
-    p = np.asarray(proba, dtype=np.float64)[:, column]
-    fields = [*layout.num, *layout.cat]
-    out = [
-        {
-            "field": name,
-            "value": record.get(name),
-            "reference": reference.get(name),
-            "contribution": float(p[0] - p[1 + j]),
-            "segment": chosen,
-            "probability": float(p[0]),
-        }
-        for j, name in enumerate(fields)
-    ]
-    out.sort(key=lambda entry: -entry["contribution"])
-    return out
+    typed = manifest if isinstance(manifest, Manifest) else Manifest.from_json(manifest)
+    return Explainer(typed).explain(session, record)

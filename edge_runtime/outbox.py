@@ -35,7 +35,10 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the outbox itself needs no numpy; Runtime hands it numpy label arrays
+    import numpy as np
 
 __all__ = ["Outbox"]
 
@@ -260,7 +263,7 @@ class Outbox:
 
     def append_many(
         self,
-        segments: Sequence[str],
+        segments: Sequence[str] | np.ndarray,
         classes: tuple[str, ...],
         probabilities: Any,
         model_version: str,
@@ -394,7 +397,7 @@ class Outbox:
     def _count_backlog(self) -> int:
         last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0]
         above = self._db.execute("SELECT COUNT(*) FROM synced_above").fetchone()[0]
-        return last - self._synced_through() - above
+        return int(last) - self._synced_through() - int(above)
 
     def backlog(self) -> int:
         """Unsynced results (counted in the file, so syncs by another process are seen)."""
@@ -405,7 +408,7 @@ class Outbox:
     def last_seq(self) -> int:
         """The highest seq stored (0 when empty), read from the file."""
         with self._lock:
-            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0]
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0])
 
     def status(self) -> dict[str, Any]:
         backlog = self.backlog()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.classifier import BatchResult, Classifier, PublicKey, Result, _new_result
+from edge_runtime.classifier import BatchResult, Classifier, PublicKey, Result
 from edge_runtime.drift import DriftHistograms
 from edge_runtime.exceptions import ModelLoadError, OutboxError, SchemaError
 from edge_runtime.outbox import Outbox
@@ -28,6 +28,7 @@ __all__ = ["Runtime"]
 
 logger = logging.getLogger("edge_runtime")
 
+_new_result = tuple.__new__  # skips NamedTuple's keyword-handling __new__ on the hot path
 MIN_SECRET_BYTES = 16
 CUSTOMER_REF_HEX_CHARS = 32  # 128 bits of HMAC-SHA256: unlinkable without the secret
 
@@ -142,17 +143,17 @@ class Runtime:
         ``explain=True`` adds the per-input contributions (not stored in the outbox: raw
         feature values never leave the device)."""
         classifier, drift = self._active
-        with classifier._lock:
-            segment, values = classifier._classify_into(record)
-            drift.observe(classifier._num_row, classifier._cat_row)
-            explanation = classifier.explain(record) if explain else None
+        result, row = classifier.classify_encoded(record, explain=explain)
+        drift.observe(row.num, row.cat)
         ref = self._customer_ref(record, classifier.validator.id_field)
+        segment, probabilities = result.segment, result.probabilities
         try:
-            seq = self.outbox.append_values(segment, classifier.classes, values, classifier.model_version, ref)
+            seq = self.outbox.append_values(
+                segment, classifier.classes, list(probabilities.values()), classifier.model_version, ref
+            )
         except Exception as exc:  # sqlite3 errors: disk full, read-only file, locked
             raise OutboxError(f"result not stored in the outbox: {exc}") from exc
-        probabilities = dict(zip(classifier.classes, values))  # noqa: B905 (lengths checked at load)
-        return _new_result(Result, (segment, probabilities, classifier.model_version, seq, explanation))
+        return _new_result(Result, (segment, probabilities, classifier.model_version, seq, result.explanation))
 
     def classify_many(self, records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> BatchResult:
         """Classify a batch and store it in the outbox in one transaction (contiguous seqs)."""

@@ -2,7 +2,10 @@
 
 Only verification lives here (the device never holds a private key); the factory's
 ``factory.signing`` creates keys and signs. Central uses this module too, so the device and head
-office accept exactly the same artifacts.
+office accept exactly the same artifacts. The order is fixed: the signature over the exact
+manifest bytes first, then the contract (``edge_runtime.artifact.Manifest.from_json``: an
+unsupported ``format_version`` or a malformed field is a ``ManifestError``), then the model's
+sha256 against the signed ``onnx_sha256``. Callers get the typed :class:`Manifest`.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ import base64
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_runtime.exceptions import ModelIntegrityError, ModelLoadError, SignatureError
+from edge_runtime.artifact import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, Manifest
+from edge_runtime.exceptions import ManifestError, ModelIntegrityError, ModelLoadError, SignatureError
 
 __all__ = [
     "MANIFEST_NAME",
@@ -31,9 +34,11 @@ __all__ = [
     "verify_manifest_bytes",
 ]
 
-MANIFEST_NAME = "manifest.json"
-SIGNATURE_NAME = "manifest.sig"
-MODEL_NAME = "model.onnx"
+# Old names of the contract's file names (edge_runtime.artifact), kept for importers that
+# have not switched yet; new code uses MANIFEST_FILE / SIGNATURE_FILE / MODEL_FILE.
+MANIFEST_NAME = MANIFEST_FILE
+SIGNATURE_NAME = SIGNATURE_FILE
+MODEL_NAME = MODEL_FILE
 
 
 def load_public_key(key: str | Path | bytes | Ed25519PublicKey) -> Ed25519PublicKey:
@@ -71,37 +76,38 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_manifest_bytes(
-    manifest_bytes: bytes, signature_bytes: bytes, public_key: Ed25519PublicKey
-) -> dict[str, Any]:
-    """Check the signature file against the manifest bytes; return the parsed manifest."""
+def verify_manifest_bytes(manifest_bytes: bytes, signature_bytes: bytes, public_key: Ed25519PublicKey) -> Manifest:
+    """Check the signature file against the manifest bytes; return the validated manifest.
+
+    SignatureError when the signature does not verify; ManifestError (signed, but not a
+    manifest this runtime reads, e.g. another format_version) when the contract refuses it.
+    """
     try:
         envelope = json.loads(signature_bytes)
         signature = base64.b64decode(envelope["signature"], validate=True)
         algorithm = envelope["algorithm"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise SignatureError(f"{SIGNATURE_NAME} is malformed: {exc}") from exc
+        raise SignatureError(f"{SIGNATURE_FILE} is malformed: {exc}") from exc
     if algorithm != "ed25519":
-        raise SignatureError(f"{SIGNATURE_NAME}: algorithm {algorithm!r} is not 'ed25519'")
+        raise SignatureError(f"{SIGNATURE_FILE}: algorithm {algorithm!r} is not 'ed25519'")
     try:
         public_key.verify(signature, manifest_bytes)
     except InvalidSignature as exc:
         raise SignatureError(
-            f"{MANIFEST_NAME} signature does not verify with the trusted key {key_id(public_key)}"
+            f"{MANIFEST_FILE} signature does not verify with the trusted key {key_id(public_key)}"
         ) from exc
     try:
-        manifest = json.loads(manifest_bytes)
+        parsed = json.loads(manifest_bytes)
     except ValueError as exc:  # signed garbage: still refuse it clearly
-        raise ModelIntegrityError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise ModelIntegrityError(f"{MANIFEST_NAME} is not a JSON object")
-    return manifest
+        raise ManifestError("<manifest>", f"{MANIFEST_FILE} is not valid JSON: {exc}") from exc
+    return Manifest.from_json(parsed)
 
 
-def verify_artifact(artifact_dir: str | Path, public_key: str | Path | bytes | Ed25519PublicKey) -> dict[str, Any]:
-    """Verify signature then ONNX hash of an artifact folder; return its manifest.
+def verify_artifact(artifact_dir: str | Path, public_key: str | Path | bytes | Ed25519PublicKey) -> Manifest:
+    """Verify signature, contract, then ONNX hash of an artifact folder; return its manifest.
 
-    Raises SignatureError, ModelIntegrityError or ModelLoadError (a file is missing).
+    Raises SignatureError, ManifestError, ModelIntegrityError or ModelLoadError (a file is
+    missing).
     """
     manifest, _ = load_verified_artifact(artifact_dir, public_key)
     return manifest
@@ -109,7 +115,7 @@ def verify_artifact(artifact_dir: str | Path, public_key: str | Path | bytes | E
 
 def load_verified_artifact(
     artifact_dir: str | Path, public_key: str | Path | bytes | Ed25519PublicKey
-) -> tuple[dict[str, Any], bytes]:
+) -> tuple[Manifest, bytes]:
     """Like :func:`verify_artifact`, and return the exact model bytes that were hashed.
 
     The edge runtime builds its session from these bytes, so a file swapped between the hash
@@ -117,16 +123,15 @@ def load_verified_artifact(
     """
     folder = Path(artifact_dir)
     key = load_public_key(public_key)
-    paths = {name: folder / name for name in (MANIFEST_NAME, SIGNATURE_NAME, MODEL_NAME)}
+    paths = {name: folder / name for name in (MANIFEST_FILE, SIGNATURE_FILE, MODEL_FILE)}
     for name, path in paths.items():
         if not path.is_file():
             raise ModelLoadError(f"artifact {str(folder)!r} has no {name}")
-    manifest = verify_manifest_bytes(paths[MANIFEST_NAME].read_bytes(), paths[SIGNATURE_NAME].read_bytes(), key)
-    model_bytes = paths[MODEL_NAME].read_bytes()
-    expected = manifest.get("onnx_sha256")
+    manifest = verify_manifest_bytes(paths[MANIFEST_FILE].read_bytes(), paths[SIGNATURE_FILE].read_bytes(), key)
+    model_bytes = paths[MODEL_FILE].read_bytes()
     actual = hashlib.sha256(model_bytes).hexdigest()
-    if actual != expected:
+    if actual != manifest.onnx_sha256:
         raise ModelIntegrityError(
-            f"{MODEL_NAME} sha256 {actual[:16]}… does not match the signed manifest ({str(expected)[:16]}…)"
+            f"{MODEL_FILE} sha256 {actual[:16]}… does not match the signed manifest ({manifest.onnx_sha256[:16]}…)"
         )
     return manifest, model_bytes

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_runtime._encoding import InputLayout, encode_records
 from edge_runtime._onnx_proto import tree_ensemble_model
+from edge_runtime.encoding import InputLayout, encode_records
+from edge_runtime.session import make_session
 from edge_runtime.signing import key_id
 
 NUM = {"Age": (18.0, 89.0), "Work_Experience": (0.0, 14.0), "Family_Size": (1.0, 9.0)}
@@ -94,7 +94,7 @@ def build_toy_artifact(
     )
     (folder / "model.onnx").write_bytes(model)
     layout = InputLayout(num=list(NUM), cat=list(CAT), missing_token=MISSING)
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    session = make_session(model)
     labels, probabilities = session.run(None, encode_records(layout, GOLDEN_RECORDS))
     inputs: list[dict[str, Any]] = [
         {"name": n, "type": "number", "required": n == "Age", "min": lo, "max": hi,

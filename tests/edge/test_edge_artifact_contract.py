@@ -119,7 +119,7 @@ def test_other_format_version_is_refused_naming_the_version(version: int) -> Non
     data = _minimal()
     data["format_version"] = version
     data["something_new"] = {}  # a future format's fields must not mask the real reason
-    with pytest.raises(ManifestError, match=f"format_version {version} is not supported") as caught:
+    with pytest.raises(ManifestError, match=f"format_version: {version} is not supported") as caught:
         Manifest.from_json(data)
     assert caught.value.field == "format_version"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnxruntime as ort
 import pytest
 
 from edge_runtime import Classifier, Runtime
 from edge_runtime.explain import explain_record
+from edge_runtime.session import make_session
 
 RECORD = {"ID": "462809", "Gender": "Male", "Ever_Married": "No", "Age": 22.0, "Graduated": "No",
           "Profession": "Healthcare", "Work_Experience": 1.0, "Spending_Score": "Low",
@@ -21,7 +21,7 @@ def test_classifier_explain_matches_the_function_on_the_artifact(
     classifier = Classifier.load(small_artifact, public_key=signing_public_key)
     result = classifier.classify(RECORD, explain=True)
     assert result.explanation is not None
-    session = ort.InferenceSession(str(small_artifact / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = make_session(small_artifact / "model.onnx")
     expected = explain_record(session, classifier.manifest, RECORD)
     assert [e["field"] for e in result.explanation] == [e["field"] for e in expected]
     assert [e["contribution"] for e in result.explanation] == pytest.approx(

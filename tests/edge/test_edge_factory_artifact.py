@@ -17,7 +17,9 @@ from edge_runtime import (
     SchemaError,
     SignatureError,
 )
-from edge_runtime._encoding import InputLayout, encode_records
+from edge_runtime.artifact import NumberReference
+from edge_runtime.encoding import InputLayout, encode_records
+from edge_runtime.session import make_session
 
 SECRET = "factory-artifact-secret-0123456789"
 
@@ -30,23 +32,23 @@ def clf(small_artifact, signing_public_key) -> Classifier:
 def test_loads_and_reproduces_every_golden_sample(clf):
     manifest = clf.manifest
     assert clf.classes == ("A", "B", "C", "D")
-    assert clf.model_version == f"{manifest['name']}/{manifest['version']}"
-    for golden in manifest["golden_samples"]:
-        result = clf.classify(golden["record"])
-        assert result.segment == golden["label"]
-        np.testing.assert_allclose(list(result.probabilities.values()), golden["probabilities"], atol=1e-4)
+    assert clf.model_version == f"{manifest.name}/{manifest.version}"
+    for golden in manifest.golden_samples:
+        result = clf.classify(golden.record)
+        assert result.segment == golden.label
+        np.testing.assert_allclose(list(result.probabilities.values()), golden.probabilities, atol=1e-4)
 
 
-def test_fast_path_matches_the_shared_encoder(clf):
-    """The per-field fast path must encode exactly like _encoding (the parity gate's encoder)."""
+def test_fast_path_matches_the_shared_encoder(clf, small_artifact):
+    """The per-field fast path must encode exactly like edge_runtime.encoding (the parity gate's encoder)."""
     layout = InputLayout.from_manifest(clf.manifest)
-    records = [g["record"] for g in clf.manifest["golden_samples"]]
+    records = [dict(g.record) for g in clf.manifest.golden_samples]
     records += [
         {},  # everything missing
         {"Age": 30, "Profession": "Astronaut", "Gender": ""},
         {"Age": 120.5, "Work_Experience": None, "Var_1": "Cat_99", "ID": "1"},
     ]
-    session = clf._session
+    session = make_session(small_artifact / "model.onnx")
     for record in records:
         labels, probabilities = session.run(None, encode_records(layout, [record]))
         result = clf.classify(record)
@@ -74,7 +76,7 @@ def test_csv_rows_classify_like_batch(clf, segmentation_csv):
 
 
 def test_schema_errors_on_the_real_schema(clf):
-    record = dict(clf.manifest["golden_samples"][0]["record"])
+    record = dict(clf.manifest.golden_samples[0].record)
     with pytest.raises(SchemaError) as caught:
         clf.classify(dict(record, Age=True))
     assert str(caught.value) == "field 'Age': must be a number, not a boolean (got True)"
@@ -137,10 +139,10 @@ def test_swap_to_other_model_and_rollback(small_artifact, other_artifact, signin
         assert rt.model_version == first
         snapshot = rt.drift_snapshot()
         assert snapshot["model_version"] == first
-        reference = rt.classifier.manifest["reference"]
+        reference = rt.classifier.manifest.reference
         for name, entry in snapshot["inputs"].items():
             ref = reference[name]
-            if ref["type"] == "number":
-                assert len(entry["counts"]) == len(ref["bin_edges"])  # k bins + missing
+            if isinstance(ref, NumberReference):
+                assert len(entry["counts"]) == len(ref.bin_edges)  # k bins + missing
             else:
-                assert len(entry["counts"]) == len(ref["categories"]) + 2  # + other, missing
+                assert len(entry["counts"]) == len(ref.categories) + 2  # + other, missing

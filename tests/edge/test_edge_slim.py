@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
 
     artifact, key = sys.argv[2], sys.argv[3]
     clf = Classifier.load(artifact, key)
-    record = clf.manifest["golden_samples"][0]["record"]
+    record = dict(clf.manifest.golden_samples[0].record)
     segment = clf.classify(record).segment
     batch = clf.classify_many([record] * 300)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_runtime import Classifier, SchemaError
-from edge_runtime._encoding import InputLayout, encode_records
+from edge_runtime.encoding import InputLayout, encode_records
 
 FIELDS = ["Age", "Work_Experience", "Family_Size", "Gender", "Ever_Married", "Graduated",
           "Profession", "Spending_Score", "Var_1"]  # fmt: skip

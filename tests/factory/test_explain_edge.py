@@ -6,27 +6,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
-from edge_runtime._encoding import InputLayout, encode_records
-from edge_runtime.explain import explain_record
+from edge_runtime.artifact import Manifest
+from edge_runtime.encoding import InputLayout, encode_records
+from edge_runtime.explain import Explainer, explain_record
+from edge_runtime.session import make_session
 
 
 @pytest.fixture(scope="module")
 def loaded(small_artifact: Path) -> tuple[Any, dict[str, Any]]:
     manifest = json.loads((small_artifact / "manifest.json").read_text())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(small_artifact / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    return session, manifest
+    return make_session(small_artifact / "model.onnx"), manifest
 
 
 def _probability(session: Any, manifest: dict[str, Any], record: dict[str, Any], segment: str) -> float:
@@ -75,31 +70,27 @@ def test_some_input_explains_a_confident_record(loaded: tuple[Any, dict[str, Any
     assert result[0]["contribution"] > 0.01
 
 
-def test_explain_cost_is_one_batched_run(
-    loaded: tuple[Any, dict[str, Any]], capsys: pytest.CaptureFixture[str]
-) -> None:
+class _CountingSession:
+    """Wraps a session and records the batch size of every ``run`` (the cost that matters)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.batches: list[int] = []
+
+    def run(self, outputs: Any, feeds: dict[str, np.ndarray]) -> Any:
+        self.batches.append(len(next(iter(feeds.values()))))
+        return self.session.run(outputs, feeds)
+
+
+def test_explain_cost_is_one_batched_run(loaded: tuple[Any, dict[str, Any]]) -> None:
+    """One ``session.run`` on n_inputs + 1 rows per explanation, not n_inputs + 1 runs: counted,
+    not timed (a timing depends on the machine's load; benchmarks/ measure the speed)."""
     session, manifest = loaded
-    record = manifest["golden_samples"][0]["record"]
-    layout = InputLayout.from_manifest(manifest)
-    for _ in range(100):
-        explain_record(session, manifest, record)
-        session.run(None, encode_records(layout, [record]))
-    explain_us, classify_us = [], []
-    for _ in range(500):
-        start = time.perf_counter_ns()
-        explain_record(session, manifest, record)
-        explain_us.append((time.perf_counter_ns() - start) / 1000)
-        start = time.perf_counter_ns()
-        session.run(None, encode_records(layout, [record]))
-        classify_us.append((time.perf_counter_ns() - start) / 1000)
-    p50 = float(np.median(explain_us))
-    with capsys.disabled():
-        print(
-            f"\nexplain_record: p50 {p50:.1f} µs, p99 {np.percentile(explain_us, 99):.1f} µs; "
-            f"classify alone p50 {np.median(classify_us):.1f} µs ({len(manifest['inputs'])} inputs)"
-        )
-    # one batched run, not n_inputs + 1 runs: far below n_inputs + 1 single classifications
-    assert p50 < (len(manifest["inputs"]) + 1) * float(np.median(classify_us))
+    counting = _CountingSession(session)
+    explainer = Explainer(Manifest.from_json(manifest))  # prepared once, as Classifier.explain does
+    for golden in manifest["golden_samples"]:
+        explainer.explain(counting, golden["record"])
+    assert counting.batches == [len(manifest["inputs"]) + 1] * len(manifest["golden_samples"])
 
 
 def test_explain_module_imports_only_numpy_and_onnxruntime() -> None:
