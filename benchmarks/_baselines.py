@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ _FLAML_METRIC = {"macro_f1": "macro_f1", "accuracy": "accuracy", "roc_auc": "roc
 class FlamlRun:
     automl: Any
     columns: list[str]
+    learners: list[str]  # the ones it could choose from
     learner: str | None
     config: dict[str, Any]
     test_quality: float
@@ -47,12 +49,14 @@ def raw_features(job: Job) -> pd.DataFrame:
     return frame
 
 
-def fit_unconstrained_flaml(job: Job, *, time_budget_s: float, learners: tuple[str, ...], seed: int) -> FlamlRun:
-    """FLAML on the raw table (its own preprocessing), no budgets, same time budget."""
+def fit_unconstrained_flaml(job: Job) -> FlamlRun:
+    """FLAML on the raw table (its own preprocessing), no budgets; the learners, search time and
+    seed of the job's budgeted build (its ``BuildConfig``)."""
     from flaml.automl import AutoML
 
-    from factory._search import score
+    from factory import score
 
+    build = job.result.config
     features = raw_features(job)
     fit_rows = job.fit_idx
     automl: Any = cast(Any, AutoML)()  # FLAML ships no annotations: Any, said once here
@@ -62,14 +66,14 @@ def fit_unconstrained_flaml(job: Job, *, time_budget_s: float, learners: tuple[s
         y_train=pd.Series(job.labels[fit_rows], name=job.dataset.target),
         task="classification",
         metric=_FLAML_METRIC.get(job.metric, job.metric),
-        estimator_list=list(learners),
-        time_budget=time_budget_s,
-        seed=seed,
+        estimator_list=list(build.learners),
+        time_budget=build.time_budget_s,
+        seed=build.seed,
         verbose=0,
         log_file_name="",
     )
     fit_seconds = time.perf_counter() - started
-    classes = [str(c) for c in job.manifest["target"]["classes"]]
+    classes = job.classes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FLAML warns about test categories unseen in training
         proba = np.asarray(automl.predict_proba(features.iloc[job.test_idx]))
@@ -82,6 +86,7 @@ def fit_unconstrained_flaml(job: Job, *, time_budget_s: float, learners: tuple[s
     return FlamlRun(
         automl=automl,
         columns=list(job.columns),
+        learners=list(build.learners),
         learner=automl.best_estimator,
         config={k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))},
         test_quality=quality,
@@ -147,16 +152,14 @@ class DefaultGraph:
         return feeds
 
 
-def _ort_session(model_bytes: bytes, *, single: bool) -> Any:
-    import onnxruntime as ort
+def _artifact_opsets(job: Job) -> dict[str, int]:
+    """The opsets of the artifact's own graph, so both graphs use the same operator versions."""
+    import onnx
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if single:  # the same settings as the edge runtime's single-record session
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    from edge_runtime.artifact import MODEL_FILE
+
+    graph = onnx.load(str(job.artifact_dir / MODEL_FILE), load_external_data=False)
+    return {o.domain or "": int(o.version) for o in graph.opset_import if (o.domain or "") in ("", "ai.onnx.ml")}
 
 
 def default_onnx_graph(job: Job) -> DefaultGraph:
@@ -168,9 +171,10 @@ def default_onnx_graph(job: Job) -> DefaultGraph:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OrdinalEncoder
 
-    from factory._settings import MISSING_TOKEN, ONNX_ML_OPSET, ONNX_OPSET
+    from edge_runtime.session import make_session
 
     _register_booster_converters()
+    missing_token = job.manifest.input_layout.missing_token
     model = job.result.native_pipeline.named_steps["model"]
     transformers: list[tuple[str, Any, list[str]]] = []
     if job.num:
@@ -182,7 +186,7 @@ def default_onnx_graph(job: Job) -> DefaultGraph:
                 "cat",
                 Pipeline(
                     [
-                        ("impute", SimpleImputer(strategy="constant", missing_values="", fill_value=MISSING_TOKEN)),
+                        ("impute", SimpleImputer(strategy="constant", missing_values="", fill_value=missing_token)),
                         ("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)),
                     ]
                 ),
@@ -200,16 +204,16 @@ def default_onnx_graph(job: Job) -> DefaultGraph:
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        onx = convert_sklearn(
-            pipeline, initial_types=initial_types, target_opset={"": ONNX_OPSET, "ai.onnx.ml": ONNX_ML_OPSET}
-        )
+        onx = convert_sklearn(pipeline, initial_types=initial_types, target_opset=_artifact_opsets(job))
     blob = onx.SerializeToString()
-    single = _ort_session(blob, single=True)
+    # The sessions edgeseg's classifier makes (one thread / every core, no spinning), so the
+    # difference measured is the graph's layout, not the session settings.
+    single = make_session(blob, threads=1)
     return DefaultGraph(
         model_bytes=blob,
         input_names=[i.name for i in single.get_inputs()],
         single=single,
-        batch=_ort_session(blob, single=False),
+        batch=make_session(blob, threads=os.cpu_count() or 1),
         num=job.num,
         cat=job.cat,
     )
@@ -278,7 +282,7 @@ def native_booster(job: Job, seed: int) -> Booster:
             params["max_bin"] = (1 << int(best.config["log_max_bin"])) - 1
         source = f"LightGBM retrained with the best feasible LightGBM trial's config (trial {best.index})"
     preprocess = job.result.native_pipeline[:-1]
-    classes = [str(c) for c in job.manifest["target"]["classes"]]
+    classes = job.classes
     y = np.array([classes.index(str(v)) for v in job.labels[job.train_idx]])
     matrix = np.asarray(preprocess.transform(job.frame.iloc[job.train_idx]), dtype=np.float32)
     fitted = LGBMClassifier(**params, random_state=seed, verbose=-1).fit(matrix, y)

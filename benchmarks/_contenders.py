@@ -20,7 +20,15 @@ from benchmarks._baselines import Booster, DefaultGraph, FlamlRun
 from benchmarks._job import Job, frame_from_record
 from benchmarks._timing import SingleCall
 
-__all__ = ["CONTENDERS", "Contenders", "agreement", "batch_runners", "edge_breakdown", "single_calls"]
+__all__ = [
+    "CONTENDERS",
+    "Contenders",
+    "agreement",
+    "batch_runners",
+    "edge_breakdown",
+    "single_calls",
+    "thread_settings",
+]
 
 # key -> (label, what is timed). Order is the report's order; "edgeseg" is the reference.
 CONTENDERS: dict[str, tuple[str, str]] = {
@@ -33,6 +41,20 @@ CONTENDERS: dict[str, tuple[str, str]] = {
         "dict → one [1,1] tensor per column → onnxruntime (1 thread), ZipMap output",
     ),
 }
+
+
+def thread_settings(cpu_count: int) -> list[list[str]]:
+    """Each path's threads, for the report: the ONNX paths share edge_runtime.session's settings."""
+    return [
+        ["edgeseg single record", "onnxruntime 1 intra-op thread, no spinning, sequential (make_session)"],
+        ["edgeseg batch", f"onnxruntime {cpu_count} intra-op threads, no spinning (its batch session)"],
+        ["skl2onnx default graph", "the same two sessions as edgeseg (make_session): only the graph differs"],
+        [
+            "native booster",
+            "single record: 1 thread (LightGBM num_threads=1 / XGBoost nthread=1); batch: library default",
+        ],
+        ["FLAML / sklearn", "library defaults (LightGBM/XGBoost use all cores unless told otherwise)"],
+    ]
 
 
 @dataclass
@@ -169,7 +191,7 @@ def agreement(c: Contenders) -> dict[str, Any]:
     how often an unconstrained model lands on the same segment.
     """
     job = c.job
-    classes = [str(x) for x in job.manifest["target"]["classes"]]
+    classes = job.classes
     records = job.records
     frame = pd.concat([frame_from_record(r, job.columns, c.numset) for r in records], ignore_index=True)
     edge = np.array([c.classifier.classify(r).segment for r in records], dtype=object)

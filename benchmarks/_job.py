@@ -1,7 +1,9 @@
 """One dataset's shared state: the budgeted build, the same split, records and batches.
 
 Every contender is judged on the same held-out rows of the same split the factory used, so a
-quality or a latency difference is the deployment path's, not the data's.
+quality or a latency difference is the deployment path's, not the data's. The split, the
+normalised frame and the labels come from the factory's ``BuildResult`` (public API), never
+re-derived here.
 """
 
 from __future__ import annotations
@@ -9,33 +11,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._builds import BuildRun, FactorySections, factory_sections
 from benchmarks._datasets import LoadedDataset
+from edge_runtime.artifact import Manifest, read_manifest
+
+if TYPE_CHECKING:
+    from factory import BuildResult, Trial
 
 __all__ = ["Job", "batch_frame", "frame_from_record", "prepare_job", "to_records"]
 
 
 @dataclass
 class Job:
-    """A dataset after its budgeted build, with the factory's own split reproduced."""
+    """A dataset after its budgeted build: the artifact's manifest and the factory's own split."""
 
     dataset: LoadedDataset
-    result: Any  # factory.BuildResult
-    trials: list[Any]  # every factory Trial, as the search reported them
+    result: BuildResult
+    manifest: Manifest  # the written artifact's, as the edge reads it
+    trials: list[Trial]  # every trial, as the search reported them
     build_seconds: float
     public_key: Path
-    num: list[str]
-    cat: list[str]
-    columns: list[str]  # feature columns in table order (what the pandas stacks were fitted on)
-    frame: pd.DataFrame  # normalised features, as the native pipeline reads them
-    labels: np.ndarray  # class names per row
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    test_idx: np.ndarray
     records: list[dict[str, Any]] = field(default_factory=list)  # held-out rows as dicts (None = missing)
 
     @property
@@ -43,12 +43,53 @@ class Job:
         return Path(self.result.artifact_dir)
 
     @property
-    def manifest(self) -> dict[str, Any]:
-        return dict(self.result.manifest)
+    def num(self) -> list[str]:
+        return list(self.result.schema.num)
+
+    @property
+    def cat(self) -> list[str]:
+        return list(self.result.schema.cat)
+
+    @property
+    def columns(self) -> list[str]:
+        """Feature columns in table order (what the pandas stacks are fitted on)."""
+        return list(self.result.frame.columns)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Normalised features of every row, as the native pipeline reads them."""
+        return self.result.frame
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class name of every row."""
+        return self.result.labels
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in the order of the graph's probability columns."""
+        return [str(c) for c in self.manifest.classes]
+
+    @property
+    def train_idx(self) -> np.ndarray:
+        return self.result.split.train
+
+    @property
+    def val_idx(self) -> np.ndarray:
+        return self.result.split.validation
+
+    @property
+    def test_idx(self) -> np.ndarray:
+        return self.result.split.test
+
+    @property
+    def sections(self) -> FactorySections:
+        """The manifest's metrics, search and budgets (every factory build writes them)."""
+        return factory_sections(self.manifest)
 
     @property
     def metric(self) -> str:
-        return str(self.manifest["metrics"]["metric"])
+        return self.sections.metrics.metric
 
     @property
     def fit_idx(self) -> np.ndarray:
@@ -94,48 +135,10 @@ def batch_frame(job: Job, rows: int, seed: int) -> pd.DataFrame:
     return job.frame.iloc[picks].reset_index(drop=True)
 
 
-def prepare_job(
-    dataset: LoadedDataset,
-    result: Any,
-    trials: list[Any],
-    build_seconds: float,
-    public_key: Path,
-    seed: int,
-    n_records: int,
-) -> Job:
-    """Reproduce the factory's split and normalised frame for this build."""
-    # The factory's own helpers, so the split is exactly the one the search and the test
-    # metrics used (private names, same repository: if they change, the benchmark follows).
-    from factory._build import _split
-    from factory._data import check_target
-    from factory._schema import infer_schema, normalise_frame
-
-    raw = dataset.table
-    labels = check_target(raw, dataset.target)
-    features = raw[dataset.feature_columns]
-    schema = infer_schema(features)
-    frame = normalise_frame(features, schema)
-    classes = sorted(labels.unique().tolist())
-    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
-    train_idx, val_idx, test_idx = _split(frame, y, seed)
-    layout = result.manifest["input_layout"]
-    if list(layout["num"]) != schema.num or list(layout["cat"]) != schema.cat:
-        raise RuntimeError("the benchmark's schema disagrees with the artifact's input_layout")
-    job = Job(
-        dataset=dataset,
-        result=result,
-        trials=trials,
-        build_seconds=build_seconds,
-        public_key=public_key,
-        num=list(schema.num),
-        cat=list(schema.cat),
-        columns=list(frame.columns),
-        frame=frame,
-        labels=labels.to_numpy(dtype=object),
-        train_idx=train_idx,
-        val_idx=val_idx,
-        test_idx=test_idx,
-    )
-    held_out = frame.iloc[test_idx[:n_records]]
-    job.records = to_records(held_out, job.columns)
+def prepare_job(dataset: LoadedDataset, run: BuildRun, public_key: Path, n_records: int) -> Job:
+    """The job of one build: its artifact's manifest and the first held-out rows as records."""
+    if run.result is None:
+        raise ValueError(f"the p99 <= {run.latency_budget_us:g} µs build of {dataset.name} made no model: {run.error}")
+    job = Job(dataset, run.result, read_manifest(run.result.artifact_dir), run.trials, run.seconds, public_key)
+    job.records = to_records(job.frame.iloc[job.test_idx[:n_records]], job.columns)
     return job

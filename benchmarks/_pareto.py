@@ -8,12 +8,17 @@ under budget" table repeats the search at several latency budgets with the same 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from benchmarks._builds import BuildRun, factory_sections
+
+if TYPE_CHECKING:
+    from factory import Trial
 
 __all__ = ["budget_row", "pareto_indices", "trial_points"]
 
 
-def trial_points(trials: list[Any]) -> list[dict[str, Any]]:
+def trial_points(trials: list[Trial]) -> list[dict[str, Any]]:
     """Every trial that produced a graph: learner, quality, p50/p99 µs, bytes, feasible."""
     points = []
     for t in trials:
@@ -45,7 +50,7 @@ def pareto_indices(points: list[dict[str, Any]], cost: str) -> list[int]:
     return front
 
 
-def budget_row(budget_us: float, run: Any, metric: str) -> dict[str, Any]:
+def budget_row(budget_us: float, run: BuildRun, metric: str) -> dict[str, Any]:
     """One line of the quality-under-budget table from a BuildRun."""
     feasible = sum(1 for t in run.trials if t.feasible)
     row: dict[str, Any] = {
@@ -54,7 +59,8 @@ def budget_row(budget_us: float, run: Any, metric: str) -> dict[str, Any]:
         "feasible_trials": feasible,
         "search_seconds": run.seconds,
     }
-    if run.result is None:
+    manifest = run.manifest
+    if manifest is None:
         fastest = min((t.latency_p99_us for t in run.trials if t.error is None), default=math.inf)
         row.update(
             model=False,
@@ -62,15 +68,14 @@ def budget_row(budget_us: float, run: Any, metric: str) -> dict[str, Any]:
             fastest_trial_p99_us=fastest if math.isfinite(fastest) else None,
         )
         return row
-    manifest = run.result.manifest
-    measured = manifest["budgets"]["measured"]
+    metrics, search, budgets = factory_sections(manifest)
     row.update(
         model=True,
-        learner=manifest["search"]["learner"],
-        validation_quality=manifest["metrics"].get("validation_quality"),
-        test_quality=manifest["metrics"]["test"].get(metric),
-        latency_p50_us=measured["latency_p50_us"],
-        latency_p99_us=measured["latency_p99_us"],
-        size_bytes=measured["size_bytes"],
+        learner=search.learner,
+        validation_quality=metrics.validation_quality,
+        test_quality=metrics.test.get(metric),
+        latency_p50_us=budgets.measured.latency_p50_us,
+        latency_p99_us=budgets.measured.latency_p99_us,
+        size_bytes=budgets.measured.size_bytes,
     )
     return row

@@ -282,19 +282,8 @@ def _machine_blocks(results: dict[str, Any]) -> list[Block]:
         ["batch rounds / cold-start runs", f"{cfg['batch_rounds']} / {cfg['cold_runs']}"],
         ["thread env", ", ".join(f"{k}={v}" for k, v in m["thread_env"].items() if v is not None) or "none set"],
     ]  # fmt: skip
-    threads = Table(
-        ["path", "threads"],
-        [
-            ["edgeseg single record", "onnxruntime 1 intra-op thread, no spinning, sequential"],
-            ["edgeseg batch", f"onnxruntime {m['cpu_count']} intra-op threads with spinning (its batch session)"],
-            ["skl2onnx default graph", "single record: same as edgeseg; batch: onnxruntime defaults"],
-            [
-                "native booster",
-                "single record: 1 thread (LightGBM num_threads=1 / XGBoost nthread=1); batch: library default",
-            ],
-            ["FLAML / sklearn", "library defaults (LightGBM/XGBoost use all cores unless told otherwise)"],
-        ],
-    )
+    recorded = meta.get("threads")  # results.json files from before 2026-11-30 did not record them
+    threads: Block = Table(["path", "threads"], recorded) if recorded else Para("Not recorded by this run.")
     libs = Table(["library", "version"], [[k, str(v)] for k, v in m["libraries"].items()])
     return [Table(["", ""], rows), Heading(3, "Thread settings"), threads, Heading(3, "Library versions"), libs]
 

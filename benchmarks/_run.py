@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import os
 import tempfile
 import time
 import traceback
@@ -23,10 +24,9 @@ from benchmarks._datasets import DATASETS, DatasetSpec
 from benchmarks._external import CENTRAL_SCRIPT, EDGE_SCRIPT, run_script
 from benchmarks._machine import load_average, machine_info
 
-__all__ = ["LEARNERS", "REPO", "bench_dataset", "run_bench"]
+__all__ = ["REPO", "bench_dataset", "run_bench"]
 
 REPO = Path(__file__).resolve().parents[1]
-LEARNERS = ("lgbm", "xgboost", "rf", "extra_tree", "lrl1")  # the factory's default learner set
 
 Log = Callable[[str], None]
 
@@ -44,13 +44,14 @@ def bench_dataset(
 ) -> tuple[dict[str, Any], Path | None]:
     """Every measurement for one dataset; returns (results, artifact dir of the main build)."""
     from benchmarks._baselines import default_onnx_graph, fit_unconstrained_flaml, native_booster
-    from benchmarks._builds import BuildRun, run_build
+    from benchmarks._builds import BuildRun, build_config, run_build
     from benchmarks._coldstart import measure_cold_start, write_pickles
     from benchmarks._contenders import Contenders, agreement, batch_runners, edge_breakdown, single_calls
     from benchmarks._job import batch_frame, prepare_job
     from benchmarks._pareto import budget_row, pareto_indices, trial_points
     from benchmarks._timing import measure_batch, measure_single
     from edge_runtime import Classifier
+    from edge_runtime.artifact import MODEL_FILE
 
     out: dict[str, Any] = {"status": "ok"}
     started = time.perf_counter()
@@ -64,8 +65,10 @@ def bench_dataset(
         "load_seconds": time.perf_counter() - started,
     }
 
+    config = build_config(dataset, cfg, out_dir=work / "artifacts", key_dir=key_dir)
+
     def build(budget: float) -> BuildRun:
-        return run_build(dataset, cfg, latency_budget_us=budget, out_dir=work / "artifacts", key_dir=key_dir)
+        return run_build(dataset, config, latency_budget_us=budget)
 
     # The model under test is the main budget's; if that build is refused (on a shared machine
     # the artifact's re-measured p99 can land over a tight budget), the next larger budget of the
@@ -90,40 +93,40 @@ def bench_dataset(
             f"the p99 <= {cfg.latency_budget_us:g} µs build was refused ({builds[cfg.latency_budget_us].error}); "
             f"the contenders use the p99 <= {main.latency_budget_us:g} µs build"
         )[:1200]
-    job = prepare_job(dataset, main.result, main.trials, main.seconds, public_key, cfg.seed, cfg.n_records)
-    manifest = job.manifest
+    job = prepare_job(dataset, main, public_key, cfg.n_records)
+    metrics, search, budgets = job.sections
     out["data"].update(
-        inputs_num=len(job.num), inputs_cat=len(job.cat), classes=list(manifest["target"]["classes"]),
+        inputs_num=len(job.num), inputs_cat=len(job.cat), classes=job.classes,
         n_train=len(job.train_idx), n_val=len(job.val_idx), n_test=len(job.test_idx),
     )  # fmt: skip
     out["build"] = {
         "artifact": str(job.artifact_dir.relative_to(work)),
-        "model_version": manifest["model_version"],
-        "learner": manifest["search"]["learner"],
-        "config": manifest["search"]["config"],
-        "trials": manifest["search"]["trials"],
-        "feasible_trials": manifest["search"]["feasible_trials"],
-        "search_wall_s": manifest["search"]["wall_time_s"],
+        "model_version": job.manifest.model_version,
+        "learner": search.learner,
+        "config": dict(search.config),
+        "trials": search.trials,
+        "feasible_trials": search.feasible_trials,
+        "search_wall_s": search.wall_time_s,
         "build_seconds": main.seconds,
-        "metric": job.metric,
-        "validation_quality": manifest["metrics"].get("validation_quality"),
-        "test_quality": manifest["metrics"]["test"].get(job.metric),
-        "test_accuracy": manifest["metrics"]["test"].get("accuracy"),
-        "factory_latency_p50_us": manifest["budgets"]["measured"]["latency_p50_us"],
-        "factory_latency_p99_us": manifest["budgets"]["measured"]["latency_p99_us"],
-        "onnx_bytes": manifest["onnx_bytes"],
-        "budgets": {"latency_p99_us": main.latency_budget_us, "size_bytes": manifest["budgets"]["size_bytes"]},
+        "metric": metrics.metric,
+        "validation_quality": metrics.validation_quality,
+        "test_quality": metrics.test.get(metrics.metric),
+        "test_accuracy": metrics.test.get("accuracy"),
+        "factory_latency_p50_us": budgets.measured.latency_p50_us,
+        "factory_latency_p99_us": budgets.measured.latency_p99_us,
+        "onnx_bytes": job.manifest.onnx_bytes,
+        "budgets": {"latency_p99_us": main.latency_budget_us, "size_bytes": budgets.size_bytes},
     }
 
     log(f"[{spec.name}] unconstrained FLAML on the raw table, {cfg.time_budget_s:g} s")
-    flaml = fit_unconstrained_flaml(job, time_budget_s=cfg.time_budget_s, learners=LEARNERS, seed=cfg.seed)
+    flaml = fit_unconstrained_flaml(job)
     out["flaml"] = {
         "learner": flaml.learner,
         "config": flaml.config,
         "test_quality": flaml.test_quality,
         "fit_seconds": flaml.fit_seconds,
         "train_rows": flaml.train_rows,
-        "learners": list(LEARNERS),
+        "learners": flaml.learners,
         "note": "same learners, metric, time budget, seed and train+validation rows; FLAML's own preprocessing",
     }
     log(f"[{spec.name}] contenders: skl2onnx default graph, native booster, edge Classifier")
@@ -163,7 +166,7 @@ def bench_dataset(
     pickles = write_pickles(contenders, work / "pickles" / spec.name)
     files = _dir_bytes(job.artifact_dir)
     out["sizes"] = {
-        "onnx_bytes": files.get("model.onnx"),
+        "onnx_bytes": files.get(MODEL_FILE),
         "artifact_bytes": sum(files.values()),
         "artifact_files": files,
         "pickle_model_bytes": pickles["model"].stat().st_size,
@@ -184,11 +187,11 @@ def bench_dataset(
     points = trial_points(main.trials)
     out["pareto"] = {
         "trials": points,
-        "chosen_index": manifest["search"].get("trial_index"),
+        "chosen_index": search.trial_index,
         "front_latency": pareto_indices(points, "latency_p99_us"),
         "front_size": pareto_indices(points, "size_bytes"),
         "latency_budget_us": main.latency_budget_us,
-        "size_budget_bytes": manifest["budgets"]["size_bytes"],
+        "size_budget_bytes": budgets.size_bytes,
     }
     out["quality_under_budget"] = {
         "metric": job.metric,
@@ -229,8 +232,10 @@ def run_bench(
     log: Log = print,
 ) -> Path:
     """Run the benchmark and write ``<out_root>/<UTC stamp>/`` (report.md/html, results.json, PNGs)."""
+    from benchmarks._contenders import thread_settings
     from benchmarks._report import write_report
-    from factory.signing import PUBLIC_KEY_NAME, load_or_create_key
+    from edge_runtime.artifact import PUBLIC_KEY_NAME
+    from factory.signing import load_or_create_key
 
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
@@ -247,6 +252,7 @@ def run_bench(
             "config": cfg.to_dict(),
             "seeds": {"search": cfg.seed, "split": cfg.seed, "batch_sampling": "seed + batch rows"},
             "load_average_start": load_average(),
+            "threads": thread_settings(os.cpu_count() or 1),
         },
         "machine": machine_info(REPO),
         "datasets": {},
