@@ -11,12 +11,12 @@ import random
 import urllib.parse
 
 import pytest
-from central_helpers import fill_outbox
+from central_helpers import ADMIN, MODEL_VERSION, fill_outbox
 
 from edge_runtime.client import HeadOfficeClient, Request, Response, RetryPolicy
 from edge_runtime.exceptions import RetryableError, SyncError
 from edge_runtime.outbox import Outbox
-from edge_runtime.sync import SyncClient
+from edge_runtime.sync import DriftSpool, SyncClient
 
 
 class AppTransport:
@@ -198,6 +198,78 @@ def test_follow_keeps_syncing_and_backs_off_while_central_is_away(tmp_path) -> N
     assert [type(o).__name__ for o in outcomes] == ["RetryableError", "RetryableError", "SyncReport"]
     assert outcomes[2].marked == 3 and outbox.backlog() == 0
     assert sleeps == [5.0, 5.0]  # the interval floors the backoff between rounds
+
+
+def _snapshot(model_version: str, recency: list[int], country: list[int]) -> dict:
+    """A Runtime.drift_snapshot() for the test artifact's reference (3 bins + missing; 2 + other + missing)."""
+    return {"model_version": model_version, "since": "2026-11-30T00:00:00Z", "until": "2026-11-30T00:15:00Z",
+            "rows": sum(recency), "inputs": {"recency_days": {"type": "number", "counts": recency},
+                                             "country": {"type": "string", "counts": country}}}  # fmt: skip
+
+
+def test_spooled_drift_is_summed_per_model_and_sent_once(api, device, tmp_path) -> None:
+    spool = DriftSpool(tmp_path / "outbox.db-drift")
+    spool.save(_snapshot(MODEL_VERSION, [1, 2, 0, 0], [3, 0, 0, 0]))
+    spool.save(_snapshot(MODEL_VERSION, [0, 0, 1, 1], [0, 1, 1, 0]))
+    assert spool.save(_snapshot(MODEL_VERSION, [0, 0, 0, 0], [0, 0, 0, 0])) is None  # nothing counted
+    spool.save(_snapshot("retail-tier/19990101T000000Z", [1, 0, 0, 0], [1, 0, 0, 0]))
+    outbox = Outbox(tmp_path / "outbox.db", device_id=device["id"])
+    client = SyncClient(head_office(AppTransport(api.client), device_id=device["id"], token=device["token"]))
+
+    report = client.sync_once(outbox, drift=spool)
+    assert (report.drift_reports, report.drift_rows) == (1, 5)
+    # Counts of a model central does not know can never be accepted: dropped, and said so.
+    [refused] = report.errors
+    assert refused.startswith("POST http://central.invalid/v1/drift: HTTP 404: ")
+    assert spool.pending() == [] and list(spool.folder.iterdir()) == []
+    [shown] = api.client.get("/v1/stats/drift", headers=ADMIN).json()
+    assert (shown["device_id"], shown["model_version"], shown["rows"]) == (device["id"], MODEL_VERSION, 5)
+    # What central computed is the PSI of the summed counts.
+    assert client.report_drift(_snapshot(MODEL_VERSION, [1, 2, 1, 1], [3, 1, 1, 0]))["psi"] == shown["psi"]
+    assert client.sync_once(outbox, drift=spool).drift_reports == 0  # nothing new: nothing sent
+
+
+def test_drift_stays_spooled_while_central_is_away(tmp_path) -> None:
+    class Down:
+        def handle_request(self, request: Request) -> Response:
+            raise RetryableError("connection refused")
+
+    spool = DriftSpool(tmp_path / "spool")
+    saved = spool.save(_snapshot(MODEL_VERSION, [1, 0, 0, 0], [1, 0, 0, 0]))
+    with pytest.raises(SyncError, match="central unreachable after 2 attempts"):
+        SyncClient(head_office(Down(), max_retries=1)).sync_once(
+            Outbox(tmp_path / "o.db", device_id="d-1"), drift=spool
+        )
+    assert [p.files for p in spool.pending()] == [(saved,)]
+
+
+def test_follow_sends_drift_first_and_then_every_drift_interval(tmp_path) -> None:
+    posted: list[dict] = []
+
+    class Central:
+        def handle_request(self, request: Request) -> Response:
+            body = json.loads(request.content or b"")
+            posted.append(body)
+            return Response(201, json.dumps({"flagged": ["country"]}).encode())
+
+    spool = DriftSpool(tmp_path / "spool")
+    spool.save(_snapshot(MODEL_VERSION, [1, 0, 0, 0], [1, 0, 0, 0]))
+    now = [0.0]
+    outcomes: list = []
+
+    def after_round(outcome) -> None:  # type: ignore[no-untyped-def]
+        outcomes.append(outcome)
+        now[0] += 100.0  # each round, 100 s pass and the Runtime spools one more row
+        spool.save(_snapshot(MODEL_VERSION, [0, 1, 0, 0], [0, 1, 0, 0]))
+
+    client = SyncClient(head_office(Central()))
+    client.follow(Outbox(tmp_path / "o.db", device_id="d-1"), drift=spool, interval=1.0, drift_interval=250.0,
+                  stop=lambda: len(outcomes) >= 5, on_report=after_round, clock=lambda: now[0])  # fmt: skip
+    # Rounds at t = 0, 100, 200, 300, 400: drift goes with the first and with the one at t=300.
+    assert [o.drift_reports for o in outcomes] == [1, 0, 0, 1, 0]
+    assert [sum(p["histograms"]["recency_days"]) for p in posted] == [1, 3]
+    assert outcomes[0].drift_flagged == ["country"]
+    assert len(spool.pending()) == 1  # the row spooled after the last round waits
 
 
 def test_public_names() -> None:

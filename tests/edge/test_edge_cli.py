@@ -23,6 +23,7 @@ from edge_runtime._onnx_proto import tree_ensemble_model
 from edge_runtime._settings import get_settings
 from edge_runtime.calibrate import REFERENCE_GRAPHS
 from edge_runtime.cli import build_parser, main
+from edge_runtime.sync import DriftSpool
 
 SECRET = "cli-deployment-secret-0123456789"
 
@@ -40,7 +41,8 @@ def test_public_api():
 
 @pytest.fixture()
 def env(monkeypatch, tmp_path, toy_artifact, toy_public_key):
-    for name in ("EDGESEG_CONFIG", "EDGESEG_HOST", "EDGESEG_PORT", "EDGESEG_DURABILITY"):
+    for name in ("EDGESEG_CONFIG", "EDGESEG_HOST", "EDGESEG_PORT", "EDGESEG_DURABILITY", "EDGESEG_CENTRAL_URL",
+                 "EDGESEG_DEVICE_TOKEN", "EDGESEG_DEVICE_TOKEN_FILE", "EDGESEG_DRIFT_INTERVAL_S"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EDGESEG_ARTIFACT", str(toy_artifact))
     monkeypatch.setenv("EDGESEG_PUBLIC_KEY", str(toy_public_key))
@@ -66,12 +68,42 @@ def test_settings_from_config_file_env_and_flags(tmp_path, monkeypatch):
         get_settings(environ)
 
 
+def test_head_office_settings(tmp_path):
+    defaults = get_settings({})
+    assert (defaults.central_url, defaults.read_device_token()) == (None, None)
+    assert (defaults.sync_interval_s, defaults.drift_interval_s) == (5.0, 900.0)
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    environ = {"EDGESEG_CENTRAL_URL": "https://hq.example", "EDGESEG_DEVICE_TOKEN": "from-env",
+               "EDGESEG_DRIFT_INTERVAL_S": "60"}  # fmt: skip
+    settings = get_settings(environ)
+    assert (settings.central_url, settings.read_device_token(), settings.drift_interval_s) == (
+        "https://hq.example", "from-env", 60.0,
+    )  # fmt: skip
+    # A token file wins over the variable; neither secret is ever shown in the settings' repr.
+    with_file = get_settings({**environ, "EDGESEG_DEVICE_TOKEN_FILE": str(token_file)})
+    assert with_file.read_device_token() == "from-file"
+    assert "from-env" not in repr(with_file) and "from-file" not in repr(with_file)
+    with pytest.raises(ValueError) as caught:
+        get_settings({"EDGESEG_DRIFT_INTERVAL_S": "0"})
+    assert str(caught.value) == "The 'drift_interval_s' setting must be > 0 seconds. Got 0.0 instead."
+
+
 def test_parser_commands():
     parser = build_parser()
     args = parser.parse_args(["classify", "in.csv", "--format", "csv", "--dry-run"])
     assert (args.command, args.input, args.format, args.dry_run) == ("classify", "in.csv", "csv", True)
     assert parser.parse_args(["classify"]).input == "-"
     assert parser.parse_args(["serve", "--port", "0"]).port == 0
+    sync = parser.parse_args(
+        ["sync", "--follow", "--interval", "2", "--drift-interval", "30", "--central", "http://hq"]
+    )
+    assert (sync.follow, sync.sync_interval_s, sync.drift_interval_s, sync.central_url) == (
+        True,
+        2.0,
+        30.0,
+        "http://hq",
+    )
     assert str(parser.parse_args(["verify", "some/dir"]).artifact_dir) == "some/dir"
     with pytest.raises(SystemExit):
         parser.parse_args(["calibrate"])  # --out is required
@@ -98,6 +130,10 @@ def test_classify_csv_reports_bad_lines_and_continues(env, capsys):
     with sqlite3.connect(env / "outbox.db") as db:
         refs = [r[0] for r in db.execute("SELECT customer_ref FROM results ORDER BY seq")]
     assert refs == [hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()[:32] for raw in (b"462809", b"466315")]
+    # The drift counts of the two classified rows wait in the spool for `edge-runtime sync`.
+    [pending] = DriftSpool.for_outbox(env / "outbox.db").pending()
+    assert (pending.model_version, pending.rows, len(pending.files)) == ("toy-seg/20261127T000000Z", 2, 1)
+    assert all(sum(counts) == 2 for counts in pending.histograms.values())
 
 
 def test_classify_jsonl_stdin_dry_run(env, capsys, monkeypatch):
@@ -115,6 +151,7 @@ def test_classify_jsonl_stdin_dry_run(env, capsys, monkeypatch):
     out = [json.loads(line) for line in captured.out.splitlines()]
     assert len(out) == 1 and out[0]["line"] == 1 and out[0]["seq"] is None
     assert not (env / "outbox.db").exists()
+    assert DriftSpool.for_outbox(env / "outbox.db").pending() == []  # nothing stored, nothing counted
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(GOLDEN_RECORDS[2]) + "\n"))
     assert main(["classify", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["seq"] == 1
@@ -255,3 +292,18 @@ def test_serve_command_runs_and_stops_on_sigterm(env, toy_artifact):
         assert proc.wait(timeout=20) == 0
     with sqlite3.connect(env / "outbox.db") as db:
         assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+    # Stopping spools the counts not saved yet, so a separate `sync` process can send them.
+    [pending] = DriftSpool.for_outbox(env / "outbox.db").pending()
+    assert (pending.model_version, pending.rows) == ("toy-seg/20261127T000000Z", 1)
+
+
+def test_sync_without_head_office_settings_is_a_usage_error(env, capsys):
+    assert main(["sync"]) == 2
+    assert capsys.readouterr().err == (
+        "edge-runtime sync: missing --central (or EDGESEG_CENTRAL_URL), --token-file (or EDGESEG_DEVICE_TOKEN)\n"
+    )
+    assert main(["update", "--central", "http://hq.invalid", "--token-file", str(env / "absent"),
+                 "--models-dir", str(env / "models")]) == 2  # fmt: skip
+    assert capsys.readouterr().err.startswith(
+        f"edge-runtime update: cannot read the device token file {str(env / 'absent')!r}: "
+    )
