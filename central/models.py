@@ -8,7 +8,7 @@ worker can serve any download.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from sqlalchemy import (
     JSON,
@@ -49,6 +49,16 @@ class Base(DeclarativeBase):
 
 # BigInteger ids on PostgreSQL, INTEGER (the rowid alias, so autoincrement works) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# When a row was written (naive UTC); SQLAlchemy's Annotated pattern declares the column once.
+Timestamp = Annotated[datetime, mapped_column(DateTime, default=utc_now)]
+
+
+class _DeviceEvent:
+    """Columns of a row a device sends over time (model reports, drift reports)."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
+    created_at: Mapped[Timestamp]
 
 
 class Device(Base):
@@ -57,7 +67,7 @@ class Device(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     store: Mapped[str] = mapped_column(String(128), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    created_at: Mapped[Timestamp]
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # Highest seq held contiguously from 1: advanced per batch, so acking is O(batch).
@@ -83,7 +93,7 @@ class Result(Base):
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
     model_version: Mapped[str] = mapped_column(String(200))
     classified_at: Mapped[datetime] = mapped_column(DateTime)
-    received_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    received_at: Mapped[Timestamp]
 
 
 class Model(Base):
@@ -97,7 +107,7 @@ class Model(Base):
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     onnx_sha256: Mapped[str] = mapped_column(String(64))
     key_id: Mapped[str] = mapped_column(String(32))
-    registered_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    registered_at: Mapped[Timestamp]
     # Read-only views for ``ModelPublic`` (``model_validate(..., from_attributes=True)``); rows
     # are added through their own tables, so these collections never write.
     files: Mapped[list[ModelFile]] = relationship(order_by="ModelFile.name", viewonly=True)
@@ -122,31 +132,25 @@ class Rollout(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     model_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"))
     store: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    created_at: Mapped[Timestamp]
 
 
-class ModelReport(Base):
+class ModelReport(_DeviceEvent, Base):
     __tablename__ = "model_reports"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
     model_version: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(2000), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
 
 
-class DriftReport(Base):
+class DriftReport(_DeviceEvent, Base):
     __tablename__ = "drift_reports"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
     model_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"))
     rows: Mapped[int] = mapped_column(BigInteger)
     psi: Mapped[dict[str, float]] = mapped_column(JSON)
     max_psi: Mapped[float] = mapped_column(Float)
     flagged: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
 
 
 class Outcome(Base):
@@ -156,4 +160,4 @@ class Outcome(Base):
 
     customer_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
     actual_segment: Mapped[str] = mapped_column(String(128))
-    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utc_now)
+    recorded_at: Mapped[Timestamp]
