@@ -1,7 +1,7 @@
 """Central's tables (SQLAlchemy 2 declarative). API shapes live in ``schemas.py``, never here.
 
 Times are stored as naive UTC (``utc_now()``), so SQLite and PostgreSQL group days the same.
-Artifact files are rows too: central stays stateless behind its database (DESIGN §7), so any
+Artifact files are rows too: central stays stateless behind its database (docs/DESIGN.md §7), so any
 worker can serve any download.
 """
 

@@ -3,7 +3,7 @@
 SQLite is the zero set-up default: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` so two writers
 (two uvicorn workers, or a retry racing its original request) queue instead of one failing with
 "database is locked" after reading a stale watermark. PostgreSQL serialises writers per device
-with ``SELECT … FOR UPDATE`` on the device row (see ``api/routes/results.py``).
+with ``SELECT … FOR UPDATE`` on the device row (see ``services/results.py``).
 """
 
 from __future__ import annotations

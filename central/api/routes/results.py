@@ -1,4 +1,4 @@
-"""``POST /v1/results:batch``: devices deliver classified results (DESIGN §5)."""
+"""``POST /v1/results:batch``: devices deliver classified results (docs/DESIGN.md §5)."""
 
 from __future__ import annotations
 
