@@ -5,19 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.api.body import read_json_body
 from central.core.config import Settings
 from central.core.db import Database
-from central.core.security import admin_token_matches, hash_token
-from central.models import Device, utc_now
+from central.core.security import admin_token_matches
+from central.models import Device
+from central.services import devices
 
 __all__ = [
     "AdminDep",
@@ -33,8 +32,6 @@ __all__ = [
 _bearer = HTTPBearer(auto_error=False, description="a device token, or the admin token")
 
 MISSING_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>'"
-# last_seen_at is written at most this often by read-only device requests.
-_LAST_SEEN_RESOLUTION = timedelta(seconds=10)
 
 
 def _unauthorized(detail: str, scheme: str = "Bearer") -> HTTPException:
@@ -65,19 +62,15 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def get_current_device(session: SessionDep, credentials: BearerDep) -> Device:
+    """The device whose bearer token this is; 401 when missing, unknown or revoked."""
     if credentials is None or not credentials.credentials:
         raise _unauthorized(MISSING_TOKEN)
-    device = session.scalars(select(Device).where(Device.token_hash == hash_token(credentials.credentials))).first()
+    device = devices.device_for_token(session, credentials.credentials)
     if device is None:
         raise _unauthorized("invalid device token")
     if device.revoked_at is not None:
         raise _unauthorized(f"device {device.id} is revoked")
-    now = utc_now()
-    if device.last_seen_at is None or now - device.last_seen_at > _LAST_SEEN_RESOLUTION:
-        device.last_seen_at = now
-    # End the transaction here: on SQLite every transaction holds the write lock (BEGIN
-    # IMMEDIATE), and the route may still be reading the request body.
-    session.commit()
+    devices.mark_seen(session, device)
     return device
 
 

@@ -3,6 +3,8 @@ each device reports about the models it was offered."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -11,7 +13,18 @@ from central.models import Device, ModelReport, utc_now
 from central.schemas import ModelReportCreate
 from central.services.errors import NotFound
 
-__all__ = ["create_device", "list_devices", "list_model_reports", "record_model_report", "revoke_device"]
+__all__ = [
+    "create_device",
+    "device_for_token",
+    "list_devices",
+    "list_model_reports",
+    "mark_seen",
+    "record_model_report",
+    "revoke_device",
+]
+
+# last_seen_at is written at most this often by read-only device requests.
+_LAST_SEEN_RESOLUTION = timedelta(seconds=10)
 
 
 def create_device(session: Session, store: str) -> tuple[Device, str]:
@@ -42,6 +55,23 @@ def revoke_device(session: Session, device_id: str) -> Device:
         device.revoked_at = utc_now()
         session.commit()
     return device
+
+
+def device_for_token(session: Session, token: str) -> Device | None:
+    """The device holding ``token`` (revoked or not), or None."""
+    return session.scalars(select(Device).where(Device.token_hash == hash_token(token))).first()
+
+
+def mark_seen(session: Session, device: Device) -> None:
+    """Record that ``device`` just called, at most every few seconds; commits.
+
+    The commit also ends the transaction the token lookup opened: on SQLite every transaction
+    holds the write lock (BEGIN IMMEDIATE), and the route may still be reading the request body.
+    """
+    now = utc_now()
+    if device.last_seen_at is None or now - device.last_seen_at > _LAST_SEEN_RESOLUTION:
+        device.last_seen_at = now
+    session.commit()
 
 
 def list_devices(session: Session) -> list[Device]:

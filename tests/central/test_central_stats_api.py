@@ -80,8 +80,13 @@ def test_drift_for_unknown_model_or_other_device(api, device) -> None:
     assert (response.status_code, response.json()) == (
         404, {"detail": "model_version 'x/y' is not registered at central"}
     )  # fmt: skip
+    forbidden = (403, {"detail": f"this token belongs to device {other['id']!r}, not {device['id']!r}"})
     response = api.client.post("/v1/drift", json=body, headers=bearer(other["token"]))
-    assert response.status_code == 403
+    assert (response.status_code, response.json()) == forbidden
+    # Ownership is checked before the body: another device's token learns nothing about it.
+    response = api.client.post("/v1/drift", json={**body, "histograms": {}}, headers=bearer(other["token"]))
+    assert (response.status_code, response.json()) == forbidden
+    assert api.client.get("/v1/stats/drift", headers=ADMIN).json() == []
 
 
 def test_outcomes_give_accuracy_and_recall(api, device) -> None:
