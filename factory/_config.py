@@ -142,7 +142,7 @@ class BuildConfig:
         DEFAULT_OUT_DIR, PathLike(), flag="--out", help="artifact root; the artifact goes to OUT/NAME/VERSION"
     )
     name: str | None = _param(None, Text(), NoneOr(), help="model name (default: from the data file)")
-    seed: int = _param(DEFAULT_SEED, Interval(int, 0, 2**32 - 1), help="random seed")
+    seed: int = _param(DEFAULT_SEED, Interval(int, 0, None, closed="left"), help="random seed")
     key_dir: str | Path | None = _param(
         None, PathLike(), NoneOr(), help="signing key folder (default $EDGESEG_KEY_DIR or ~/.config/edgeseg/keys)"
     )

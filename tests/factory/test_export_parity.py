@@ -68,7 +68,7 @@ def test_gate_refuses_a_graph_that_disagrees(data) -> None:  # type: ignore[no-u
 
 def test_missing_string_is_the_token_not_nan(data) -> None:  # type: ignore[no-untyped-def]
     """onnxruntime stringifies a NaN in a string tensor to "nan"; the encoder must never send it."""
-    from edge_runtime._encoding import InputLayout, encode_records
+    from edge_runtime.encoding import InputLayout, encode_records
 
     schema, *_ = data
     layout = InputLayout(num=schema.num, cat=schema.cat, missing_token="__missing__")
