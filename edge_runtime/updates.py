@@ -72,9 +72,7 @@ def _replace_symlink(link: Path, target: str) -> None:
 class ModelUpdater:
     """Keeps a device's model in line with what central rolled out to its store."""
 
-    def __init__(
-        self, head_office: HeadOfficeClient, *, public_key: PublicKey | None, models_dir: str | Path
-    ) -> None:
+    def __init__(self, head_office: HeadOfficeClient, *, public_key: PublicKey | None, models_dir: str | Path) -> None:
         if public_key is None:
             raise ValueError(
                 "The 'public_key' parameter of ModelUpdater is required: updates are verified "

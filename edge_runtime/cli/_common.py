@@ -7,8 +7,10 @@ Flags are named after the :class:`~edge_runtime._settings.Settings` field they o
 from __future__ import annotations
 
 import argparse
+import signal
 from dataclasses import fields
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from edge_runtime._settings import DURABILITIES, Settings, get_settings
@@ -25,6 +27,7 @@ __all__ = [
     "load_classifier",
     "open_runtime",
     "settings_from",
+    "stop_on_sigterm",
 ]
 
 # Settings that are never flags: a secret on a command line shows up in process lists.
@@ -77,14 +80,10 @@ def open_runtime(settings: Settings) -> Runtime:
         raise UsageError("EDGESEG_SECRET is not set: the per-deployment secret that pseudonymises customer ids")
     try:
         return Runtime(
-            load_classifier(settings),
-            outbox_path=settings.outbox,
-            device_id=settings.device_id,
-            secret=settings.secret,
-            public_key=settings.public_key,
-            durability=settings.durability,
+            load_classifier(settings), outbox_path=settings.outbox, device_id=settings.device_id,
+            secret=settings.secret, public_key=settings.public_key, durability=settings.durability,
             max_backlog=settings.max_backlog,
-        )
+        )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -97,3 +96,12 @@ def close_runtime(runtime: Runtime, settings: Settings) -> None:
         DriftSpool.for_outbox(settings.outbox).save(runtime.drift_snapshot(reset=True))
     finally:
         runtime.close()
+
+
+def stop_on_sigterm() -> None:
+    """A service manager's SIGTERM ends ``serve`` and ``sync --follow`` the way Ctrl-C does."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)

@@ -7,7 +7,6 @@ import csv
 import itertools
 import json
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ from edge_runtime.cli._common import (
     load_classifier,
     open_runtime,
     settings_from,
+    stop_on_sigterm,
 )
 from edge_runtime.exceptions import ModelLoadError, SchemaError
 from edge_runtime.sync import DriftSpool
@@ -72,7 +72,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="profile JSON to write")
     p.add_argument("--reference", type=Path, help="the build machine's calibrate profile")
     p.add_argument("--runs", type=int, default=2000, help="timed runs per graph (default 2000)")
-    p.set_defaults(handler=run_calibrate)  # fmt: skip
+    p.set_defaults(handler=run_calibrate)
 
 
 # ---------------------------------------------------------------------- classify
@@ -186,11 +186,7 @@ def run_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         runtime.close()
         raise UsageError(str(exc)) from exc
     host, port = str(server.server_address[0]), server.server_address[1]
-
-    def stop(signum: int, frame: Any) -> None:  # SIGTERM (service managers) = Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    stop_on_sigterm()
     # The drift counts go to the spool every minute (sooner with a short drift interval), so
     # `sync` in another process can send them and a crash loses at most that much.
     spool, stopped = DriftSpool.for_outbox(settings.outbox), threading.Event()

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 from pathlib import Path
 from typing import Any, TextIO
 
 from edge_runtime._settings import Settings
-from edge_runtime.cli._common import UsageError, settings_from
+from edge_runtime.cli._common import UsageError, settings_from, stop_on_sigterm
 from edge_runtime.client import HeadOfficeClient, RetryPolicy
 from edge_runtime.exceptions import ModelLoadError, SyncError
 from edge_runtime.sync import DriftSpool, SyncClient, SyncReport
@@ -89,15 +88,6 @@ def head_office_from(args: argparse.Namespace, settings: Settings) -> HeadOffice
         raise UsageError(str(exc)) from exc
 
 
-def _stop_on_sigterm() -> None:
-    """A service manager's SIGTERM ends ``--follow`` like Ctrl-C: between or inside a round."""
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-
-
 def run_sync(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from edge_runtime.outbox import Outbox
 
@@ -127,7 +117,7 @@ def run_sync(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             except SyncError as exc:
                 show(exc)
             return 1 if failed else 0
-        _stop_on_sigterm()
+        stop_on_sigterm()
         try:
             client.follow(
                 outbox,
