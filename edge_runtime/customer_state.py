@@ -113,6 +113,7 @@ _REF = re.compile(r"^[0-9a-f]{16,64}$")
 
 CategoryRule = Literal["stock_code_family", "column", "none"]
 _CATEGORY_RULES: Final = ("stock_code_family", "column", "none")
+_FAMILY_CACHE: Final = 100_000  # products whose family is remembered (a catalogue is a few thousand)
 
 
 def stock_code_family(code: str) -> str:
@@ -307,6 +308,7 @@ class _Validator:
         self.program = program
         self._tz = ZoneInfo(program.timezone)
         self._utc = program.timezone == "UTC"
+        self._families: dict[str, str] = {}  # product -> stock-code family, the regex once per product
 
     def wall_us(self, value: object, name: str) -> int:
         """A timestamp as µs of naive wall-clock time in the program's zone."""
@@ -389,60 +391,68 @@ class _Validator:
             raise EventError("lines", f"{len(lines)} lines", f"must hold at most {program.max_lines} lines")
         rule = program.category_rule
         use_products = program.products
+        families = self._families
         out: list[_Line] = []
-        seen: set[int] = set()
         for i, line in enumerate(lines):
-            where = f"lines[{i}]"
             if not isinstance(line, Mapping):
-                raise EventError(where, line, "must be a mapping")
+                raise EventError(f"lines[{i}]", line, "must be a mapping")
             if not line.keys() <= _LINE_FIELDS:
                 k = sorted(str(k) for k in line if k not in _LINE_FIELDS)[0]
                 raise EventError(
-                    f"{where}.{k}", line[k], f"is not a line field (known: {', '.join(sorted(_LINE_FIELDS))})"
+                    f"lines[{i}].{k}", line[k], f"is not a line field (known: {', '.join(sorted(_LINE_FIELDS))})"
                 )
             number = line.get("line", i)
             if type(number) is not int or number < 0:
-                raise EventError(f"{where}.line", number, "must be an integer >= 0")
-            if number in seen:
-                raise EventError(f"{where}.line", number, "repeats a line number of this event")
-            seen.add(number)
+                raise EventError(f"lines[{i}].line", number, "must be an integer >= 0")
             quantity = line.get("quantity")
             if type(quantity) is not float or quantity - quantity != 0:  # not a finite float: slow path
                 if quantity is None:
-                    raise EventError(f"{where}.quantity", None, "is required")
-                quantity = _number(quantity, f"{where}.quantity")
+                    raise EventError(f"lines[{i}].quantity", None, "is required")
+                quantity = _number(quantity, f"lines[{i}].quantity")
             price = line.get("unit_price")
             if type(price) is not float or price - price != 0:
                 if price is None:
-                    raise EventError(f"{where}.unit_price", None, "is required")
-                price = _number(price, f"{where}.unit_price")
+                    raise EventError(f"lines[{i}].unit_price", None, "is required")
+                price = _number(price, f"lines[{i}].unit_price")
             if price < 0:
                 raise EventError(
-                    f"{where}.unit_price", line["unit_price"], "must be >= 0 (a return is a negative quantity)"
+                    f"lines[{i}].unit_price", line["unit_price"], "must be >= 0 (a return is a negative quantity)"
                 )
             product = line.get("product")
             if use_products:
                 if product is None:
-                    raise EventError(f"{where}.product", None, "is required by this feature program")
-                product = product.strip() if type(product) is str else _text(product, f"{where}.product")
+                    raise EventError(f"lines[{i}].product", None, "is required by this feature program")
+                product = product.strip() if type(product) is str else _text(product, f"lines[{i}].product")
             elif product is not None:
-                raise EventError(f"{where}.product", product, "is not used by this feature program")
+                raise EventError(f"lines[{i}].product", product, "is not used by this feature program")
             else:
                 product = ""
             category = line.get("category")
             if rule == "column":
                 if category is None:
-                    raise EventError(f"{where}.category", None, "is required by this feature program")
-                category = category.strip() if type(category) is str else _text(category, f"{where}.category")
+                    raise EventError(f"lines[{i}].category", None, "is required by this feature program")
+                category = category.strip() if type(category) is str else _text(category, f"lines[{i}].category")
             elif category is not None:
                 raise EventError(
-                    f"{where}.category", category, f"must not be sent: this feature program's category rule is {rule!r}"
+                    f"lines[{i}].category",
+                    category,
+                    f"must not be sent: this feature program's category rule is {rule!r}",
                 )
             elif rule == "stock_code_family":
-                category = stock_code_family(product)
+                category = families.get(product)
+                if category is None:
+                    category = stock_code_family(product)
+                    if len(families) < _FAMILY_CACHE:
+                        families[product] = category
             else:
                 category = ""
             out.append((number, product, category, quantity, price))
+        if len({line[0] for line in out}) < len(out):
+            seen: set[int] = set()
+            for i, line in enumerate(out):
+                if line[0] in seen:
+                    raise EventError(f"lines[{i}].line", line[0], "repeats a line number of this event")
+                seen.add(line[0])
         return tuple(out)
 
 
@@ -587,6 +597,7 @@ class CustomerState:
         self._ids: list[dict[str, int]] = [{}, {}, {}]
         self._names: list[dict[int, str]] = [{}, {}, {}]
         self._pending: list[dict[str, int]] = [{}, {}, {}]  # names added by the open transaction
+        self._next: dict[int, int] = {}  # next free catalogue id per kind, in the open transaction
         for kind, name, ident in self._db.execute("SELECT kind, name, id FROM catalogue"):
             self._ids[kind][name] = ident
             self._names[kind][ident] = name
@@ -703,10 +714,13 @@ class CustomerState:
             ident = self._pending[kind].get(name)
         if ident is None:
             row = self._db.execute("SELECT id FROM catalogue WHERE kind = ? AND name = ?", (kind, name)).fetchone()
-            if row is None:
-                (ident,) = self._db.execute(
-                    "SELECT COALESCE(MAX(id) + 1, 0) FROM catalogue WHERE kind = ?", (kind,)
-                ).fetchone()
+            if row is None:  # a new name; ids are dense per kind (another writer may have added some)
+                ident = self._next.get(kind)
+                if ident is None:
+                    (ident,) = self._db.execute(
+                        "SELECT COALESCE(MAX(id) + 1, 0) FROM catalogue WHERE kind = ?", (kind,)
+                    ).fetchone()
+                self._next[kind] = ident + 1
                 self._db.execute("INSERT INTO catalogue (kind, name, id) VALUES (?, ?, ?)", (kind, name, ident))
             else:
                 ident = int(row[0])
@@ -725,6 +739,7 @@ class CustomerState:
 
     def _apply_all(self, events: Iterable[tuple[Mapping[str, Any], str]], single: bool) -> list[ObserveResult]:
         self._pending = [{}, {}, {}]
+        self._next = {}
         watermark = start = self._watermark()
         now = self._validator.now_us(self.clock)
         cache: dict[bytes, _Customer] = {}
@@ -790,6 +805,7 @@ class CustomerState:
         products, categories = c.products, c.categories
         product_ids, category_ids = self._ids[_PRODUCT], self._ids[_CATEGORY]
         skipped = 0
+        purchased = False
         for number, product, category, quantity, price in lines:
             applied.append(number)
             if quantity == 0 or price == 0:  # the factory's cleaning drops these lines
@@ -809,6 +825,7 @@ class CustomerState:
                 returns = t
                 continue
             # A purchase.
+            purchased = True
             y = amount - gross_c
             t = gross + y
             gross_c = (t - gross) - y
@@ -817,6 +834,17 @@ class CustomerState:
             t = items + y
             items_c = (t - items) - y
             items = t
+            if use_products:
+                pid = product_ids.get(product)
+                products.add(self._id(_PRODUCT, product) if pid is None else pid)
+            if use_categories:
+                cid = category_ids.get(category)
+                if cid is None:
+                    cid = self._id(_CATEGORY, category)
+                categories[cid] = categories.get(cid, 0.0) + amount
+        if len(lines) > skipped and ts > c.seen:
+            c.seen = ts
+        if purchased:  # every line of an event has its time: first/last purchase, days, baskets
             if c.first == _NO_TIME or ts < c.first:
                 c.first = ts
             if ts > c.last:
@@ -831,16 +859,6 @@ class CustomerState:
             if event.invoice and not entry[1]:
                 entry[1] = True
                 c.n_invoices += 1
-            if use_products:
-                pid = product_ids.get(product)
-                products.add(self._id(_PRODUCT, product) if pid is None else pid)
-            if use_categories:
-                cid = category_ids.get(category)
-                if cid is None:
-                    cid = self._id(_CATEGORY, category)
-                categories[cid] = categories.get(cid, 0.0) + amount
-        if len(lines) > skipped and ts > c.seen:
-            c.seen = ts
         c.sums = [gross, gross_c, items, items_c, net, net_c, returns, returns_c]
         return skipped
 
