@@ -146,7 +146,7 @@ class ModelUpdater:
             from edge_runtime.classifier import Classifier
 
             classifier = Classifier.load(incoming, self.public_key)  # signature, hash, goldens
-            if read_manifest(incoming).onnx_sha256 != offer.get("sha256"):
+            if classifier.manifest.onnx_sha256 != offer.get("sha256"):
                 raise ModelIntegrityError(
                     f"the signed manifest's onnx_sha256 is not the sha256 central announced for {model_version}"
                 )

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from edge_runtime.artifact import read_manifest
 from edge_runtime.cli._common import (
     UsageError,
     add_model_arguments,
@@ -244,7 +243,7 @@ def run_verify(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     except ModelLoadError as exc:
         stderr.write(f"refused: {type(exc).__name__}: {exc}\n")
         return 1
-    manifest = read_manifest(args.artifact_dir)  # verified above: same bytes, now typed
+    manifest = classifier.manifest
     stdout.write(
         json.dumps(
             {
