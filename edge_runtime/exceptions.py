@@ -5,6 +5,7 @@ The tree, so callers can catch as broadly or as narrowly as they need::
     EdgeRuntimeError (RuntimeError)
     ├── SchemaError (also ValueError)      a record breaks the manifest's input schema
     ├── ModelLoadError                     an artifact cannot be served
+    │   ├── ManifestError (also ValueError) manifest.json breaks the contract (``field`` names where)
     │   ├── SignatureError                 manifest.sig does not verify with the trusted key
     │   ├── ModelIntegrityError            model.onnx does not match the manifest's sha256
     │   └── SelfTestError                  the golden samples do not reproduce

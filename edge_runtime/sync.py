@@ -165,8 +165,9 @@ class DriftSpool:
             elif _same_bins(before.histograms, counts):
                 summed = {k: [a + b for a, b in zip(v, counts[k], strict=True)] for k, v in before.histograms.items()}
                 merged[version] = PendingDrift(version, before.rows + rows, summed, (*before.files, path))
-            else:  # same version, other bins: cannot be one report; it waits for the next round
-                log.warning("drift file %s has other bins than %s's earlier files", path, version)
+            else:  # one model version has one set of reference bins: this file is not ours
+                log.warning("dropping drift file %s: other bins than %s's earlier files", path, version)
+                self.discard([path])
         return list(merged.values())
 
     def discard(self, files: Iterable[Path]) -> None:
