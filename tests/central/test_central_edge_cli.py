@@ -13,6 +13,7 @@ from central_helpers import (
 )
 
 from edge_runtime.outbox import Outbox
+from edge_runtime.sync import DriftSpool
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +51,21 @@ def test_sync_command_sends_the_outbox(central, tmp_path, monkeypatch, capsys) -
     }  # fmt: skip
     listed = central.call("GET", "/v1/devices")
     assert [(d["results"], d["model_version"]) for d in listed] == [(120, MODEL_VERSION)]
+
+    # Drift counts a Runtime spooled go with the next one-shot sync, once.
+    counts = {"recency_days": [5, 0, 0, 1], "country": [0, 0, 4, 2]}
+    DriftSpool.for_outbox(outbox_path).save({
+        "model_version": MODEL_VERSION, "rows": 6,
+        "inputs": {name: {"counts": c} for name, c in counts.items()},
+    })  # fmt: skip
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["batches"], report["drift_reports"], report["drift_rows"]) == (0, 1, 6)
+    assert sorted(report["drift_flagged"]) == ["country", "recency_days"]
+    [drift] = central.call("GET", "/v1/stats/drift")
+    assert (drift["device_id"], drift["rows"], sorted(drift["psi"])) == (device["id"], 6, sorted(counts))
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["drift_reports"] == 0  # nothing new, nothing sent
 
 
 def test_update_command_refuses_a_model_that_cannot_load(
