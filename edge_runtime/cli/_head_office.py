@@ -33,34 +33,41 @@ def register(sub: Any) -> None:
         "--interval",
         dest="sync_interval_s",
         type=float,
+        metavar="SECONDS",
         help="seconds between --follow rounds (EDGESEG_SYNC_INTERVAL_S, default 5)",
     )
-    p.add_argument("--drift-interval", dest="drift_interval_s", type=float,
-                   help="seconds between drift reports with --follow (EDGESEG_DRIFT_INTERVAL_S, default 900); "
-                   "without --follow, spooled drift counts are sent once")  # fmt: skip
+    p.add_argument(
+        "--drift-interval",
+        dest="drift_interval_s",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between drift reports with --follow (EDGESEG_DRIFT_INTERVAL_S, default 900); "
+        "without --follow, spooled drift counts are sent once",
+    )
     p.set_defaults(handler=run_sync)
 
     p = sub.add_parser("update", help="fetch, verify and install the model head office rolled out")
     _add_connection_arguments(p)
     p.add_argument("--models-dir", type=Path, required=True, help="holds <name>/<version> and 'current'")
-    p.add_argument(
-        "--public-key", type=Path, help="trusted Ed25519 public key (EDGESEG_PUBLIC_KEY, else the key folder)"
-    )
+    p.add_argument("--public-key", type=Path, help="trusted key (EDGESEG_PUBLIC_KEY, else the key folder)")
     p.add_argument("--rollback", action="store_true", help="go back to the previous model")
     p.set_defaults(handler=run_update)
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--central", dest="central_url", help="head office base URL (EDGESEG_CENTRAL_URL)")
+    parser.add_argument(
+        "--central", dest="central_url", metavar="URL", help="head office base URL (EDGESEG_CENTRAL_URL)"
+    )
     parser.add_argument("--device-id", help="this device's id (EDGESEG_DEVICE_ID)")
     parser.add_argument(
         "--token-file",
         dest="device_token_file",
         type=Path,
+        metavar="FILE",
         help="file holding the device token (EDGESEG_DEVICE_TOKEN_FILE, else EDGESEG_DEVICE_TOKEN)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
-    parser.add_argument("--max-retries", type=int, default=8, help="retries per request (default 8)")  # fmt: skip
+    parser.add_argument("--max-retries", type=int, default=8, help="retries per request (default 8)")
 
 
 def head_office_from(args: argparse.Namespace, settings: Settings) -> HeadOfficeClient:
