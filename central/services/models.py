@@ -94,14 +94,13 @@ def register_artifact(
             raise ArtifactRejected(f"{model_version} is already registered with a different {MODEL_FILE}")
         model = existing
     else:
-        document = manifest.to_json()
         model = Model(
             model_version=model_version,
             name=manifest.name,
             version=manifest.version,
             classes=list(manifest.classes),
-            reference=document["reference"],
-            manifest=document,
+            reference={name: ref.to_json() for name, ref in manifest.reference.items()},
+            manifest=manifest.to_json(),
             onnx_sha256=manifest.onnx_sha256,
             key_id=key_id(load_public_key(public_key)),
             registered_at=utc_now(),

@@ -70,6 +70,47 @@ def test_refused_uploads(api, tmp_path, central_signing_key) -> None:
     assert api.client.get("/v1/models", headers=ADMIN).json() == []
 
 
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"format_version": 2}, "manifest.json format_version: 2 is not supported (this runtime reads [1]); "
+                                "rebuild the artifact with a matching factory or update the runtime"),
+        ({"extra_field": 1},
+         "manifest.json extra_field: is not a field of the format (unknown fields: ['extra_field'])"),
+        ({"target": {"name": "value_tier"}}, "manifest.json target.classes: is missing"),
+        ({"target": {"name": "value_tier", "classes": ["only"]}},
+         "manifest target.classes must list at least two distinct class names (got ['only'])"),
+    ],
+    ids=["format-version", "unknown-field", "missing-field", "one-class"],
+)  # fmt: skip
+def test_signed_manifests_breaking_the_contract_are_refused(api, test_artifact, central_signing_key, change, detail):  # type: ignore[no-untyped-def]
+    """Central applies the device's artifact contract (edge_runtime.artifact) before storing."""
+    import base64
+    import json
+
+    from factory.signing import sign_manifest
+
+    manifest = {**json.loads((test_artifact / "manifest.json").read_bytes()), **change}
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    body = upload_body(test_artifact)
+    body["files"]["manifest.json"] = base64.b64encode(data).decode()
+    body["files"]["manifest.sig"] = base64.b64encode(sign_manifest(data, central_signing_key[0])).decode()
+    response = api.client.post("/v1/models", json=body, headers=ADMIN)
+    expected = detail if detail.startswith("manifest target") else f"artifact refused: {detail}"
+    assert (response.status_code, response.json()) == (422, {"detail": expected})
+    assert api.client.get("/v1/models", headers=ADMIN).json() == []
+
+
+def test_upload_file_names_are_the_contracts() -> None:
+    """The upload schema lists exactly the files the registry stores (edge_runtime.artifact)."""
+    from typing import get_args
+
+    from central.schemas import ArtifactFileName
+    from central.services.models import DEVICE_FILES, OPTIONAL_FILES
+
+    assert set(get_args(ArtifactFileName)) == {*DEVICE_FILES, *OPTIONAL_FILES}
+
+
 def test_admin_routes_refuse_devices_and_strangers(api, test_artifact) -> None:
     device = api.add_device()
     body = upload_body(test_artifact)
