@@ -34,9 +34,9 @@ import copy
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from edge_runtime.exceptions import ManifestError
 
@@ -106,61 +106,18 @@ def default_public_key_path(environ: Mapping[str, str] | None = None) -> Path:
     return default_key_dir(environ) / PUBLIC_KEY_NAME
 
 
-# ---------------------------------------------------------------------------- JSON reading
+# ---------------------------------------------------------------------------- JSON checks
 T = TypeVar("T")
+Check = Callable[[Any, str], Any]  # (JSON value, field path) -> typed value, or ManifestError
 _ABSENT: Any = object()
-
-
-def _json_copy(value: Any) -> Any:
-    """A deep copy of a JSON value: a Manifest never shares mutable state with its caller."""
-    return copy.deepcopy(value)
-
-
-class _Fields:
-    """Reads one JSON object field by field, naming the path in every error.
-
-    ``done()`` refuses the keys no reader asked for (unknown fields).
-    """
-
-    def __init__(self, data: Any, path: str) -> None:
-        if not isinstance(data, Mapping):
-            raise ManifestError(path or "<manifest>", f"must be an object, got {_kind(data)}")
-        self.data = data
-        self.path = path
-        self.seen: set[str] = set()
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def raw(self, key: str, *, required: bool) -> Any:
-        self.seen.add(key)
-        if key in self.data:
-            return self.data[key]
-        if required:
-            raise ManifestError(self.at(key), "is missing")
-        return _ABSENT
-
-    def get(self, key: str, check: Callable[[Any, str], T]) -> T:
-        return check(self.raw(key, required=True), self.at(key))
-
-    def nullable(self, key: str, check: Callable[[Any, str], T]) -> T | None:
-        value = self.raw(key, required=True)
-        return None if value is None else check(value, self.at(key))
-
-    def optional(self, key: str, check: Callable[[Any, str], T]) -> T | None:
-        value = self.raw(key, required=False)
-        if value is _ABSENT:
-            return None
-        return check(value, self.at(key))
-
-    def done(self) -> None:
-        unknown = sorted(str(k) for k in self.data if k not in self.seen)
-        if unknown:
-            raise ManifestError(self.at(unknown[0]), f"is not a field of the format (unknown fields: {unknown})")
 
 
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
+
+
+def _at(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 def _str(value: Any, path: str) -> str:
@@ -189,13 +146,24 @@ def _bool(value: Any, path: str) -> bool:
 
 
 def _object(value: Any, path: str) -> Mapping[str, Any]:
+    """A JSON object, deep-copied: a Manifest never shares mutable state with its caller."""
     if not isinstance(value, Mapping):
         raise ManifestError(path, f"must be an object, got {_kind(value)}")
-    return _json_copy(dict(value))  # type: ignore[no-any-return]
+    return copy.deepcopy(dict(value))
 
 
 def _any(value: Any, path: str) -> Any:
-    return _json_copy(value)
+    return copy.deepcopy(value)
+
+
+def _choice(*allowed: str) -> Callable[[Any, str], str]:
+    def read(value: Any, path: str) -> str:
+        text = _str(value, path)
+        if text not in allowed:
+            raise ManifestError(path, f"must be {' or '.join(map(repr, allowed))}, got {text!r}")
+        return text
+
+    return read
 
 
 def _list_of(check: Callable[[Any, str], T]) -> Callable[[Any, str], tuple[T, ...]]:
@@ -212,33 +180,112 @@ _float_list = _list_of(_float)
 _object_list = _list_of(_object)
 
 
-def _put(out: dict[str, Any], key: str, value: Any) -> None:
-    """Write an optional field only when it was present (None = absent)."""
-    if value is not None:
-        out[key] = value
+def _libraries(value: Any, path: str) -> Mapping[str, str]:
+    mapping = _object(value, path)
+    for name, version in mapping.items():
+        _str(version, _at(path, name))
+    return mapping
+
+
+# How a field may appear in JSON: "required" (present, not null), "nullable" (present, may be
+# null), "optional" (may be absent, never null), "optional_nullable" (may be absent or null;
+# which of the two is kept in the part's ``has_<name>`` flag so to_json writes it back).
+Presence = Literal["required", "nullable", "optional", "optional_nullable"]
+
+
+def _field(check: Check, presence: Presence = "required") -> Any:
+    if presence in ("optional", "optional_nullable"):
+        return field(default=None, metadata={"check": check, "presence": presence})
+    return field(metadata={"check": check, "presence": presence})
+
+
+def _presence_flag() -> Any:
+    """``has_<name>`` of an optional_nullable field: True when the JSON held the key."""
+    return field(default=True, repr=False)
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, _Part):
+        return value.to_json()
+    if isinstance(value, (tuple, list)):
+        return [_to_json(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _to_json(item) for key, item in value.items()}
+    return value
+
+
+P = TypeVar("P", bound="_Part")
+
+
+class _Part:
+    """Base of the manifest's dataclasses: JSON is read and written from the field declarations.
+
+    Every dataclass field made with :func:`_field` is a JSON key of the same name; its check
+    converts and validates the value (naming the field path on error); keys no field declares
+    are refused. ``_validate`` adds the rules that span fields.
+    """
+
+    PATH: ClassVar[str] = ""  # the part's path inside manifest.json, for error messages
+
+    @classmethod
+    def from_json(cls: type[P], data: Any, path: str | None = None) -> P:
+        """Validate one JSON object (ManifestError names the first offending field)."""
+        where = cls.PATH if path is None else path
+        if not isinstance(data, Mapping):
+            raise ManifestError(where or "<manifest>", f"must be an object, got {_kind(data)}")
+        declared = [spec for spec in fields(cls) if "check" in spec.metadata]  # type: ignore[arg-type]
+        unknown = sorted(str(key) for key in data if key not in {spec.name for spec in declared})
+        values: dict[str, Any] = {}
+        for spec in declared:
+            presence, key = spec.metadata["presence"], spec.name
+            value = data.get(key, _ABSENT)
+            if presence == "optional_nullable":
+                values[f"has_{key}"] = value is not _ABSENT
+            if value is _ABSENT:
+                if presence in ("required", "nullable"):
+                    raise ManifestError(_at(where, key), "is missing")
+            elif value is None and presence in ("nullable", "optional_nullable"):
+                values[key] = None
+            else:
+                values[key] = spec.metadata["check"](value, _at(where, key))
+        if unknown:
+            raise ManifestError(_at(where, unknown[0]), f"is not a field of the format (unknown fields: {unknown})")
+        part = cls(**values)
+        part._validate(where)
+        return part
+
+    def _validate(self, path: str) -> None:
+        """Rules across fields; the default has none."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object this part was read from (same keys, same values)."""
+        out: dict[str, Any] = {}
+        for spec in fields(self):  # type: ignore[arg-type]
+            if "check" not in spec.metadata:
+                continue
+            value = getattr(self, spec.name)
+            presence = spec.metadata["presence"]
+            if value is None and (
+                presence == "optional" or (presence == "optional_nullable" and not getattr(self, f"has_{spec.name}"))
+            ):
+                continue
+            out[spec.name] = _to_json(value)
+        return out
 
 
 # ---------------------------------------------------------------------------- the parts
 @dataclass(frozen=True)
-class InputLayout:
+class InputLayout(_Part):
     """Column order and missing token of the graph's grouped inputs (``num`` then ``cat``)."""
 
-    num: tuple[str, ...]
-    cat: tuple[str, ...]
-    missing_token: str
+    PATH: ClassVar[str] = "input_layout"
+    num: tuple[str, ...] = _field(_str_list)
+    cat: tuple[str, ...] = _field(_str_list)
+    missing_token: str = _field(_str)
 
     def __post_init__(self) -> None:  # accept lists from callers; store tuples (hashable, frozen)
         object.__setattr__(self, "num", tuple(self.num))
         object.__setattr__(self, "cat", tuple(self.cat))
-
-    @classmethod
-    def from_json(cls, data: Any, path: str = "input_layout") -> InputLayout:
-        f = _Fields(data, path)
-        layout = cls(
-            num=f.get("num", _str_list), cat=f.get("cat", _str_list), missing_token=f.get("missing_token", _str)
-        )
-        f.done()
-        return layout
 
     @classmethod
     def from_manifest(cls, manifest: Manifest | Mapping[str, Any]) -> InputLayout:
@@ -247,361 +294,156 @@ class InputLayout:
             return manifest.input_layout
         return cls.from_json(manifest.get("input_layout"))
 
-    def to_json(self) -> dict[str, Any]:
-        return {"num": list(self.num), "cat": list(self.cat), "missing_token": self.missing_token}
-
 
 @dataclass(frozen=True)
-class InputSpec:
+class InputSpec(_Part):
     """One raw input column: its type, whether required, and what training saw.
 
     Numbers carry ``min``/``max`` (training range); strings carry ``categories`` (seen in
     training) and ``max_length``.
     """
 
-    name: str
-    type: Literal["number", "string"]
-    required: bool
-    missing_in_training: float | None = None
-    min: float | None = None
-    max: float | None = None
-    categories: tuple[str, ...] | None = None
-    max_length: int | None = None
-
-    @classmethod
-    def from_json(cls, data: Any, path: str) -> InputSpec:
-        f = _Fields(data, path)
-        kind = f.get("type", _str)
-        if kind not in ("number", "string"):
-            raise ManifestError(f.at("type"), f"must be 'number' or 'string', got {kind!r}")
-        spec = cls(
-            name=f.get("name", _str),
-            type="number" if kind == "number" else "string",
-            required=f.get("required", _bool),
-            missing_in_training=f.optional("missing_in_training", _float),
-            min=f.optional("min", _float),
-            max=f.optional("max", _float),
-            categories=f.optional("categories", _str_list),
-            max_length=f.optional("max_length", _int),
-        )
-        f.done()
-        return spec
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.type, "required": self.required}
-        _put(out, "missing_in_training", self.missing_in_training)
-        _put(out, "min", self.min)
-        _put(out, "max", self.max)
-        _put(out, "categories", None if self.categories is None else list(self.categories))
-        _put(out, "max_length", self.max_length)
-        return out
+    name: str = _field(_str)
+    type: Literal["number", "string"] = _field(_choice("number", "string"))
+    required: bool = _field(_bool)
+    missing_in_training: float | None = _field(_float, "optional")
+    min: float | None = _field(_float, "optional")
+    max: float | None = _field(_float, "optional")
+    categories: tuple[str, ...] | None = _field(_str_list, "optional")
+    max_length: int | None = _field(_int, "optional")
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(_Part):
     """What the model predicts: the label column's name and the classes (output order)."""
 
-    name: str
-    classes: tuple[str, ...]
-    profiles: Mapping[str, Any] | None = None  # per class: count, share, medians (the card)
-    label_rule: Mapping[str, Any] | None = None  # how labels were made; null for a given column
-    has_label_rule: bool = field(default=True, repr=False)  # absent vs null, for to_json
+    PATH: ClassVar[str] = "target"
+    name: str = _field(_str)
+    classes: tuple[str, ...] = _field(_str_list)
+    profiles: Mapping[str, Any] | None = _field(_object, "optional")  # per class: count, share, medians
+    label_rule: Mapping[str, Any] | None = _field(_object, "optional_nullable")  # null for a given column
+    has_label_rule: bool = _presence_flag()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
 
-    @classmethod
-    def from_json(cls, data: Any, path: str = "target") -> Target:
-        f = _Fields(data, path)
-        rule = f.raw("label_rule", required=False)
-        target = cls(
-            name=f.get("name", _str),
-            classes=f.get("classes", _str_list),
-            profiles=f.optional("profiles", _object),
-            label_rule=None if rule is _ABSENT or rule is None else _object(rule, f.at("label_rule")),
-            has_label_rule=rule is not _ABSENT,
-        )
-        if not target.classes:
-            raise ManifestError(f.at("classes"), "must name at least one class")
-        f.done()
-        return target
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "classes": list(self.classes)}
-        _put(out, "profiles", _json_copy(self.profiles))
-        if self.has_label_rule:
-            out["label_rule"] = _json_copy(self.label_rule)
-        return out
+    def _validate(self, path: str) -> None:
+        if not self.classes:
+            raise ManifestError(_at(path, "classes"), "must name at least one class")
 
 
 @dataclass(frozen=True)
-class MeasuredBudget:
+class MeasuredBudget(_Part):
     """Latency and size the factory measured on the exported graph."""
 
-    latency_p50_us: float
-    latency_p99_us: float
-    size_bytes: int
-    device_profile: Mapping[str, Any] | None  # the calibrated device the latency was scaled to
-    scale: float
-    runs: int | None = None
-
-    @classmethod
-    def from_json(cls, data: Any, path: str) -> MeasuredBudget:
-        f = _Fields(data, path)
-        measured = cls(
-            latency_p50_us=f.get("latency_p50_us", _float),
-            latency_p99_us=f.get("latency_p99_us", _float),
-            size_bytes=f.get("size_bytes", _int),
-            device_profile=f.nullable("device_profile", _object),
-            scale=f.get("scale", _float),
-            runs=f.optional("runs", _int),
-        )
-        f.done()
-        return measured
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "latency_p50_us": self.latency_p50_us,
-            "latency_p99_us": self.latency_p99_us,
-            "size_bytes": self.size_bytes,
-            "device_profile": _json_copy(self.device_profile),
-            "scale": self.scale,
-        }
-        _put(out, "runs", self.runs)
-        return out
+    PATH: ClassVar[str] = "budgets.measured"
+    latency_p50_us: float = _field(_float)
+    latency_p99_us: float = _field(_float)
+    size_bytes: int = _field(_int)
+    device_profile: Mapping[str, Any] | None = _field(_object, "nullable")  # the device latency was scaled to
+    scale: float = _field(_float)
+    runs: int | None = _field(_int, "optional")
 
 
 @dataclass(frozen=True)
-class Budgets:
+class Budgets(_Part):
     """The single-record latency and size budgets, what was measured, and whether both held."""
 
-    latency_p99_us: float
-    size_bytes: int
-    measured: MeasuredBudget
-    met: bool
-
-    @classmethod
-    def from_json(cls, data: Any, path: str = "budgets") -> Budgets:
-        f = _Fields(data, path)
-        budgets = cls(
-            latency_p99_us=f.get("latency_p99_us", _float),
-            size_bytes=f.get("size_bytes", _int),
-            measured=f.get("measured", MeasuredBudget.from_json),
-            met=f.get("met", _bool),
-        )
-        f.done()
-        return budgets
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "latency_p99_us": self.latency_p99_us,
-            "size_bytes": self.size_bytes,
-            "measured": self.measured.to_json(),
-            "met": self.met,
-        }
+    PATH: ClassVar[str] = "budgets"
+    latency_p99_us: float = _field(_float)
+    size_bytes: int = _field(_int)
+    measured: MeasuredBudget = _field(MeasuredBudget.from_json)
+    met: bool = _field(_bool)
 
 
 @dataclass(frozen=True)
-class Metrics:
+class Metrics(_Part):
     """Held-out quality of the exported graph (``test`` is the factory's report mapping)."""
 
-    metric: str
-    test: Mapping[str, Any]
-    n_train: int
-    n_val: int
-    n_test: int
-    validation_quality: float | None = None
-    baseline: Mapping[str, Any] | None = None  # interpretable baselines on the same test rows
-
-    @classmethod
-    def from_json(cls, data: Any, path: str = "metrics") -> Metrics:
-        f = _Fields(data, path)
-        metrics = cls(
-            metric=f.get("metric", _str),
-            test=f.get("test", _object),
-            n_train=f.get("n_train", _int),
-            n_val=f.get("n_val", _int),
-            n_test=f.get("n_test", _int),
-            validation_quality=f.optional("validation_quality", _float),
-            baseline=f.optional("baseline", _object),
-        )
-        f.done()
-        return metrics
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "metric": self.metric,
-            "test": _json_copy(self.test),
-            "n_train": self.n_train,
-            "n_val": self.n_val,
-            "n_test": self.n_test,
-        }
-        _put(out, "validation_quality", self.validation_quality)
-        _put(out, "baseline", _json_copy(self.baseline))
-        return out
+    PATH: ClassVar[str] = "metrics"
+    metric: str = _field(_str)
+    test: Mapping[str, Any] = _field(_object)
+    n_train: int = _field(_int)
+    n_val: int = _field(_int)
+    n_test: int = _field(_int)
+    validation_quality: float | None = _field(_float, "optional")
+    baseline: Mapping[str, Any] | None = _field(_object, "optional")  # interpretable baselines, same test rows
 
 
 @dataclass(frozen=True)
-class Search:
+class Search(_Part):
     """How the model was chosen: the winning trial and the search that found it."""
 
-    learner: str
-    config: Mapping[str, Any]
-    trial_index: int
-    trials: int
-    feasible_trials: int
-    time_budget_s: float
-    wall_time_s: float
-    seed: int
-    estimator_list: tuple[str, ...]
-    rejected_at_export: tuple[Mapping[str, Any], ...] | None = None  # better trials passed over
-
-    @classmethod
-    def from_json(cls, data: Any, path: str = "search") -> Search:
-        f = _Fields(data, path)
-        search = cls(
-            learner=f.get("learner", _str),
-            config=f.get("config", _object),
-            trial_index=f.get("trial_index", _int),
-            trials=f.get("trials", _int),
-            feasible_trials=f.get("feasible_trials", _int),
-            time_budget_s=f.get("time_budget_s", _float),
-            wall_time_s=f.get("wall_time_s", _float),
-            seed=f.get("seed", _int),
-            estimator_list=f.get("estimator_list", _str_list),
-            rejected_at_export=f.optional("rejected_at_export", _object_list),
-        )
-        f.done()
-        return search
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "learner": self.learner,
-            "config": _json_copy(self.config),
-            "trial_index": self.trial_index,
-            "trials": self.trials,
-            "feasible_trials": self.feasible_trials,
-            "time_budget_s": self.time_budget_s,
-            "wall_time_s": self.wall_time_s,
-            "seed": self.seed,
-            "estimator_list": list(self.estimator_list),
-        }
-        if self.rejected_at_export is not None:
-            out["rejected_at_export"] = [_json_copy(r) for r in self.rejected_at_export]
-        return out
+    PATH: ClassVar[str] = "search"
+    learner: str = _field(_str)
+    config: Mapping[str, Any] = _field(_object)
+    trial_index: int = _field(_int)
+    trials: int = _field(_int)
+    feasible_trials: int = _field(_int)
+    time_budget_s: float = _field(_float)
+    wall_time_s: float = _field(_float)
+    seed: int = _field(_int)
+    estimator_list: tuple[str, ...] = _field(_str_list)
+    rejected_at_export: tuple[Mapping[str, Any], ...] | None = _field(_object_list, "optional")  # passed over
 
 
 @dataclass(frozen=True)
-class Parity:
+class Parity(_Part):
     """The factory's parity gate: the exported graph against the native pipeline."""
 
-    rows: int
-    rows_with_missing: int
-    rows_with_unseen_category: int
-    label_agreement: float
-    max_abs_prob_diff: float
-    passed: bool
-
-    @classmethod
-    def from_json(cls, data: Any, path: str = "parity") -> Parity:
-        f = _Fields(data, path)
-        parity = cls(
-            rows=f.get("rows", _int),
-            rows_with_missing=f.get("rows_with_missing", _int),
-            rows_with_unseen_category=f.get("rows_with_unseen_category", _int),
-            label_agreement=f.get("label_agreement", _float),
-            max_abs_prob_diff=f.get("max_abs_prob_diff", _float),
-            passed=f.get("passed", _bool),
-        )
-        f.done()
-        return parity
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "rows_with_missing": self.rows_with_missing,
-            "rows_with_unseen_category": self.rows_with_unseen_category,
-            "label_agreement": self.label_agreement,
-            "max_abs_prob_diff": self.max_abs_prob_diff,
-            "passed": self.passed,
-        }
+    PATH: ClassVar[str] = "parity"
+    rows: int = _field(_int)
+    rows_with_missing: int = _field(_int)
+    rows_with_unseen_category: int = _field(_int)
+    label_agreement: float = _field(_float)
+    max_abs_prob_diff: float = _field(_float)
+    passed: bool = _field(_bool)
 
 
 @dataclass(frozen=True)
-class NumberReference:
+class NumberReference(_Part):
     """Training histogram of a number: k+1 ``bin_edges``, k bin shares then the missing share.
 
     Value ``v`` is in bin ``i`` when ``edges[i] <= v < edges[i+1]``; below the first edge ->
     bin 0, at/above the last -> bin k-1 (docs/ARTIFACT.md, "Reference statistics").
     """
 
-    bin_edges: tuple[float, ...]
-    proportions: tuple[float, ...]
+    bin_edges: tuple[float, ...] = _field(_float_list)
+    proportions: tuple[float, ...] = _field(_float_list)
+    type: Literal["number"] = field(default="number", metadata={"check": _choice("number"), "presence": "required"})
 
     @property
     def expected(self) -> tuple[float, ...]:
         """Shares in the order of the device's drift counts (k bins, then missing)."""
         return self.proportions
 
-    @classmethod
-    def from_json(cls, data: Any, path: str) -> NumberReference:
-        f = _Fields(data, path)
-        f.raw("type", required=True)  # checked by the caller
-        ref = cls(bin_edges=f.get("bin_edges", _float_list), proportions=f.get("proportions", _float_list))
-        f.done()
-        if len(ref.bin_edges) < 2:
-            raise ManifestError(f.at("bin_edges"), f"needs at least 2 edges, got {len(ref.bin_edges)}")
-        if len(ref.proportions) != len(ref.bin_edges):
-            raise ManifestError(
-                f.at("proportions"),
-                f"needs {len(ref.bin_edges)} entries (one per bin, then missing), got {len(ref.proportions)}",
-            )
-        return ref
-
-    def to_json(self) -> dict[str, Any]:
-        return {"type": "number", "bin_edges": list(self.bin_edges), "proportions": list(self.proportions)}
+    def _validate(self, path: str) -> None:
+        if len(self.bin_edges) < 2:
+            raise ManifestError(_at(path, "bin_edges"), f"needs at least 2 edges, got {len(self.bin_edges)}")
+        if len(self.proportions) != len(self.bin_edges):
+            wanted = f"needs {len(self.bin_edges)} entries (one per bin, then missing)"
+            raise ManifestError(_at(path, "proportions"), f"{wanted}, got {len(self.proportions)}")
 
 
 @dataclass(frozen=True)
-class StringReference:
+class StringReference(_Part):
     """Training shares of a string: one per category, then ``other`` (unseen) and ``missing``."""
 
-    categories: tuple[str, ...]
-    proportions: tuple[float, ...]
-    other: float
-    missing: float
+    categories: tuple[str, ...] = _field(_str_list)
+    proportions: tuple[float, ...] = _field(_float_list)
+    other: float = _field(_float)
+    missing: float = _field(_float)
+    type: Literal["string"] = field(default="string", metadata={"check": _choice("string"), "presence": "required"})
 
     @property
     def expected(self) -> tuple[float, ...]:
         """Shares in the order of the device's drift counts (categories, other, missing)."""
         return (*self.proportions, self.other, self.missing)
 
-    @classmethod
-    def from_json(cls, data: Any, path: str) -> StringReference:
-        f = _Fields(data, path)
-        f.raw("type", required=True)
-        ref = cls(
-            categories=f.get("categories", _str_list),
-            proportions=f.get("proportions", _float_list),
-            other=f.get("other", _float),
-            missing=f.get("missing", _float),
-        )
-        f.done()
-        if len(ref.proportions) != len(ref.categories):
-            raise ManifestError(
-                f.at("proportions"),
-                f"needs {len(ref.categories)} entries (one per category), got {len(ref.proportions)}",
-            )
-        return ref
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "string",
-            "categories": list(self.categories),
-            "proportions": list(self.proportions),
-            "other": self.other,
-            "missing": self.missing,
-        }
+    def _validate(self, path: str) -> None:
+        if len(self.proportions) != len(self.categories):
+            wanted = f"needs {len(self.categories)} entries (one per category)"
+            raise ManifestError(_at(path, "proportions"), f"{wanted}, got {len(self.proportions)}")
 
 
 Reference = NumberReference | StringReference
@@ -610,181 +452,107 @@ Reference = NumberReference | StringReference
 def _reference(value: Any, path: str) -> Reference:
     if not isinstance(value, Mapping):
         raise ManifestError(path, f"must be an object, got {_kind(value)}")
-    kind = value.get("type")
-    if kind == "number":
-        return NumberReference.from_json(value, path)
-    if kind == "string":
-        return StringReference.from_json(value, path)
     if "type" not in value:
-        raise ManifestError(f"{path}.type", "is missing")
-    raise ManifestError(f"{path}.type", f"must be 'number' or 'string', got {kind!r}")
+        raise ManifestError(_at(path, "type"), "is missing")
+    kind = _choice("number", "string")(value["type"], _at(path, "type"))
+    part = NumberReference if kind == "number" else StringReference
+    return part.from_json(value, path)
 
 
 def _references(value: Any, path: str) -> Mapping[str, Reference]:
     if not isinstance(value, Mapping):
         raise ManifestError(path, f"must be an object, got {_kind(value)}")
-    return {str(name): _reference(ref, f"{path}.{name}") for name, ref in value.items()}
+    return {str(name): _reference(ref, _at(path, str(name))) for name, ref in value.items()}
 
 
 @dataclass(frozen=True)
-class GoldenSample:
+class GoldenSample(_Part):
     """A record with the label and probabilities the graph must reproduce on every device."""
 
-    record: Mapping[str, Any]
-    label: str
-    probabilities: tuple[float, ...]
-
-    @classmethod
-    def from_json(cls, data: Any, path: str) -> GoldenSample:
-        f = _Fields(data, path)
-        sample = cls(
-            record=f.get("record", _object),
-            label=f.get("label", _str),
-            probabilities=f.get("probabilities", _float_list),
-        )
-        f.done()
-        return sample
-
-    def to_json(self) -> dict[str, Any]:
-        return {"record": _json_copy(self.record), "label": self.label, "probabilities": list(self.probabilities)}
+    record: Mapping[str, Any] = _field(_object)
+    label: str = _field(_str)
+    probabilities: tuple[float, ...] = _field(_float_list)
 
 
 @dataclass(frozen=True)
-class Explain:
+class Explain(_Part):
     """What the device needs to explain a record, and the factory's global SHAP ranking."""
 
-    global_importance: Any  # the factory's SHAP report (the card reads it)
-    reference_record: Mapping[str, Any]  # per input: training median (numbers) / null (strings)
-    device_method: str
-
-    @classmethod
-    def from_json(cls, data: Any, path: str = "explain") -> Explain:
-        f = _Fields(data, path)
-        explain = cls(
-            global_importance=f.get("global_importance", _any),
-            reference_record=f.get("reference_record", _object),
-            device_method=f.get("device_method", _str),
-        )
-        f.done()
-        return explain
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "global_importance": _json_copy(self.global_importance),
-            "reference_record": _json_copy(self.reference_record),
-            "device_method": self.device_method,
-        }
+    PATH: ClassVar[str] = "explain"
+    global_importance: Any = _field(_any)  # the factory's SHAP report (the card reads it)
+    reference_record: Mapping[str, Any] = _field(_object)  # per input: training median / null (strings)
+    device_method: str = _field(_str)
 
 
 @dataclass(frozen=True)
-class Signing:
+class Signing(_Part):
     """Which key signed the manifest: the first 16 hex chars of sha256 of the raw public key."""
 
-    key_id: str
-
-    @classmethod
-    def from_json(cls, data: Any, path: str = "signing") -> Signing:
-        f = _Fields(data, path)
-        signing = cls(key_id=f.get("key_id", _str))
-        f.done()
-        return signing
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key_id": self.key_id}
+    PATH: ClassVar[str] = "signing"
+    key_id: str = _field(_str)
 
 
 # ---------------------------------------------------------------------------- the manifest
-def _check_format_version(data: Mapping[str, Any]) -> int:
+def _check_format_version(data: Mapping[str, Any]) -> None:
     if "format_version" not in data:
         raise ManifestError("format_version", "is missing")
-    version = data["format_version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ManifestError("format_version", f"must be an integer, got {_kind(version)}")
+    version = _int(data["format_version"], "format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise ManifestError(
             "format_version",
             f"{version} is not supported (this runtime reads {list(SUPPORTED_FORMAT_VERSIONS)}); "
             "rebuild the artifact with a matching factory or update the runtime",
         )
-    return version
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(_Part):
     """A validated ``manifest.json`` (docs/ARTIFACT.md). Build it with :meth:`from_json`."""
 
-    format_version: int
-    name: str
-    version: str
-    model_version: str  # "<name>/<version>": the model's id everywhere
-    input_layout: InputLayout
-    inputs: tuple[InputSpec, ...]
-    target: Target
-    reference: Mapping[str, Reference]
-    golden_samples: tuple[GoldenSample, ...]
-    onnx_sha256: str
-    created_at: str | None = None
-    task: str | None = None
-    id_field: str | None = None  # the record field the edge pseudonymises (may be null)
-    onnx_bytes: int | None = None
-    metrics: Metrics | None = None
-    budgets: Budgets | None = None
-    search: Search | None = None
-    parity: Parity | None = None
-    explain: Explain | None = None
-    preprocessing: Mapping[str, Any] | None = None
-    segments: Mapping[str, Any] | None = None
-    few_labels: Mapping[str, Any] | None = None
-    libraries: Mapping[str, str] | None = None
-    data: Mapping[str, Any] | None = None
-    signing: Signing | None = None
-    has_id_field: bool = field(default=True, repr=False)  # absent vs null, for to_json
+    format_version: int = _field(_int)
+    name: str = _field(_str)
+    version: str = _field(_str)
+    model_version: str = _field(_str)  # "<name>/<version>": the model's id everywhere
+    input_layout: InputLayout = _field(InputLayout.from_json)
+    inputs: tuple[InputSpec, ...] = _field(_list_of(InputSpec.from_json))
+    target: Target = _field(Target.from_json)
+    reference: Mapping[str, Reference] = _field(_references)
+    golden_samples: tuple[GoldenSample, ...] = _field(_list_of(GoldenSample.from_json))
+    onnx_sha256: str = _field(_str)
+    created_at: str | None = _field(_str, "optional")
+    task: str | None = _field(_str, "optional")
+    id_field: str | None = _field(_str, "optional_nullable")  # the record field the edge pseudonymises
+    onnx_bytes: int | None = _field(_int, "optional")
+    metrics: Metrics | None = _field(Metrics.from_json, "optional")
+    budgets: Budgets | None = _field(Budgets.from_json, "optional")
+    search: Search | None = _field(Search.from_json, "optional")
+    parity: Parity | None = _field(Parity.from_json, "optional")
+    explain: Explain | None = _field(Explain.from_json, "optional")
+    preprocessing: Mapping[str, Any] | None = _field(_object, "optional")
+    segments: Mapping[str, Any] | None = _field(_object, "optional")
+    few_labels: Mapping[str, Any] | None = _field(_object, "optional")
+    libraries: Mapping[str, str] | None = _field(_libraries, "optional")
+    data: Mapping[str, Any] | None = _field(_object, "optional")
+    signing: Signing | None = _field(Signing.from_json, "optional")
+    has_id_field: bool = _presence_flag()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "golden_samples", tuple(self.golden_samples))
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Manifest:
-        """Validate a parsed manifest.json; ManifestError names the first offending field."""
+    def from_json(cls, data: Any, path: str | None = None) -> Manifest:
+        """Validate a parsed manifest.json; ManifestError names the first offending field.
+
+        ``format_version`` is checked first, so an artifact of another format is refused
+        naming its version whatever else it contains.
+        """
         if not isinstance(data, Mapping):
             raise ManifestError("<manifest>", f"must be a JSON object, got {_kind(data)}")
         _check_format_version(data)
-        f = _Fields(data, "")
-        id_field = f.raw("id_field", required=False)
-        manifest = cls(
-            format_version=f.get("format_version", _int),
-            name=f.get("name", _str),
-            version=f.get("version", _str),
-            model_version=f.get("model_version", _str),
-            input_layout=f.get("input_layout", InputLayout.from_json),
-            inputs=f.get("inputs", _list_of(InputSpec.from_json)),
-            target=f.get("target", Target.from_json),
-            reference=f.get("reference", _references),
-            golden_samples=f.get("golden_samples", _list_of(GoldenSample.from_json)),
-            onnx_sha256=f.get("onnx_sha256", _str),
-            created_at=f.optional("created_at", _str),
-            task=f.optional("task", _str),
-            id_field=None if id_field is _ABSENT or id_field is None else _str(id_field, "id_field"),
-            has_id_field=id_field is not _ABSENT,
-            onnx_bytes=f.optional("onnx_bytes", _int),
-            metrics=f.optional("metrics", Metrics.from_json),
-            budgets=f.optional("budgets", Budgets.from_json),
-            search=f.optional("search", Search.from_json),
-            parity=f.optional("parity", Parity.from_json),
-            explain=f.optional("explain", Explain.from_json),
-            preprocessing=f.optional("preprocessing", _object),
-            segments=f.optional("segments", _object),
-            few_labels=f.optional("few_labels", _object),
-            libraries=f.optional("libraries", _libraries),
-            data=f.optional("data", _object),
-            signing=f.optional("signing", Signing.from_json),
-        )
-        f.done()
-        manifest._check_consistency()
-        return manifest
+        return super().from_json(data, "" if path is None else path)
 
-    def _check_consistency(self) -> None:
+    def _validate(self, path: str) -> None:
         """Cross-field rules a reader relies on (layout vs inputs, golden width vs classes)."""
         specs = {spec.name: spec for spec in self.inputs}
         for group, kind in (("num", "number"), ("cat", "string")):
@@ -804,32 +572,6 @@ class Manifest:
                     f"has {len(golden.probabilities)} entries for {len(self.target.classes)} classes",
                 )
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON mapping this manifest was read from (same fields, same values)."""
-        out: dict[str, Any] = {
-            "format_version": self.format_version,
-            "name": self.name,
-            "version": self.version,
-            "model_version": self.model_version,
-            "input_layout": self.input_layout.to_json(),
-            "inputs": [spec.to_json() for spec in self.inputs],
-            "target": self.target.to_json(),
-            "reference": {name: ref.to_json() for name, ref in self.reference.items()},
-            "golden_samples": [golden.to_json() for golden in self.golden_samples],
-            "onnx_sha256": self.onnx_sha256,
-        }
-        _put(out, "created_at", self.created_at)
-        _put(out, "task", self.task)
-        if self.has_id_field:
-            out["id_field"] = self.id_field
-        _put(out, "onnx_bytes", self.onnx_bytes)
-        for key in ("metrics", "budgets", "search", "parity", "explain", "signing"):
-            part = getattr(self, key)
-            _put(out, key, None if part is None else part.to_json())
-        for key in ("preprocessing", "segments", "few_labels", "libraries", "data"):
-            _put(out, key, _json_copy(getattr(self, key)))
-        return out
-
     @property
     def classes(self) -> tuple[str, ...]:
         """The class names, in the order of the graph's probability columns."""
@@ -841,13 +583,6 @@ class Manifest:
             if spec.name == name:
                 return spec
         raise KeyError(f"model {self.model_version} has no input {name!r}")
-
-
-def _libraries(value: Any, path: str) -> Mapping[str, str]:
-    mapping = _object(value, path)
-    for name, version in mapping.items():
-        _str(version, f"{path}.{name}")
-    return mapping
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
