@@ -34,11 +34,9 @@ def post_results_batch(
     settings: SettingsDep,
     body: JsonBody,
 ) -> BatchAck:
-    """Store a batch once per ``(device_id, seq)``; answer the device's contiguous watermark.
-
-    The body is read by ``JsonBody`` (gzip, size bound) rather than by FastAPI, so the batch
-    is validated here, after the cheap count check.
-    """
+    """Store a batch once per ``(device_id, seq)``; answer the device's contiguous watermark."""
+    # JsonBody (gzip, size bound) reads the body instead of FastAPI, so the batch is validated
+    # here, after the cheap count check.
     metrics = request.app.state.metrics
     results = body.get("results") if isinstance(body, dict) else None
     try:
