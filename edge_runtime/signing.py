@@ -23,9 +23,6 @@ from edge_runtime.artifact import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, Man
 from edge_runtime.exceptions import ManifestError, ModelIntegrityError, ModelLoadError, SignatureError
 
 __all__ = [
-    "MANIFEST_NAME",
-    "MODEL_NAME",
-    "SIGNATURE_NAME",
     "key_id",
     "load_public_key",
     "load_verified_artifact",
@@ -33,12 +30,6 @@ __all__ = [
     "verify_artifact",
     "verify_manifest_bytes",
 ]
-
-# Old names of the contract's file names (edge_runtime.artifact), kept for importers that
-# have not switched yet; new code uses MANIFEST_FILE / SIGNATURE_FILE / MODEL_FILE.
-MANIFEST_NAME = MANIFEST_FILE
-SIGNATURE_NAME = SIGNATURE_FILE
-MODEL_NAME = MODEL_FILE
 
 
 def load_public_key(key: str | Path | bytes | Ed25519PublicKey) -> Ed25519PublicKey:
