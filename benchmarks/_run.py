@@ -103,6 +103,7 @@ def bench_dataset(
         "artifact": str(job.artifact_dir.relative_to(work)),
         "model_version": job.manifest.model_version,
         "learner": search.learner,
+        "learners": list(search.estimator_list),
         "config": dict(search.config),
         "trials": search.trials,
         "feasible_trials": search.feasible_trials,

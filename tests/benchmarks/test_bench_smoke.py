@@ -78,6 +78,14 @@ def test_results_json_has_every_measurement(report_dir: Path) -> None:
     machine = results["machine"]
     assert machine["cpu_model"] and machine["cpu_count"] >= 1
     assert machine["libraries"]["onnxruntime"] and machine["libraries"]["flaml"]
+    # The report says which threads each path ran with, as recorded by this run.
+    assert [row[0] for row in results["meta"]["threads"]] == [
+        "edgeseg single record",
+        "edgeseg batch",
+        "skl2onnx default graph",
+        "native booster",
+        "FLAML / sklearn",
+    ]
 
     retail = results["datasets"]["retail"]
     assert retail["status"] == "ok", retail.get("note")
@@ -113,6 +121,9 @@ def test_results_json_has_every_measurement(report_dir: Path) -> None:
     main = next(r for r in budget["rows"] if r["latency_budget_us"] == 50.0)
     assert main["model"] and math.isclose(main["test_quality"], retail["build"]["test_quality"])
     assert 0.0 <= budget["unconstrained_flaml"]["test_quality"] <= 1.0
+    # Unconstrained FLAML searches the very learners the budgeted build searched.
+    assert retail["flaml"]["learners"] == retail["build"]["learners"]
+    assert set(retail["build"]["learners"]) >= {"lgbm", "xgboost"}
 
     for external in ("edge_runtime", "central_ingest"):
         assert results[external]["status"] in {"ok", "pending", "failed"}
