@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ import pandas as pd
 from benchmarks._baselines import Booster, DefaultGraph, FlamlRun
 from benchmarks._job import Job, frame_from_record
 from benchmarks._timing import SingleCall
+
+if TYPE_CHECKING:
+    from edge_runtime import Classifier
 
 __all__ = [
     "CONTENDERS",
@@ -62,7 +65,7 @@ class Contenders:
     """Everything the calls close over, built once per dataset."""
 
     job: Job
-    classifier: Any  # edge_runtime.Classifier
+    classifier: Classifier
     flaml: FlamlRun
     graph: DefaultGraph
     booster: Booster
