@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from central.models import Model, ModelFile, Rollout, utc_now
 from central.schemas import ArtifactFileName
@@ -182,8 +182,13 @@ def rollout(session: Session, model_version: str, store: str | None) -> Rollout:
 
 
 def list_models(session: Session) -> list[Model]:
-    """Registered models, oldest first."""
-    return list(session.scalars(select(Model).order_by(Model.registered_at, Model.model_version)))
+    """Registered models, oldest first, with their file names and rollouts loaded (3 queries)."""
+    query = (
+        select(Model)
+        .options(selectinload(Model.files), selectinload(Model.rollouts))
+        .order_by(Model.registered_at, Model.model_version)
+    )
+    return list(session.scalars(query))
 
 
 def current_model_for_store(session: Session, store: str) -> Model | None:
