@@ -136,7 +136,7 @@ def assemble_manifest(
         },
         "budgets": _budgets(config, verified, searched),
         "search": _search(config, verified, searched),
-        "parity": verified.parity.to_dict(),
+        "parity": verified.parity.to_json(),
         "preprocessing": preprocessing_report(
             config.numeric_imputer,
             model,

@@ -7,13 +7,13 @@ most easily disagree (a NaN inside a string tensor becomes "nan" in onnxruntime)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
+from edge_runtime.artifact import Parity
 from edge_runtime.encoding import InputLayout, encode_columns
 from edge_runtime.session import make_session
 from factory._schema import InputSchema
@@ -30,17 +30,8 @@ __all__ = ["ParityReport", "StressRows", "check_parity", "encode_frame", "onnx_p
 UNSEEN_CATEGORY = "__never_seen_in_training__"
 
 
-@dataclass
-class ParityReport:
-    rows: int
-    rows_with_missing: int
-    rows_with_unseen_category: int
-    label_agreement: float
-    max_abs_prob_diff: float
-    passed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+# The gate's result is the manifest's ``parity`` section, typed by the artifact contract.
+ParityReport = Parity
 
 
 class StressRows(NamedTuple):
@@ -96,7 +87,7 @@ def check_parity(
     *,
     seed: int = 0,
     stressed: StressRows | None = None,
-) -> ParityReport:
+) -> Parity:
     """Compare graph and native pipeline; raise ParityError beyond tolerance.
 
     ``stressed`` are the generated rows (default: ``PARITY_SYNTHETIC_ROWS`` made with ``seed``);
@@ -112,7 +103,7 @@ def check_parity(
     expected_labels = np.asarray(classes, dtype=object)[expected_proba.argmax(axis=1)]
     agreement = float(np.mean(labels.astype(str) == expected_labels.astype(str)))
     max_diff = float(np.max(np.abs(proba.astype(np.float64) - expected_proba)))
-    report = ParityReport(
+    report = Parity(
         rows=len(frame),
         rows_with_missing=n_missing,
         rows_with_unseen_category=n_unseen,

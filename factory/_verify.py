@@ -19,10 +19,11 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
+from edge_runtime.artifact import Parity
 from edge_runtime.session import make_session
 from factory._config import BuildConfig
 from factory._latency import LatencyMeasurer, LatencyReport, measure_artifact
-from factory._parity import ParityReport, StressRows, check_parity, onnx_predict, stress_rows
+from factory._parity import StressRows, check_parity, onnx_predict, stress_rows
 from factory._search import Candidate, SearchResult
 from factory._settings import PARITY_SYNTHETIC_ROWS
 from factory._stages import Dataset, Searched
@@ -38,7 +39,7 @@ class Verified:
     candidate: Candidate
     model_bytes: bytes
     session: ort.InferenceSession  # single-threaded, as a till runs it
-    parity: ParityReport
+    parity: Parity
     latency: LatencyReport
     stressed: StressRows  # the gate's generated rows (golden samples reuse them)
     test_labels: np.ndarray  # the graph's predicted class name per test row

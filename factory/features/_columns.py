@@ -114,25 +114,15 @@ class LogColumns:
     def online_retail(cls) -> LogColumns:
         """UCI Online Retail (the bundled ``data/online_retail/online_retail.parquet``)."""
         return cls(
-            customer_id="CustomerID",
-            timestamp="InvoiceDate",
-            quantity="Quantity",
-            unit_price="UnitPrice",
-            invoice_id="InvoiceNo",
-            product="StockCode",
-            country="Country",
-            timestamp_format="%Y-%m-%d %H:%M:%S",
-            cancel_prefix="C",
-            category_from_stock_code=True,
-        )
+            customer_id="CustomerID", timestamp="InvoiceDate", quantity="Quantity", unit_price="UnitPrice",
+            invoice_id="InvoiceNo", product="StockCode", country="Country", timestamp_format="%Y-%m-%d %H:%M:%S",
+            cancel_prefix="C", category_from_stock_code=True,
+        )  # fmt: skip
 
     @classmethod
     def cdnow(cls) -> LogColumns:
         """CDNOW master log (Fader & Hardie): no invoice, product or country columns."""
         return cls(
-            customer_id="customer_id",
-            timestamp="date",
-            quantity="number_of_cds",
-            amount="dollar_value",
+            customer_id="customer_id", timestamp="date", quantity="number_of_cds", amount="dollar_value",
             timestamp_format="%Y%m%d",
-        )
+        )  # fmt: skip

@@ -7,17 +7,7 @@ import pandas as pd
 
 from factory.errors import FactoryInputError
 
-from ._columns import (
-    AMOUNT,
-    CATEGORY,
-    COUNTRY,
-    CUSTOMER_ID,
-    INVOICE_ID,
-    IS_RETURN,
-    PRODUCT,
-    QUANTITY,
-    TIMESTAMP,
-)
+from ._columns import AMOUNT, CATEGORY, COUNTRY, CUSTOMER_ID, INVOICE_ID, IS_RETURN, PRODUCT, QUANTITY, TIMESTAMP
 from ._log import check_log
 from ._params import as_cutoff, positive_number
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,7 +30,7 @@ def build_value_tier_table(
     horizon_days: float = 90,
     dormant_days: float = 30,
     cutoff: pd.Timestamp | str | None = None,
-) -> tuple[pd.DataFrame, dict[str, object]]:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load a log, build customer features at a cutoff and label each customer's value tier.
 
     Parameters
@@ -53,31 +55,49 @@ def build_value_tier_table(
         rule from :func:`future_value_tier`), ``tier_counts``, ``build_seconds``.
     """
     started = time.perf_counter()
-    source = default_log_path() if path is None else Path(path)
-    log, report = load_transactions(source)
-    if cutoff is None:
-        cutoff = default_cutoff(log, horizon_days)
-    features = build_customer_features(log, cutoff, dormant_days=dormant_days)
-    tier, tier_info = future_value_tier(log, cutoff, features.index, horizon_days=horizon_days)
+    log, features, info = feature_job(
+        path,
+        cutoff if cutoff is not None else (lambda log: default_cutoff(log, horizon_days)),
+        dormant_days=dormant_days,
+        dormant_note="dormant customers are kept and flagged",
+    )
+    tier, tier_info = future_value_tier(log, info["cutoff"], features.index, horizon_days=horizon_days)
     table = features.assign(value_tier=tier).reset_index()
     table[CUSTOMER_ID] = table[CUSTOMER_ID].astype("str")
+    info.update(
+        horizon_days=horizon_days,
+        thresholds=tier_info,
+        tier_counts=tier_info["counts"],
+        build_seconds=round(time.perf_counter() - started, 3),
+    )
+    return table, info
 
-    n_dormant = int((table["is_dormant"] == "yes").sum())
-    info: dict[str, object] = {
+
+def feature_job(
+    path: str | Path | None,
+    cutoff: pd.Timestamp | str | Callable[[pd.DataFrame], pd.Timestamp],
+    *,
+    dormant_days: float,
+    dormant_note: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The common start of the bundled jobs (value tier, segment discovery): load the log, build
+    the features at the cutoff (a date, or a rule applied to the log) and the ``info`` every job
+    reports. Returns ``(log, features indexed by customer, info)``."""
+    source = default_log_path() if path is None else Path(path)
+    log, cleaning = load_transactions(source)
+    at = cutoff(log) if callable(cutoff) else cutoff
+    features = build_customer_features(log, at, dormant_days=dormant_days)
+    info: dict[str, Any] = {
         "source": str(source),
-        "cleaning": report,
-        "cutoff": pd.Timestamp(cutoff).isoformat(),
-        "horizon_days": horizon_days,
+        "cleaning": cleaning,
+        "cutoff": pd.Timestamp(at).isoformat(),
+        "dormant_days": dormant_days,
         "dormant_rule": (
             f"is_dormant = 'yes' when a customer has no log line in the {dormant_days:g} days "
-            "before the cutoff; dormant customers are kept and flagged"
+            f"before the cutoff; {dormant_note}"
         ),
-        "dormant_days": dormant_days,
-        "n_customers": len(table),
-        "dormant_customers": n_dormant,
+        "n_customers": int(len(features)),
+        "dormant_customers": int((features["is_dormant"] == "yes").sum()),
         "feature_columns": list(features.columns),
-        "thresholds": tier_info,
-        "tier_counts": tier_info["counts"],
-        "build_seconds": round(time.perf_counter() - started, 3),
     }
-    return table, info
+    return log, features, info

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from factory._constraints import StrOptions, check_param
 from factory.errors import FactoryInputError
 
 __all__ = ["FEW_LABEL_METHODS", "FewLabelResult", "propagate_labels"]
@@ -132,11 +133,7 @@ def propagate_labels(
     """Fill the empty labels of ``frame[target]`` and report counts, confidence and the comparison."""
     from sklearn.model_selection import train_test_split
 
-    if method not in FEW_LABEL_METHODS:
-        raise FactoryInputError(
-            f"The 'few_label_method' parameter of build must be one of {', '.join(FEW_LABEL_METHODS)}. "
-            f"Got {method!r} instead."
-        )
+    check_param("propagate_labels", "method", method, (StrOptions(FEW_LABEL_METHODS),))
     if target not in frame.columns:
         raise FactoryInputError(f"target column {target!r} is not in the data; --labels few needs it (partly filled)")
     raw = frame[target]

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from factory._constraints import Interval, NoneOr, StrOptions, check_param
 from factory._settings import CLUSTER_METHODS
 from factory.errors import FactoryInputError
 
@@ -131,22 +132,16 @@ def choose_and_fit(
     """
     from sklearn.metrics import adjusted_rand_score
 
-    if method not in CLUSTER_METHODS:
-        raise FactoryInputError(
-            f"The 'cluster_method' parameter of build must be one of {', '.join(CLUSTER_METHODS)}. "
-            f"Got {method!r} instead."
-        )
+    owner = "choose_and_fit"
+    check_param(owner, "method", method, (StrOptions(CLUSTER_METHODS),))
     low, high = int(k_range[0]), int(k_range[1])
     if not 2 <= low <= high:
-        raise FactoryInputError(f"The 'k_range' parameter of build must be 2 <= low <= high. Got {k_range!r} instead.")
-    if n_segments is not None and (isinstance(n_segments, bool) or int(n_segments) < 2):
-        raise FactoryInputError(f"The 'n_segments' parameter of build must be >= 2. Got {n_segments!r} instead.")
-    ks = [k for k in range(low, high + 1) if k < len(matrix)]
-    if n_segments is not None and n_segments >= len(matrix):
         raise FactoryInputError(
-            f"The 'n_segments' parameter of build must be smaller than the {len(matrix)} rows to cluster. "
-            f"Got {n_segments!r} instead."
+            f"The 'k_range' parameter of {owner} must be 2 <= low <= high. Got {k_range!r} instead."
         )
+    # at least 2 segments, and fewer than the rows to cluster
+    check_param(owner, "n_segments", n_segments, (Interval(int, 2, len(matrix), closed="left"), NoneOr()))
+    ks = [k for k in range(low, high + 1) if k < len(matrix)]
     if not ks:
         raise FactoryInputError(f"only {len(matrix)} rows to cluster; need more than {low}")
     scores, labelings = _scan(method, matrix, ks, seed)

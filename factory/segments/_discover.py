@@ -157,28 +157,16 @@ def build_segment_table(
     The cutoff defaults to midnight after the log's last line, so every line is history: the
     segments describe the customers as they are at the end of the data.
     """
-    from factory.features import build_customer_features, default_log_path, load_transactions
+    from factory.features._table import feature_job
 
     started = time.perf_counter()
-    source = default_log_path() if path is None else Path(path)
-    log, cleaning = load_transactions(source)
-    if cutoff is None:
-        cutoff = log["timestamp"].max().normalize() + pd.Timedelta(days=1)
-    features = build_customer_features(log, cutoff, dormant_days=dormant_days)
+    _, features, info = feature_job(
+        path,
+        cutoff if cutoff is not None else (lambda log: log["timestamp"].max().normalize() + pd.Timedelta(days=1)),
+        dormant_days=dormant_days,
+        dormant_note="dormant customers are their own segment, never dropped",
+    )
     table = features.reset_index()
     table["customer_id"] = table["customer_id"].astype("str")
-    info: dict[str, Any] = {
-        "source": str(source),
-        "cleaning": cleaning,
-        "cutoff": pd.Timestamp(cutoff).isoformat(),
-        "dormant_days": dormant_days,
-        "dormant_rule": (
-            f"is_dormant = 'yes' when a customer has no log line in the {dormant_days:g} days "
-            "before the cutoff; dormant customers are their own segment, never dropped"
-        ),
-        "n_customers": int(len(table)),
-        "dormant_customers": int((table["is_dormant"] == "yes").sum()),
-        "feature_columns": list(features.columns),
-        "build_seconds": round(time.perf_counter() - started, 3),
-    }
+    info["build_seconds"] = round(time.perf_counter() - started, 3)
     return table, info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -62,22 +63,20 @@ def test_target_absent(capsys: pytest.CaptureFixture[str], table: Path, tmp_path
     _assert_clean_failure(code, err, out, "target column 'Segment' is not in the data", "segment")
 
 
-def test_target_with_one_class(capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("row", "label", "message"),
+    [(slice(None), "a", "only one class ('a')"), (0, "rare", "class 'rare' of target 'segment' has 1 row")],
+    ids=["one-class", "class-with-one-row"],
+)
+def test_target_without_enough_rows_per_class(
+    capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path, row: Any, label: str, message: str
+) -> None:
     frame = pd.read_csv(table)
-    frame["segment"] = "a"
+    frame.loc[row, "segment"] = label
     frame.to_csv(table, index=False)
     out = tmp_path / "out"
     code, err = _run(capsys, out, "--data", str(table), "--target", "segment", "--drop", "ID")
-    _assert_clean_failure(code, err, out, "only one class ('a')")
-
-
-def test_class_with_one_row(capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path) -> None:
-    frame = pd.read_csv(table)
-    frame.loc[0, "segment"] = "rare"
-    frame.to_csv(table, index=False)
-    out = tmp_path / "out"
-    code, err = _run(capsys, out, "--data", str(table), "--target", "segment", "--drop", "ID")
-    _assert_clean_failure(code, err, out, "class 'rare' of target 'segment' has 1 row")
+    _assert_clean_failure(code, err, out, message)
 
 
 def test_all_empty_column(capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path) -> None:

@@ -27,20 +27,20 @@ def data(segmentation_csv) -> tuple:  # type: ignore[no-untyped-def]
     return schema, classes, preprocessor, train, y[:6000], held_out
 
 
+def _gate(data: tuple, *, exported: Any, native: Any) -> Any:  # type: ignore[type-arg]
+    """The parity gate on ``exported``'s graph against ``native``'s predictions (the same model
+    unless a test wants the gate to bite)."""
+    schema, classes, preprocessor, _, _, held_out = data
+    graph = export_graph(preprocessor, exported, schema, classes).SerializeToString()
+    return check_parity(graph, lambda f: native.predict_proba(preprocessor.transform(f)), held_out, schema, classes)
+
+
 @pytest.mark.parametrize("learner", sorted(_models()), ids=str)
 def test_every_learner_exports_with_parity(data, learner: str) -> None:  # type: ignore[no-untyped-def]
     schema, classes, preprocessor, train, y, held_out = data
     model = _models()[learner]
     model.fit(preprocessor.transform(train), y)
-    graph = export_graph(preprocessor, model, schema, classes)
-    report = check_parity(
-        graph.SerializeToString(),
-        lambda frame: model.predict_proba(preprocessor.transform(frame)),
-        held_out,
-        schema,
-        classes,
-        seed=0,
-    )
+    report = _gate(data, exported=model, native=model)
     assert report.passed
     assert report.label_agreement == 1.0
     assert report.rows_with_missing > 0 and report.rows_with_unseen_category > 0
@@ -54,16 +54,8 @@ def test_gate_refuses_a_graph_that_disagrees(data) -> None:  # type: ignore[no-u
     matrix = preprocessor.transform(train)
     exported.fit(matrix, y)
     other.fit(matrix, y)
-    graph = export_graph(preprocessor, exported, schema, classes)
     with pytest.raises(ParityError, match=r"ONNX graph disagrees with the native model: labels agree on"):
-        check_parity(
-            graph.SerializeToString(),
-            lambda frame: other.predict_proba(preprocessor.transform(frame)),
-            held_out,
-            schema,
-            classes,
-            seed=0,
-        )
+        _gate(data, exported=exported, native=other)
 
 
 def test_missing_string_is_the_token_not_nan(data) -> None:  # type: ignore[no-untyped-def]
