@@ -548,6 +548,7 @@ CREATE TABLE IF NOT EXISTS customers (
 ) WITHOUT ROWID;
 """
 SCHEMA_VERSION: Final = 1
+CACHE_KIB: Final = 32 * 1024  # SQLite page cache of the state file
 _PRODUCT, _CATEGORY, _COUNTRY = 0, 1, 2
 _SYNCHRONOUS: Final = {"process": "NORMAL", "power": "FULL"}
 
@@ -586,6 +587,9 @@ class CustomerState:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
+        # A store's state is tens of MB and every event reads one customer at random: without
+        # a page cache that large each read is a system call (measured: 3x slower replays).
+        self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self._db.executescript(_SCHEMA)
         self.program = self._check_program(program)
         self._validator = _Validator(self.program)
@@ -742,7 +746,8 @@ class CustomerState:
         self._next = {}
         watermark = start = self._watermark()
         now = self._validator.now_us(self.clock)
-        cache: dict[bytes, _Customer] = {}
+        events = events if isinstance(events, list) else list(events)
+        cache = self._preload(events) if len(events) > 1 else {}
         results: list[ObserveResult] = []
         for n, (raw, ref) in enumerate(events):
             try:
@@ -778,6 +783,21 @@ class CustomerState:
         if watermark != start:
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'watermark'", (str(watermark),))
         return results
+
+    def _preload(self, events: list[tuple[Mapping[str, Any], str]]) -> dict[bytes, _Customer]:
+        """Every stored customer of a batch in a few queries (one round trip per 500, not per event)."""
+        keys = list({bytes.fromhex(ref) for _, ref in events if isinstance(ref, str) and _REF.match(ref)})
+        cache: dict[bytes, _Customer] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT ref, head, products, categories, countries, recent FROM customers WHERE ref IN ({marks})"
+            for ref, *row in self._db.execute(sql, chunk):
+                cache[bytes(ref)] = _Customer.from_row(*row)
+        for key in keys:
+            if key not in cache:
+                cache[key] = _Customer()
+        return cache
 
     def _load(self, key: bytes) -> _Customer:
         row = self._db.execute(

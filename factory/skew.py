@@ -48,7 +48,7 @@ from factory.features._columns import (
 )
 from factory.features._params import as_cutoff
 
-__all__ = ["SkewError", "check_skew", "log_events", "program_for_log"]
+__all__ = ["SkewError", "check_skew", "compare_records", "log_events", "program_for_log"]
 
 #: Events per transaction in the replay (each event is still all-or-nothing).
 REPLAY_BATCH = 500
@@ -194,6 +194,56 @@ def _differs(factory: object, device: object, rel_tol: float, abs_tol: float) ->
     return gap > abs_tol and relative > rel_tol, relative
 
 
+def compare_records(
+    expected: pd.DataFrame,
+    device: dict[str, dict[str, Any]],
+    *,
+    rel_tol: float = 1e-6,
+    abs_tol: float = 1e-9,
+) -> float:
+    """Compare the factory's table with the device's records (customer id → record).
+
+    The same customers must have a record on both sides (the device has none for a customer
+    seen only through returns, nor has the factory), and every feature of the table must
+    agree. Returns the largest relative difference found; raises ``SkewError`` on the first
+    mismatch, with the total count.
+    """
+    features = list(expected.columns)
+    mismatches: list[tuple[str, str, object, object, float]] = []
+    extra = sorted(set(device) - set(map(str, expected.index)))
+    missing = sorted(set(map(str, expected.index)) - set(device))
+    for customer_id in extra[:1] + missing[:1]:
+        in_factory = customer_id not in device
+        mismatches.append((customer_id, "<record>", in_factory, not in_factory, math.inf))
+    max_relative = 0.0
+    for customer_id, row in expected.to_dict(orient="index").items():
+        record = device.get(str(customer_id))
+        if record is None:
+            continue
+        for name in features:
+            bad, relative = _differs(row[name], record.get(name), rel_tol, abs_tol)
+            if bad:
+                mismatches.append((str(customer_id), name, row[name], record.get(name), relative))
+            elif math.isfinite(relative):
+                max_relative = max(max_relative, relative)
+    if not mismatches:
+        return max_relative
+    n_bad = len(mismatches) + max(len(extra) - 1, 0) + max(len(missing) - 1, 0)
+    customer_id, name, want, got, relative = mismatches[0]
+    if name == "<record>":
+        side = "factory" if want else "device"
+        message = (
+            f"skew gate: customer {customer_id!r} has a record in the {side} table only "
+            f"({len(extra)} customer(s) device-only, {len(missing)} factory-only)"
+        )
+    else:
+        message = (
+            f"skew gate: customer {customer_id!r} feature {name!r}: factory {want!r}, device {got!r} "
+            f"(relative difference {relative:.3g} > {rel_tol:g}); {n_bad} mismatching value(s) in all"
+        )
+    raise SkewError(message, customer=customer_id, feature=name, factory_value=want, device_value=got, mismatches=n_bad)
+
+
 def check_skew(
     log: pd.DataFrame,
     cutoff: pd.Timestamp | str,
@@ -243,40 +293,7 @@ def check_skew(
                 except NoRecordError:
                     continue  # seen only through returns: the factory leaves them out too
 
-    mismatches: list[tuple[str, str, object, object, float]] = []
-    extra = sorted(set(device) - set(expected.index))
-    missing = sorted(set(expected.index) - set(device))
-    for customer_id in extra[:1] + missing[:1]:
-        in_factory = customer_id in expected.index
-        mismatches.append((customer_id, "<record>", in_factory, not in_factory, math.inf))
-    max_relative = 0.0
-    values = expected.to_dict(orient="index")
-    for customer_id, row in values.items():
-        record = device.get(str(customer_id))
-        if record is None:
-            continue
-        for name in features:
-            bad, relative = _differs(row[name], record[name], rel_tol, abs_tol)
-            if bad:
-                mismatches.append((str(customer_id), name, row[name], record[name], relative))
-            elif math.isfinite(relative):
-                max_relative = max(max_relative, relative)
-    n_bad = len(mismatches) + max(len(extra) - 1, 0) + max(len(missing) - 1, 0)
-    if mismatches:
-        customer_id, name, want, got, relative = mismatches[0]
-        if name == "<record>":
-            message = (
-                f"skew gate: customer {customer_id!r} has a record in the "
-                f"{'factory' if want else 'device'} table only ({len(extra)} device-only, {len(missing)} factory-only)"
-            )
-        else:
-            message = (
-                f"skew gate: customer {customer_id!r} feature {name!r}: factory {want!r}, device {got!r} "
-                f"(relative difference {relative:.3g} > {rel_tol:g}); {n_bad} mismatching value(s) in all"
-            )
-        raise SkewError(
-            message, customer=customer_id, feature=name, factory_value=want, device_value=got, mismatches=n_bad
-        )
+    max_relative = compare_records(expected, device, rel_tol=rel_tol, abs_tol=abs_tol)
     return {
         "feature_program": program.to_json(),
         "cutoff": cutoff.isoformat(),
