@@ -100,8 +100,9 @@ def write_build(
 ) -> Manifest:
     """Model, signed manifest, both cards and the search log, atomically; the manifest as written."""
     log_lines = "".join(json.dumps(t, sort_keys=True) + "\n" for t in trials)
-    # The cards are rendered before the hash is known; they do not show it.
-    provisional = dict(manifest, onnx_sha256="", onnx_bytes=len(model_bytes))
+    # The cards are rendered (from the manifest as the contract reads it) before the hash is
+    # known; they do not show it.
+    provisional = Manifest.from_json(dict(manifest, onnx_sha256="", onnx_bytes=len(model_bytes)))
     return write_artifact(
         destination,
         model_bytes=model_bytes,

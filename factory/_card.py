@@ -1,4 +1,4 @@
-"""Render the model card from the manifest: ``card.md`` and ``card.html`` (plots embedded).
+"""Render the model card from the typed manifest: ``card.md`` and ``card.html`` (plots embedded).
 
 Both come from one list of blocks (heading, paragraph, list, table, preformatted text, plot),
 so the two files always say the same thing; the HTML adds the plots as base64 PNG data URIs
@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from edge_runtime.artifact import SEARCH_LOG_FILE, Budgets, Manifest, Metrics, Parity, Search, Target
 
 __all__ = ["card_blocks", "render_card", "render_card_html"]
 
@@ -27,6 +30,25 @@ def _f(value: Any, spec: str = ".4f") -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _sections(manifest: Manifest) -> tuple[Target, Metrics, Budgets, Search, Parity]:
+    """The sections every factory-built manifest has (optional in the contract for old ones)."""
+    target, metrics, budgets, search, parity = (
+        manifest.target, manifest.metrics, manifest.budgets, manifest.search, manifest.parity
+    )  # fmt: skip
+    if metrics is None or budgets is None or search is None or parity is None:
+        raise ValueError(f"manifest of {manifest.model_version} lacks metrics, budgets, search or parity: no card")
+    return target, metrics, budgets, search, parity
+
+
+def _json(value: Any) -> str:
+    """A mapping as JSON text (as the manifest shows it), '' for None."""
+    return "" if value is None else json.dumps(value, sort_keys=True)
+
+
+def _g(value: float) -> str:
+    return format(value, "g")
+
+
 def _label_rule(rule: Any) -> str:
     if isinstance(rule, dict) and rule.get("kind") == "clusters":
         return (
@@ -36,48 +58,43 @@ def _label_rule(rule: Any) -> str:
     return f"Label rule: `{rule}`"
 
 
-def card_blocks(manifest: Mapping[str, Any]) -> list[Block]:
+def card_blocks(manifest: Manifest) -> list[Block]:
     """The card's content in order: ("h", level, text) · ("p", text) · ("ul", [items]) ·
     ("table", header, rows) · ("pre", text) · ("plot", key, caption)."""
-    target = manifest["target"]
-    metrics = manifest["metrics"]
-    test = metrics["test"]
-    budgets = manifest["budgets"]
-    measured = budgets["measured"]
-    search = manifest["search"]
-    classes = target["classes"]
-    parity = manifest["parity"]
+    target, metrics, budgets, search, parity = _sections(manifest)
+    test = metrics.test
+    measured = budgets.measured
+    classes = list(target.classes)
+    data = manifest.data or {}
     b: list[Block] = [
-        ("h", 1, f"Model card: {manifest['model_version']}"),
+        ("h", 1, f"Model card: {manifest.model_version}"),
         (
             "p",
-            f"Classifies a customer into one of {len(classes)} segments of `{target['name']}` "
-            f"({', '.join(classes)}) at the till, from {len(manifest['inputs'])} raw inputs, "
+            f"Classifies a customer into one of {len(classes)} segments of `{target.name}` "
+            f"({', '.join(classes)}) at the till, from {len(manifest.inputs)} raw inputs, "
             "in one ONNX graph served by the edgeseg edge runtime.",
         ),
         ("h", 2, "Data"),
         (
             "ul",
             [
-                f"Source: `{manifest['data'].get('source')}` ({manifest['data'].get('rows')} rows, "
-                f"fingerprint `{(manifest['data'].get('fingerprint') or '')[:16]}…`).",
-                f"Split: {metrics['n_train']} train / {metrics['n_val']} validation / {metrics['n_test']} test rows "
+                f"Source: `{data.get('source')}` ({data.get('rows')} rows, "
+                f"fingerprint `{(data.get('fingerprint') or '')[:16]}…`).",
+                f"Split: {metrics.n_train} train / {metrics.n_val} validation / {metrics.n_test} test rows "
                 "(stratified; the test rows were never seen by the search).",
-                *([_label_rule(target["label_rule"])] if target.get("label_rule") else []),
+                *([_label_rule(target.label_rule)] if target.label_rule else []),
             ],
         ),
     ]
-    segments = manifest.get("segments")
-    if segments:
-        b += _segment_blocks(segments)
-    few = manifest.get("few_labels")
-    if few:
-        b += _few_blocks(few)
+    if manifest.segments:
+        b += _segment_blocks(manifest.segments)
+    if manifest.few_labels:
+        b += _few_blocks(manifest.few_labels)
     b += [
         ("h", 2, "Quality on held-out data"),
         (
             "p",
-            f"Search metric: **{metrics['metric']}**. Test accuracy {_f(test['accuracy'])}, "
+            f"Search metric: **{metrics.metric}**. Test accuracy {_f(test['accuracy'])}, "
             f"macro F1 {_f(test['macro_f1'])}, log loss {_f(test['log_loss'])}.",
         ),
         (
@@ -96,9 +113,9 @@ def card_blocks(manifest: Mapping[str, Any]) -> list[Block]:
         ),
         ("plot", "confusion", "Confusion matrix on the test rows"),
     ]
-    baseline = metrics.get("baseline")
+    baseline = metrics.baseline
     if baseline:
-        rows = [["exported model (" + search["learner"] + ")", _f(test["accuracy"]), _f(test["macro_f1"])]]
+        rows = [["exported model (" + search.learner + ")", _f(test["accuracy"]), _f(test["macro_f1"])]]
         rows += [
             [f"{name.replace('_', ' ')}: {v['description']}", _f(v["test"]["accuracy"]), _f(v["test"]["macro_f1"])]
             for name, v in baseline.items()
@@ -110,7 +127,7 @@ def card_blocks(manifest: Mapping[str, Any]) -> list[Block]:
         if baseline.get("decision_tree", {}).get("rules"):
             b += [("p", "The depth-3 tree, readable as rules:"), ("pre", baseline["decision_tree"]["rules"])]
     b += _explain_blocks(manifest)
-    preprocessing = manifest.get("preprocessing") or {}
+    preprocessing = manifest.preprocessing or {}
     if preprocessing:
         items = [f"Numeric imputer: **{preprocessing.get('numeric_imputer')}**."]
         missing = preprocessing.get("missing_in_training") or {}
@@ -130,38 +147,38 @@ def card_blocks(manifest: Mapping[str, Any]) -> list[Block]:
             "table",
             ["budget", "asked", "measured"],
             [
-                ["p99 latency, single row (µs)", budgets["latency_p99_us"], f"{measured['latency_p99_us']:.1f}"],
-                ["p50 latency, single row (µs)", "—", f"{measured['latency_p50_us']:.1f}"],
-                ["artifact size (bytes)", budgets["size_bytes"], measured["size_bytes"]],
+                ["p99 latency, single row (µs)", _g(budgets.latency_p99_us), f"{measured.latency_p99_us:.1f}"],
+                ["p50 latency, single row (µs)", "—", f"{measured.latency_p50_us:.1f}"],
+                ["artifact size (bytes)", budgets.size_bytes, measured.size_bytes],
             ],
         ),
-        ("p", f"Device profile: {measured.get('device_profile') or 'this build machine (scale 1.0)'}."),
+        ("p", f"Device profile: {_json(measured.device_profile) or 'this build machine (scale 1.0)'}."),
         ("h", 2, "Search"),
         (
             "p",
-            f"FLAML over {', '.join(search['estimator_list'])}, {search['trials']} trials "
-            f"({search['feasible_trials']} within budget) in {search['wall_time_s']:.1f} s, seed {search['seed']}. "
-            f"Chosen: **{search['learner']}** with `{search['config']}`. Every trial is in `search_log.jsonl`.",
+            f"FLAML over {', '.join(search.estimator_list)}, {search.trials} trials "
+            f"({search.feasible_trials} within budget) in {search.wall_time_s:.1f} s, seed {search.seed}. "
+            f"Chosen: **{search.learner}** with `{_json(search.config)}`. Every trial is in `{SEARCH_LOG_FILE}`.",
         ),
         ("plot", "pareto", "Validation quality vs single-row p99 latency of every trial"),
         ("h", 2, "Parity (ONNX vs native)"),
         (
             "p",
-            f"{parity['rows']} rows ({parity['rows_with_missing']} with a missing value, "
-            f"{parity['rows_with_unseen_category']} with unseen categories): labels agree on "
-            f"{parity['label_agreement']:.4%}, max probability difference {parity['max_abs_prob_diff']:.2e}.",
+            f"{parity.rows} rows ({parity.rows_with_missing} with a missing value, "
+            f"{parity.rows_with_unseen_category} with unseen categories): labels agree on "
+            f"{parity.label_agreement:.4%}, max probability difference {parity.max_abs_prob_diff:.2e}.",
         ),
         ("h", 2, "Segment profiles"),
     ]
     items = []
-    for name, profile in target.get("profiles", {}).items():
+    for name, profile in (target.profiles or {}).items():
         medians = ", ".join(f"{k} {v:.4g}" for k, v in list(profile.get("medians", {}).items())[:8])
         items.append(f"**{name}**: {profile['count']} customers ({profile['share']:.1%}); medians: {medians}")
-    b += [("ul", items), ("p", f"Built {manifest['created_at']} with {manifest['libraries']}.")]
+    b += [("ul", items), ("p", f"Built {manifest.created_at} with {_json(manifest.libraries)}.")]
     return b
 
 
-def _segment_blocks(segments: dict[str, Any]) -> list[Block]:
+def _segment_blocks(segments: Mapping[str, Any]) -> list[Block]:
     scores = segments["scores"]
     alt = segments.get("alternative") or {}
     dormant = segments["dormant"]
@@ -203,7 +220,7 @@ def _segment_blocks(segments: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def _few_blocks(few: dict[str, Any]) -> list[Block]:
+def _few_blocks(few: Mapping[str, Any]) -> list[Block]:
     hold = few["holdout"]
     conf = few["confidence"]
     return [
@@ -228,9 +245,9 @@ def _few_blocks(few: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _explain_blocks(manifest: Mapping[str, Any]) -> list[Block]:
-    explain = manifest.get("explain") or {}
-    importance = explain.get("global_importance") or {}
+def _explain_blocks(manifest: Manifest) -> list[Block]:
+    explain = manifest.explain
+    importance = (explain.global_importance if explain else None) or {}
     blocks: list[Block] = [("h", 2, "Explanations")]
     ranking = importance.get("ranking") or []
     if ranking:
@@ -241,12 +258,12 @@ def _explain_blocks(manifest: Mapping[str, Any]) -> list[Block]:
         ]
     else:
         blocks.append(("p", f"SHAP importance unavailable: {importance.get('error')}"))
-    if explain.get("device_method"):
-        blocks.append(("p", f"On the device: {explain['device_method']}."))
+    if explain and explain.device_method:
+        blocks.append(("p", f"On the device: {explain.device_method}."))
     return blocks
 
 
-def render_card(manifest: Mapping[str, Any]) -> str:
+def render_card(manifest: Manifest) -> str:
     """Markdown card (plots are in card.html)."""
     out: list[str] = []
     for block in card_blocks(manifest):
@@ -275,17 +292,15 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
 
 
-def _plots(manifest: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
+def _plots(manifest: Manifest, trials: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
     from factory.explain import confusion_matrix_png, importance_png, pareto_png
 
-    metrics = manifest["metrics"]
+    target, metrics, budgets, search, _ = _sections(manifest)
     plots = {
-        "confusion": confusion_matrix_png(metrics["test"]["confusion_matrix"], manifest["target"]["classes"]),
-        "pareto": pareto_png(
-            trials, manifest["budgets"]["latency_p99_us"], manifest["search"].get("trial_index"), metrics["metric"]
-        ),
+        "confusion": confusion_matrix_png(metrics.test["confusion_matrix"], list(target.classes)),
+        "pareto": pareto_png(trials, budgets.latency_p99_us, search.trial_index, metrics.metric),
     }
-    ranking = ((manifest.get("explain") or {}).get("global_importance") or {}).get("ranking")
+    ranking = ((manifest.explain.global_importance if manifest.explain else None) or {}).get("ranking")
     if ranking:
         features = {r["feature"]: r["mean_abs_shap"] for r in ranking}
         plots["importance"] = importance_png(features, "Global importance (mean |SHAP|)")
@@ -299,13 +314,13 @@ _STYLE = (
 )
 
 
-def render_card_html(manifest: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> str:
+def render_card_html(manifest: Manifest, trials: Sequence[Mapping[str, Any]]) -> str:
     """Self-contained HTML card: the Markdown card's content plus embedded PNG plots."""
     plots = _plots(manifest, trials)
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(manifest['model_version'])} model card</title>",
+        f"<title>{html.escape(manifest.model_version)} model card</title>",
         f"<style>{_STYLE}</style></head><body>",
     ]
     for block in card_blocks(manifest):
