@@ -1,4 +1,4 @@
-"""The manifest stage: everything DESIGN §3 lists, assembled from the earlier stages' records.
+"""The manifest stage: everything docs/DESIGN.md §3 lists, assembled from the earlier stages' records.
 
 Nothing here searches or measures; it reads the stages' results, adds the held-out evaluation
 (``factory._evaluate``) and returns the JSON-safe manifest the write stage signs. The ONNX hash,

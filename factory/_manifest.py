@@ -1,4 +1,4 @@
-"""Assemble manifest.json: schema, reference statistics, golden samples, everything DESIGN §3 lists.
+"""Assemble manifest.json: schema, reference statistics, golden samples, everything docs/DESIGN.md §3 lists.
 
 The reference statistics use the bin rule of docs/ARTIFACT.md so the device's histograms and
 central's PSI line up with them without further agreement.

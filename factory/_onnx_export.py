@@ -2,7 +2,7 @@
 
 The preprocessing part of the graph is written by hand from the fitted ColumnTransformer's
 learned values instead of by skl2onnx's ColumnTransformer converter, because the layout decides
-single-row latency (DESIGN §2): skl2onnx wants one input per column and emits a Cast/Concat
+single-row latency (docs/DESIGN.md §2): skl2onnx wants one input per column and emits a Cast/Concat
 chain per column (measured p50 37 µs), while grouped inputs — one float ``num`` tensor and one
 string ``cat`` tensor, an ``Imputer`` and one ``LabelEncoder`` per string column — ran at
 p50 10 µs. The model part comes from skl2onnx / onnxmltools as usual. The parity gate proves the

@@ -37,7 +37,7 @@ LATENCY_RUNS = 400
 ARTIFACT_LATENCY_RUNS = 1000  # per round
 ARTIFACT_LATENCY_ROUNDS = 5  # the artifact's p99 is the median round's p99
 
-# Parity gate (DESIGN §2): labels must agree on 100 % (hard floor 99.9 %), probabilities 1e-4.
+# Parity gate (docs/DESIGN.md §2): labels must agree on 100 % (hard floor 99.9 %), probabilities 1e-4.
 PARITY_MIN_LABEL_AGREEMENT = 0.999
 PARITY_PROB_TOLERANCE = 1e-4
 PARITY_SYNTHETIC_ROWS = 200

@@ -62,7 +62,7 @@ _TEXT_ROLES = (CUSTOMER_ID, TIMESTAMP, INVOICE_ID, PRODUCT, CATEGORY, COUNTRY)
 def stock_code_family(codes: pd.Series) -> pd.Series:
     """Coarse product category from an Online Retail ``StockCode``: its two-digit prefix.
 
-    Online Retail has no category column, but the DESIGN asks for category breadth and
+    Online Retail has no category column, but docs/DESIGN.md asks for category breadth and
     cross-category affinity. Its stock codes are five digits plus an optional variant letter
     (``85123A``), allocated in numeric blocks, so products catalogued together share a prefix.
     The first two digits are therefore a proxy for a product line: 32 families on the bundled
