@@ -23,6 +23,14 @@ Variables (flags of ``edge-runtime`` override them; a config file is overridden 
 ``EDGESEG_SYNC_INTERVAL_S`` seconds between ``sync --follow`` rounds (default 5)
 ``EDGESEG_DRIFT_INTERVAL_S`` seconds between drift reports of ``sync --follow`` (default 900);
                             ``serve`` saves its drift counts every min(60, this) seconds
+``EDGESEG_ALLOW_HTTP``      ``1`` accepts a plain ``http://`` central URL (development only:
+                            the device token travels in clear text); default: https only
+``EDGESEG_RETAIN_SYNCED_ROWS`` synced results kept in the outbox (default 100,000; older synced
+                            ones are pruned; unsynced results are never pruned)
+``EDGESEG_RETAIN_SYNCED_DAYS`` synced results older than this are pruned (default 30 days)
+``EDGESEG_MIN_FREE_MB``     warn when the outbox's disk has less free space (default 256 MB)
+``EDGESEG_SERVE_ALLOWED_ORIGINS`` comma-separated browser origins ``serve`` accepts (default
+                            none: a request carrying an ``Origin`` header is refused)
 =========================== ================================================================
 
 The key folder rule is the artifact contract's (``edge_runtime.artifact.default_key_dir``).
@@ -57,6 +65,15 @@ BATCH_SESSION_MIN_ROWS = 256
 DEFAULT_SYNC_INTERVAL_S = 5.0
 # A quarter of an hour: PSI over fewer rows is noise, and a fleet's dashboard is not a pager.
 DEFAULT_DRIFT_INTERVAL_S = 900.0
+# Outbox retention: enough synced history to answer "what did this till say last week" locally,
+# bounded so the file cannot fill the disk (~120 bytes a row: 100k rows are ~12 MB).
+DEFAULT_RETAIN_SYNCED_ROWS = 100_000
+DEFAULT_RETAIN_SYNCED_DAYS = 30.0
+# Below this much free space on the outbox's file system the runtime warns (a full disk stops
+# classification: results are never returned unstored).
+DEFAULT_MIN_FREE_MB = 256.0
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +94,11 @@ class Settings:
     device_token_file: Path | None = None
     sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
     drift_interval_s: float = DEFAULT_DRIFT_INTERVAL_S
+    allow_http: bool = False
+    retain_synced_rows: int = DEFAULT_RETAIN_SYNCED_ROWS
+    retain_synced_days: float = DEFAULT_RETAIN_SYNCED_DAYS
+    min_free_mb: float = DEFAULT_MIN_FREE_MB
+    serve_allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.durability not in DURABILITIES:
@@ -89,6 +111,13 @@ class Settings:
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"The {name!r} setting must be > 0 seconds. Got {value!r} instead.")
+        if not self.retain_synced_days > 0:
+            raise ValueError(f"The 'retain_synced_days' setting must be > 0. Got {self.retain_synced_days!r} instead.")
+        if self.retain_synced_rows < 0 or self.min_free_mb < 0:
+            raise ValueError(
+                "The 'retain_synced_rows' and 'min_free_mb' settings must be >= 0. "
+                f"Got {self.retain_synced_rows!r} and {self.min_free_mb!r} instead."
+            )
 
     def read_device_token(self) -> str | None:
         """The head office token: the token file's content if one is set, else the variable."""
@@ -102,6 +131,22 @@ class Settings:
     def updated(self, **overrides: Any) -> Settings:
         """A copy with the given non-None overrides (CLI flags) applied."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _boolean(value: Any) -> bool:
+    """A JSON boolean, or 1/0, true/false, yes/no, on/off (any case)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"expected a boolean (1/0, true/false, yes/no, on/off), got {value!r}")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    """A comma-separated string (variable) or a JSON list (config file) of origins."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
 
 
 _CONVERTERS: dict[str, Any] = {
@@ -119,6 +164,11 @@ _CONVERTERS: dict[str, Any] = {
     "device_token_file": Path,
     "sync_interval_s": float,
     "drift_interval_s": float,
+    "allow_http": _boolean,
+    "retain_synced_rows": int,
+    "retain_synced_days": float,
+    "min_free_mb": float,
+    "serve_allowed_origins": _origins,
 }
 
 

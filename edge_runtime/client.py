@@ -10,8 +10,12 @@ and drift reports (``edge_runtime.sync``), the model check, downloads and instal
 * one retry policy (:class:`RetryPolicy`): transient failures (no connection, reset, timeout,
   408/425/429/5xx, a reply cut short) are retried with exponential backoff and full jitter,
   waiting at least what ``Retry-After`` asks (bounded by ``max_retry_after``); a refusal (401,
-  403, 404, 413, 422, ...) is final and raised as :class:`~edge_runtime.exceptions.SyncError`
-  with its ``status``.
+  403, 404, 409, 413, 422, ...) is final and raised as :class:`~edge_runtime.exceptions.SyncError`
+  with its ``status``;
+* where the token may go (issue 10, item 7): only to central's own origin (scheme, host and
+  port of ``base_url``). A URL central hands out that points elsewhere is refused before any
+  byte is sent, redirects are never followed (a 3xx is an error), and plain ``http`` is
+  refused unless ``allow_http=True`` (development on loopback: ``EDGESEG_ALLOW_HTTP=1``).
 
 The network sits behind :class:`Transport`, shaped like httpx's (``handle_request(Request) ->
 Response``): :class:`UrllibTransport` on a device; tests pass one over FastAPI's TestClient or
@@ -56,6 +60,7 @@ USER_AGENT = "edgeseg-edge-runtime/0.1"
 # Statuses that mean "not now" rather than "no": the same request may succeed later.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _DETAIL_CHARS = 500  # central's error detail is quoted in messages, but never a whole page
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 T = TypeVar("T")
 
@@ -90,15 +95,28 @@ class Transport(Protocol):
     def handle_request(self, request: Request) -> Response: ...
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would resend the bearer token to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError, which becomes a Response
+
+
 class UrllibTransport:
-    """The standard library's HTTP client: a device never installs a third-party one."""
+    """The standard library's HTTP client: a device never installs a third-party one.
+
+    Redirects are not followed: a 3xx comes back as central's answer (the client refuses it).
+    """
+
+    def __init__(self) -> None:
+        self._opener = urllib.request.build_opener(_NoRedirects())
 
     def handle_request(self, request: Request) -> Response:
         raw = urllib.request.Request(
             request.url, data=request.content, headers=dict(request.headers), method=request.method
         )
         try:
-            with urllib.request.urlopen(raw, timeout=request.timeout) as answer:
+            with self._opener.open(raw, timeout=request.timeout) as answer:
                 body = answer.read()
                 expected = answer.headers.get("Content-Length")
                 if expected is not None and expected.isdigit() and len(body) != int(expected):
@@ -186,6 +204,8 @@ class HeadOfficeClient:
 
     ``sleep`` and ``random_state`` are there so tests run without waiting and with
     reproducible jitter. ``on_retry(error, delay)`` arguments let a caller count retries.
+    ``allow_http``: accept a plain ``http://`` base URL (the token then travels in clear
+    text: development and loopback tests only).
     """
 
     def __init__(
@@ -200,12 +220,20 @@ class HeadOfficeClient:
         gzip_min_bytes: int = 1024,
         sleep: Callable[[float], None] = time.sleep,
         random_state: int | random.Random | None = None,
+        allow_http: bool = False,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(
                 f"The 'base_url' parameter of HeadOfficeClient must be an http(s) URL. Got {base_url!r} instead."
             )
+        if parsed.scheme == "http" and not allow_http:
+            raise ValueError(
+                f"The 'base_url' parameter of HeadOfficeClient must be an https URL: plain http sends the "
+                f"device token in clear text. Got {base_url!r} instead (for development only, set "
+                "EDGESEG_ALLOW_HTTP=1 or pass --allow-http)."
+            )
+        self.origin = _origin(base_url)
         if not device_id:
             raise ValueError("The 'device_id' parameter of HeadOfficeClient must be non-empty. Got '' instead.")
         if timeout <= 0:
@@ -224,8 +252,22 @@ class HeadOfficeClient:
         return f"HeadOfficeClient({self.base_url!r}, device_id={self.device_id!r})"
 
     def url(self, path_or_url: str) -> str:
-        """A route (``/v1/...``) or a URL central handed out, made absolute."""
-        return urllib.parse.urljoin(self.base_url + "/", path_or_url)
+        """A route (``/v1/...``) or a URL central handed out, made absolute.
+
+        SyncError (final, nothing sent) when the result is not on central's own origin: an
+        absolute or scheme-relative URL in an offer must not receive this device's token.
+        """
+        joined = urllib.parse.urljoin(self.base_url + "/", path_or_url)
+        try:
+            origin = _origin(joined)
+        except ValueError:
+            origin = None
+        if origin != self.origin:
+            raise SyncError(
+                f"refusing to send this device's token to {joined!r}: only central's own origin "
+                f"{_show_origin(self.origin)} is contacted"
+            )
+        return joined
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """The policy's wait before retry ``attempt + 1`` (also spaces ``follow`` rounds)."""
@@ -296,11 +338,32 @@ class HeadOfficeClient:
                 self.sleep(delay)
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the default port filled in; ValueError if it has none."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in _DEFAULT_PORTS or not host:
+        raise ValueError(f"{url!r} is not an absolute http(s) URL")
+    return parts.scheme, host, parts.port if parts.port is not None else _DEFAULT_PORTS[parts.scheme]
+
+
+def _show_origin(origin: tuple[str, str, int]) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def _checked(request: Request, response: Response) -> bytes:
     """The body of a 2xx answer; RetryableError for "not now", SyncError for "no"."""
     status = response.status_code
     if 200 <= status < 300:
         return response.content
+    if 300 <= status < 400:
+        location = response.headers.get("location", "")[:_DETAIL_CHARS]
+        raise SyncError(
+            f"{request.method} {request.url}: HTTP {status} redirect to {location!r} not followed: "
+            "the device talks to central's own origin only",
+            status=status,
+        )
     message = f"{request.method} {request.url}: HTTP {status}"
     detail = _detail(response.content)
     if detail:

@@ -14,6 +14,11 @@ Guarantees (DESIGN §4-5):
   survives power loss and costs a disk flush per result (measured: see benchmarks/edge_latency.py).
 * The raw customer id is never stored: callers pass ``customer_ref`` (Runtime computes it
   as HMAC-SHA256 with the deployment secret). Raw features are never stored either.
+* Every outbox file has an **epoch** (32 random hex chars, made with the file, kept in
+  ``meta``). Seqs are unique within an epoch only: a recreated or quarantined file starts a
+  new epoch at seq 1, and every sync batch carries the epoch, so central never confuses the
+  new file's seq 1 with the old one's (DESIGN §5, issue 10 item 2). ``sent_through`` is the
+  highest seq ever sent in this epoch: an ack above it is inconsistent and marks nothing.
 * Rows are never deleted before they are synced. Past ``max_backlog`` unsynced rows the
   outbox logs a warning (once per crossing, then per further 10 % of max_backlog) and
   ``status()["backlog_exceeded"]`` is true; it keeps accepting results.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import array
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import time
@@ -64,6 +70,13 @@ CREATE TABLE IF NOT EXISTS results (
     classified_at_us INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS synced_above (seq INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    reported INTEGER NOT NULL DEFAULT 0
+);
 """
 # Sync state lives beside the results, not in them, so a commit of a new result writes one
 # B-tree page (measured: 1 KiB pages and no index on the hot table halve the commit cost):
@@ -99,6 +112,11 @@ def _checkpoint_loop(outbox: weakref.ref[Outbox], closed: threading.Event, db: s
         db.close()
 
 
+def new_epoch() -> str:
+    """A fresh outbox epoch: 32 random hex characters (128 bits, never guessed or repeated)."""
+    return secrets.token_hex(16)
+
+
 def iso_utc(epoch_us: int) -> str:
     """ISO-8601 UTC with millisecond precision and a 'Z': ``2026-11-26T12:00:00.123Z``."""
     moment = datetime.fromtimestamp(epoch_us / 1e6, tz=UTC)
@@ -107,6 +125,8 @@ def iso_utc(epoch_us: int) -> str:
 
 class Outbox:
     """SQLite (WAL) store of results awaiting sync. Thread-safe; one writer process per file."""
+
+    epoch: str  # this file's epoch (set when the file is opened or made)
 
     def __init__(
         self,
@@ -176,12 +196,15 @@ class Outbox:
     def _check_meta(self) -> None:
         rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         if not rows:
+            self.epoch = new_epoch()
             self._db.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
                 [
                     ("device_id", self.device_id),
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("synced_through", "0"),
+                    ("sent_through", "0"),
+                    ("epoch", self.epoch),
                 ],
             )
             return
@@ -197,6 +220,10 @@ class Outbox:
                 f"outbox {str(self.path)!r} has schema version {rows.get('schema_version')!r}; "
                 f"this runtime reads {SCHEMA_VERSION}"
             )
+        # A file made before epochs existed gets one now: its seqs are the first epoch's.
+        self.epoch = rows.get("epoch") or new_epoch()
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (self.epoch,))
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('sent_through', '0')")
 
     # ------------------------------------------------------------------ writing
     def _model_id(self, model_version: str, classes: tuple[str, ...]) -> int:
@@ -393,6 +420,64 @@ class Outbox:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'synced_through'").fetchone()
         return int(row[0])
 
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        with self._lock:
+            if value is None:
+                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def record_sent(self, seq: int) -> None:
+        """Remember that seqs up to ``seq`` of this epoch were sent (before sending them), so
+        an ack claiming more than was ever sent is recognised as inconsistent."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'sent_through'", (int(seq),)
+            )
+
+    def sent_through(self) -> int:
+        """The highest seq ever sent to central in this epoch (0: none)."""
+        with self._lock:
+            return int(self._meta("sent_through") or 0)
+
+    def sync_alert(self) -> str | None:
+        """What stopped the last sync from marking results (a 409 or an inconsistent ack)."""
+        with self._lock:
+            return self._meta("sync_alert")
+
+    def set_sync_alert(self, message: str | None) -> None:
+        """Keep (or clear, with None) the sync alert ``edge-runtime status`` shows."""
+        self._set_meta("sync_alert", message)
+
+    # ------------------------------------------------------------------ events
+    def add_event(self, kind: str, detail: Mapping[str, Any]) -> int:
+        """Record something head office must hear about (e.g. a quarantined outbox)."""
+        stamp = iso_utc(time.time_ns() // 1000)
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO events (kind, at, detail) VALUES (?, ?, ?)",
+                (kind, stamp, json.dumps(dict(detail), sort_keys=True)),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def events(self, *, unreported_only: bool = False) -> list[dict[str, Any]]:
+        """Recorded events, oldest first: ``{"id", "kind", "at", "detail", "reported"}``."""
+        query = "SELECT id, kind, at, detail, reported FROM events"
+        if unreported_only:
+            query += " WHERE reported = 0"
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id").fetchall()
+        return [{"id": i, "kind": k, "at": at, "detail": json.loads(d), "reported": bool(r)} for i, k, at, d, r in rows]
+
+    def mark_events_reported(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            self._db.executemany("UPDATE events SET reported = 1 WHERE id = ?", [(int(i),) for i in ids])
+
     # ------------------------------------------------------------------ reading state
     def _count_backlog(self) -> int:
         last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0]
@@ -415,6 +500,8 @@ class Outbox:
         return {
             "path": str(self.path),
             "device_id": self.device_id,
+            "epoch": self.epoch,
+            "sync_alert": self.sync_alert(),
             "durability": self.durability,
             "last_seq": self.last_seq(),
             "backlog": backlog,

@@ -7,6 +7,13 @@ Central stores each ``(device_id, seq)`` once, so resending after a lost reply i
 reply then counts them as duplicates, which also means central holds them. Nothing here deletes
 a row: the outbox decides what to prune, and only among synced rows.
 
+Every batch carries the outbox's ``epoch`` (issue 10, item 2). The device never marks anything
+synced on an ack inconsistent with its outbox: ``acked_through`` above the highest seq it ever
+sent in this epoch, or an echoed ``epoch`` that is not its own (central is answering for some
+other file: a recreated outbox, a restored database). That and a 409 (central holds different
+content under a seq of this batch) are logged at ERROR, kept as the outbox's ``sync_alert``
+(``edge-runtime status`` shows it) and raised as SyncError; neither is retried.
+
 **Drift.** A ``Runtime`` counts every classified row in per-input histograms over the
 manifest's reference bins, in memory. Whoever owns the Runtime (``edge-runtime serve`` every
 minute and at exit, ``edge-runtime classify`` at exit) saves those counts with
@@ -36,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from edge_runtime.client import HeadOfficeClient
 from edge_runtime.exceptions import RetryableError, SyncError
@@ -62,11 +69,21 @@ _DRIFT_NEVER_ACCEPTED = frozenset({404, 422})
 class OutboxLike(Protocol):
     """What a sync round needs of ``edge_runtime.outbox.Outbox``."""
 
+    epoch: str
+
     def pending(self, limit: int) -> list[dict[str, Any]]: ...
 
     def mark_synced(self, seqs: Iterable[int]) -> int: ...
 
     def backlog(self) -> int: ...
+
+    def record_sent(self, seq: int) -> None: ...
+
+    def sent_through(self) -> int: ...
+
+    def sync_alert(self) -> str | None: ...
+
+    def set_sync_alert(self, message: str | None) -> None: ...
 
 
 @dataclass
@@ -248,14 +265,30 @@ class SyncClient:
             rows = outbox.pending(self.batch_size)
             if not rows:
                 return
-            payload: dict[str, Any] = {"device_id": self.device_id, "results": rows}
+            epoch = outbox.epoch
+            payload: dict[str, Any] = {"device_id": self.device_id, "epoch": epoch, "results": rows}
             backlog = _safe_backlog(outbox)
             if backlog is not None:
                 payload["backlog"] = max(0, backlog - len(rows))
-            ack = self.head_office.request_json("POST", BATCH_PATH, payload, compress=True, on_retry=report.count_retry)
+            seqs = [int(row["seq"]) for row in rows]
+            outbox.record_sent(max(seqs))  # before sending: a lost reply may still be an ack
+            try:
+                ack = self.head_office.request_json(
+                    "POST", BATCH_PATH, payload, compress=True, on_retry=report.count_retry
+                )
+            except SyncError as exc:
+                if exc.status == 409:
+                    self._alert(
+                        outbox,
+                        f"central refused batch seqs {seqs[0]}..{seqs[-1]} of outbox epoch {epoch} as a "
+                        f"conflicting replay (it holds other content under a seq of it): {exc}; "
+                        "nothing was marked synced",
+                        status=409,
+                    )
+                raise
             if not isinstance(ack.get("acked_through"), int):
                 raise SyncError(f"central's ack has no integer acked_through: {ack!r}")
-            seqs = [int(row["seq"]) for row in rows]
+            self._check_consistent(outbox, ack, epoch)
             held = self.acknowledged(seqs, ack)
             report.batches += 1
             report.sent += len(rows)
@@ -276,6 +309,33 @@ class SyncClient:
                     f"central acknowledged {len(held)} of {len(seqs)} results "
                     f"(ack {dict(ack)}); the rest stay in the outbox"
                 )
+
+    def _check_consistent(self, outbox: OutboxLike, ack: Mapping[str, Any], epoch: str) -> None:
+        """SyncError (after an ERROR log and a sync alert) when the ack cannot be about this
+        outbox: it marks nothing then, whatever it says."""
+        echoed = ack.get("epoch")
+        if echoed is not None and echoed != epoch:
+            self._alert(
+                outbox,
+                f"central acknowledged epoch {echoed!r} but this outbox's epoch is {epoch!r}: "
+                "the ack is about another outbox file; nothing was marked synced",
+            )
+        sent = outbox.sent_through()
+        if int(ack["acked_through"]) > sent:
+            self._alert(
+                outbox,
+                f"central acknowledged through seq {ack['acked_through']} but this outbox (epoch {epoch}) "
+                f"never sent a seq above {sent}: the ack is inconsistent with the outbox (a recreated "
+                "outbox or a restored central?); nothing was marked synced",
+            )
+        if outbox.sync_alert() is not None:
+            outbox.set_sync_alert(None)  # central and this outbox agree again
+
+    @staticmethod
+    def _alert(outbox: OutboxLike, message: str, *, status: int | None = None) -> NoReturn:
+        log.error("%s", message)
+        outbox.set_sync_alert(message)
+        raise SyncError(message, status=status)
 
     def _send_drift(self, spool: DriftSpool, report: SyncReport) -> None:
         for pending in spool.pending():

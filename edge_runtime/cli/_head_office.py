@@ -66,6 +66,13 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="file holding the device token (EDGESEG_DEVICE_TOKEN_FILE, else EDGESEG_DEVICE_TOKEN)",
     )
+    parser.add_argument(
+        "--allow-http",
+        action="store_true",
+        default=None,
+        help="accept a plain http:// central URL: development only, the token travels in clear text "
+        "(EDGESEG_ALLOW_HTTP=1)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     parser.add_argument("--max-retries", type=int, default=8, help="retries per request (default 8)")
 
@@ -90,6 +97,7 @@ def head_office_from(args: argparse.Namespace, settings: Settings) -> HeadOffice
             token=token,
             timeout=args.timeout,
             retry=RetryPolicy(max_retries=args.max_retries),
+            allow_http=settings.allow_http,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

@@ -81,6 +81,7 @@ def main() -> int:
         timeout=1.5,
         retry=RetryPolicy(max_retries=3, backoff_base=0.05, backoff_cap=0.5),
         random_state=rng.randrange(2**32),
+        allow_http=True,  # central listens on loopback http in the test
     )
     client = SyncClient(head_office, batch_size=25, max_batches=3)
     stop_at = time.monotonic() + args.deadline

@@ -44,6 +44,7 @@ def _device_env(tmp_path: Path, central, device, small_artifact, signing_public_
         "EDGESEG_DEVICE_ID": device["id"],
         "EDGESEG_SECRET": "drift-follow-secret-0123456789",
         "EDGESEG_CENTRAL_URL": central.url,
+        "EDGESEG_ALLOW_HTTP": "1",  # central listens on loopback http in the test
         "EDGESEG_DEVICE_TOKEN": device["token"],
         "EDGESEG_SYNC_INTERVAL_S": "0.2",
         "EDGESEG_DRIFT_INTERVAL_S": "1",

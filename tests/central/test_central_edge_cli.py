@@ -35,7 +35,7 @@ def test_sync_command_sends_the_outbox(central, tmp_path, monkeypatch, capsys) -
     outbox = Outbox(outbox_path, device_id=device["id"])
     fill_outbox(outbox, 120)
     outbox.close()
-    args = ["sync", "--central", central.url, "--device-id", device["id"],
+    args = ["sync", "--central", central.url, "--allow-http", "--device-id", device["id"],
             "--outbox", str(outbox_path), "--batch-size", "50"]  # fmt: skip
 
     monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", "wrong")
@@ -77,7 +77,7 @@ def test_update_command_refuses_a_model_that_cannot_load(
     token_file = tmp_path / "token"
     token_file.write_text(device["token"] + "\n")
     models = tmp_path / "models"
-    code = main(["update", "--central", central.url, "--device-id", device["id"],
+    code = main(["update", "--central", central.url, "--allow-http", "--device-id", device["id"],
                  "--token-file", str(token_file), "--models-dir", str(models),
                  "--public-key", str(central_signing_key[1])])  # fmt: skip
     report = json.loads(capsys.readouterr().out)

@@ -62,6 +62,7 @@ def head_office(transport, *, device_id="d-1", token="t", sleep=None, **retry) -
     return HeadOfficeClient(
         "http://central.invalid", device_id=device_id, token=token, transport=transport,
         retry=RetryPolicy(**retry), sleep=sleep if sleep is not None else (lambda s: None), random_state=0,
+        allow_http=True,
     )  # fmt: skip
 
 
@@ -174,6 +175,8 @@ def test_bad_parameters_are_named() -> None:
         SyncClient(head_office(None), batch_size=0)
     with pytest.raises(ValueError, match="must be an http\\(s\\) URL. Got 'ftp://x' instead."):
         HeadOfficeClient("ftp://x", device_id="d", token="t")
+    with pytest.raises(ValueError, match="must be an https URL: plain http sends the device token in clear text"):
+        HeadOfficeClient("http://hq.example", device_id="d", token="t")
     with pytest.raises(ValueError, match="The 'max_retries' parameter of RetryPolicy must be an int >= 0. Got -1"):
         RetryPolicy(max_retries=-1)
 

@@ -29,6 +29,9 @@ class FakeOutbox:
             for s in range(1, n + 1)
         }  # fmt: skip
         self.synced: set[int] = set()
+        self.epoch = "e" * 32
+        self.sent = 0
+        self.alert: str | None = None
 
     def pending(self, limit: int) -> list[dict]:
         return [self.rows[s] for s in sorted(set(self.rows) - self.synced)][:limit]
@@ -40,6 +43,18 @@ class FakeOutbox:
 
     def backlog(self) -> int:
         return len(self.rows) - len(self.synced)
+
+    def record_sent(self, seq: int) -> None:
+        self.sent = max(self.sent, seq)
+
+    def sent_through(self) -> int:
+        return self.sent
+
+    def sync_alert(self) -> str | None:
+        return self.alert
+
+    def set_sync_alert(self, message: str | None) -> None:
+        self.alert = message
 
 
 @pytest.fixture
@@ -78,7 +93,7 @@ def scripted():  # type: ignore[no-untyped-def]
 def _client(url: str, sleeps: list[float], max_retries: int = 8) -> SyncClient:
     office = HeadOfficeClient(url, device_id="d-1", token="tok-1", timeout=5, gzip_min_bytes=0,
                               retry=RetryPolicy(backoff_base=0.1, max_retries=max_retries),
-                              sleep=sleeps.append, random_state=0)  # fmt: skip
+                              sleep=sleeps.append, random_state=0, allow_http=True)  # fmt: skip
     return SyncClient(office)
 
 
@@ -98,8 +113,8 @@ def test_transient_answers_are_retried_as_central_asks(scripted) -> None:
     assert (report.retries, report.marked, outbox.synced) == (4, 3, {1, 2, 3})
     assert sleeps[0] == 3.0 and 3.0 <= sleeps[1] <= 5.0 and all(s <= 0.8 for s in sleeps[2:])
     assert len(seen) == 5
-    assert all(s == {"auth": "Bearer tok-1", "gzip": True, "body": {"device_id": "d-1", "results": list(
-        outbox.rows.values()), "backlog": 0}} for s in seen)  # fmt: skip
+    body = {"device_id": "d-1", "epoch": "e" * 32, "results": list(outbox.rows.values()), "backlog": 0}
+    assert all(s == {"auth": "Bearer tok-1", "gzip": True, "body": body} for s in seen)
     assert [e.split(": ", 1)[1] for e in report.errors] == [
         "HTTP 503: restarting", "HTTP 429: slow down",
         "IncompleteRead: IncompleteRead(10 bytes read, 10 more expected)", "HTTP 500: boom",
