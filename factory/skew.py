@@ -237,9 +237,10 @@ def compare_records(
             f"({len(extra)} customer(s) device-only, {len(missing)} factory-only)"
         )
     else:
+        gap = "strings differ" if isinstance(want, str) else f"relative difference {relative:.3g} > {rel_tol:g}"
         message = (
             f"skew gate: customer {customer_id!r} feature {name!r}: factory {want!r}, device {got!r} "
-            f"(relative difference {relative:.3g} > {rel_tol:g}); {n_bad} mismatching value(s) in all"
+            f"({gap}); {n_bad} mismatching value(s) in all"
         )
     raise SkewError(message, customer=customer_id, feature=name, factory_value=want, device_value=got, mismatches=n_bad)
 
