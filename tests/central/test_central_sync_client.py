@@ -288,7 +288,7 @@ def test_public_names() -> None:
         "BATCH_PATH", "DRIFT_PATH", "DriftSpool", "PendingDrift", "SyncClient", "SyncReport",
     ]  # fmt: skip
     assert sorted(updates.__all__) == [
-        "CURRENT_LINK", "CURRENT_PATH", "ModelUpdater", "PREVIOUS_LINK", "UpdateReport",
+        "CURRENT_LINK", "CURRENT_PATH", "ModelUpdater", "PREVIOUS_LINK", "STEPS", "UpdateReport",
     ]  # fmt: skip
     for module in (client, sync, updates):
         assert all(hasattr(module, n) for n in module.__all__)
