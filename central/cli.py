@@ -3,7 +3,8 @@
     edgeseg-central serve [--host 127.0.0.1] [--port 8000]
     edgeseg-central device add --store STORE [--json]
     edgeseg-central device revoke ID
-    edgeseg-central model publish ARTIFACT_DIR [--store STORE]
+    edgeseg-central model publish ARTIFACT_DIR [--store STORE [--create]]
+    edgeseg-central model rollback ORDER_JSON [--store STORE]
     edgeseg-central db upgrade
 
 Settings come from the environment (``EDGESEG_DATABASE_URL``, ``EDGESEG_ADMIN_TOKEN``, …, see
@@ -19,6 +20,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -52,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish = model.add_parser("publish", help="verify, register and roll out an artifact")
     publish.add_argument("artifact_dir", metavar="ARTIFACT_DIR")
     publish.add_argument("--store", default=None, help="roll out to this store (default: all)")
+    publish.add_argument(
+        "--create", action="store_true", help="allow a store that has no devices yet (else refused: a typo?)"
+    )
+    back = model.add_parser("rollback", help="roll back as a signed rollback order says (factory rollback-order)")
+    back.add_argument("order", metavar="ORDER_JSON", help="the signed order file")
+    back.add_argument("--store", default=None, help="roll this store back (default: every store)")
 
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations up to head")
@@ -113,22 +121,36 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _model(args: argparse.Namespace, settings: Settings) -> int:
-    from central.services.models import ArtifactRejected, register_artifact_dir
+    from central.schemas import RollbackOrder
+    from central.services.errors import ServiceError
+    from central.services.models import register_artifact_dir, rollback
 
+    target = f"store {args.store}" if args.store else "all stores"
     db = _database(settings)
     try:
         with db.sessionmaker() as session:
             try:
+                if args.model_command == "rollback":
+                    order = RollbackOrder.model_validate_json(Path(args.order).read_bytes())
+                    entry = rollback(
+                        session,
+                        order,
+                        args.store,
+                        public_key_path=settings.public_key_path,
+                        max_future_skew_s=settings.max_future_skew_s,
+                    )
+                    print(f"rolled {target} back from {order.from_version} to {entry.model_version}")
+                    return 0
                 model = register_artifact_dir(
                     session,
                     args.artifact_dir,
                     settings.public_key_path,
                     rollout_to=args.store or "all",
+                    create_store=args.create,
                 )
-            except ArtifactRejected as exc:
+            except (ServiceError, ValidationError, OSError) as exc:
                 print(f"edgeseg-central: {exc}", file=sys.stderr)
                 return 1
-            target = f"store {args.store}" if args.store else "all stores"
             print(f"published {model.model_version} ({', '.join(model.classes)}) to {target}")
             return 0
     finally:

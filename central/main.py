@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import OperationalError
 
 from central.api.errors import database_unavailable_handler, request_validation_handler, service_error_handler
+from central.api.limits import BodyLimitMiddleware, body_limit_for
 from central.api.routes import dashboard, devices, models, outcomes, results, stats
 from central.core.config import Settings, get_settings
 from central.core.db import Database
@@ -67,6 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Head office: devices sync classified results, fetch signed models, "
         "report drift; head office reads segment mix, drift and accuracy.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc fetch their scripts from a CDN: served in development only.
+        # /openapi.json stays (clients and the fuzz test read it).
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -78,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(ServiceError, service_error_handler)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefixes=(API_PREFIX,))
+    # Added last, so outermost: a body is bounded before metrics, auth or parsing see it.
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for(settings, API_PREFIX))
 
     for module in (results, models, devices, outcomes, stats):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -28,11 +28,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "Base",
     "Device",
+    "DeviceEvent",
     "DriftReport",
     "Model",
     "ModelFile",
     "ModelReport",
     "Outcome",
+    "OutboxEpoch",
     "Result",
     "Rollout",
     "utc_now",
@@ -70,23 +72,40 @@ class Device(Base):
     created_at: Mapped[Timestamp]
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    # Highest seq held contiguously from 1: advanced per batch, so acking is O(batch).
+    # The outbox epoch of the newest batch and its watermark (a copy of that OutboxEpoch row's,
+    # for the device listing); each epoch's own watermark lives in outbox_epochs.
+    epoch: Mapped[str] = mapped_column(String(32), default="", server_default="")
     acked_through: Mapped[int] = mapped_column(BigInteger, default=0)
     results_count: Mapped[int] = mapped_column(BigInteger, default=0)
     backlog: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
+class OutboxEpoch(Base):
+    """One outbox of a device: a recreated or quarantined outbox starts a new epoch, whose seqs
+    start at 1 again without colliding with the old ones (docs/DESIGN.md §5)."""
+
+    __tablename__ = "outbox_epochs"
+
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Highest seq held contiguously from 1: advanced per batch, so acking is O(batch).
+    acked_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    results_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[Timestamp]
+
+
 class Result(Base):
     __tablename__ = "results"
     __table_args__ = (
-        UniqueConstraint("device_id", "seq", name="uq_results_device_seq"),
+        UniqueConstraint("device_id", "epoch", "seq", name="uq_results_device_epoch_seq"),
         Index("ix_results_customer_ref", "customer_ref"),
         Index("ix_results_classified_at", "classified_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
+    epoch: Mapped[str] = mapped_column(String(32), default="", server_default="")
     seq: Mapped[int] = mapped_column(BigInteger)
     customer_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
     segment: Mapped[str] = mapped_column(String(128))
@@ -94,6 +113,9 @@ class Result(Base):
     model_version: Mapped[str] = mapped_column(String(200))
     classified_at: Mapped[datetime] = mapped_column(DateTime)
     received_at: Mapped[Timestamp]
+    # sha256 of the canonical content (services.results.content_hash): a replay of the same
+    # (device, epoch, seq) must carry the same content. NULL on rows stored before it existed.
+    content_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Model(Base):
@@ -128,11 +150,16 @@ class Rollout(Base):
     """The newest rollout for a device's store wins; else the newest one for every store."""
 
     __tablename__ = "rollouts"
+    __table_args__ = (UniqueConstraint("rollback_order_id", name="uq_rollouts_rollback_order_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     model_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"))
     store: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     created_at: Mapped[Timestamp]
+    # A rollout to an older version carries the signed order that allows it (its order_id is
+    # used once); devices running the order's from_version receive it with the offer.
+    rollback_order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    rollback_order: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ModelReport(_DeviceEvent, Base):
@@ -141,6 +168,18 @@ class ModelReport(_DeviceEvent, Base):
     model_version: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(2000), default="")
+
+
+class DeviceEvent(_DeviceEvent, Base):
+    """What a device says about itself (``outbox_quarantined``: a corrupt outbox moved aside)."""
+
+    __tablename__ = "device_events"
+
+    kind: Mapped[str] = mapped_column(String(64))
+    epoch_old: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    epoch_new: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    detail: Mapped[str] = mapped_column(String(2000), default="")
 
 
 class DriftReport(_DeviceEvent, Base):

@@ -54,9 +54,20 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
             raise too_large
         if not inflater.eof:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="request body is not valid gzip: truncated")
+        if inflater.unused_data:
+            # A second member or trailing garbage would otherwise be dropped without a word.
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=f"request body is not valid gzip: {len(inflater.unused_data)} bytes after the "
+                "end of the gzip member (send exactly one member)",
+            )
     if not raw:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="request body is empty")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # e.g. 100k nested "[": a 400, not a 500 the client retries
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail="request body is not valid JSON: nested too deeply"
+        ) from exc

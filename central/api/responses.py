@@ -28,5 +28,6 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     401: error("missing bearer token"),
     403: error("not the admin token"),
     404: error("no such resource"),
+    413: error("request body too large"),
     422: error("invalid request"),
 }

@@ -18,6 +18,7 @@ from edge_runtime.artifact import default_public_key_path
 
 __all__ = [
     "DEFAULT_ADMIN_TOKEN",
+    "MIN_ADMIN_TOKEN_CHARS",
     "Settings",
     "default_admin_token_file",
     "ensure_admin_token_file",
@@ -26,6 +27,8 @@ __all__ = [
 
 # The admin token of EDGESEG_ENV=development when none is given; refused in any other env.
 DEFAULT_ADMIN_TOKEN = "change-me"
+# Outside development the admin token needs this many characters that are not whitespace.
+MIN_ADMIN_TOKEN_CHARS = 16
 
 
 def default_admin_token_file() -> Path:
@@ -54,8 +57,12 @@ class Settings(BaseSettings):
     # Bounds of POST /v1/results:batch (the sync client sends 500 by default).
     max_batch_results: int = Field(default=1000, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    # Artifacts are small (the factory's size budget is 256 KiB); this bounds an upload.
+    # Artifacts are small (the factory's size budget is 256 KiB); this bounds an upload (its
+    # decoded files; the JSON body of POST /v1/models may be 4/3 of it, base64, plus 64 KiB).
     max_artifact_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # A result classified further ahead of central's clock than this is refused (422): a till
+    # with a wrong clock, or a crafted timestamp.
+    max_future_skew_s: float = Field(default=86400.0, ge=0)
     drift_psi_threshold: float = Field(default=0.2, gt=0)
     # Run Alembic's upgrade when the app starts (off when an operator migrates separately).
     auto_migrate: bool = True
@@ -74,11 +81,18 @@ class Settings(BaseSettings):
                 f"(got {'an empty value' if not self.admin_token else 'the default'}); "
                 "set EDGESEG_ENV=development to run with the default on your own machine"
             )
-        if len(self.admin_token) < 16 and self.env == "production":
+        meaningful = len("".join(self.admin_token.split()))
+        if self.env != "development" and meaningful < MIN_ADMIN_TOKEN_CHARS:
             raise ValueError(
-                f"EDGESEG_ADMIN_TOKEN must be at least 16 characters in production (got {len(self.admin_token)})"
+                f"EDGESEG_ADMIN_TOKEN must hold at least {MIN_ADMIN_TOKEN_CHARS} non-whitespace characters "
+                f"outside development (got {meaningful})"
             )
         return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Swagger UI and ReDoc load their scripts from a CDN: development only."""
+        return self.env == "development"
 
 
 def ensure_admin_token_file(environ: dict[str, str] | None = None) -> Path | None:

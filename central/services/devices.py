@@ -3,22 +3,24 @@ each device reports about the models it was offered."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.core.security import hash_token, new_device_id, new_token
-from central.models import Device, ModelReport, utc_now
-from central.schemas import ModelReportCreate
+from central.models import Device, DeviceEvent, ModelReport, utc_now
+from central.schemas import DeviceEventCreate, ModelReportCreate
 from central.services.errors import NotFound
 
 __all__ = [
     "create_device",
     "device_for_token",
+    "list_device_events",
     "list_devices",
     "list_model_reports",
     "mark_seen",
+    "record_device_event",
     "record_model_report",
     "revoke_device",
 ]
@@ -92,6 +94,27 @@ def record_model_report(session: Session, device: Device, report: ModelReportCre
         device.model_version = report.model_version
     session.commit()
     return row
+
+
+def record_device_event(session: Session, device: Device, event: DeviceEventCreate) -> DeviceEvent:
+    """Keep what ``device`` says about itself (e.g. a corrupt outbox moved aside); commits."""
+    row = DeviceEvent(
+        device_id=device.id,
+        kind=event.kind,
+        epoch_old=event.epoch_old,
+        epoch_new=event.epoch_new,
+        at=event.at.astimezone(UTC).replace(tzinfo=None),
+        detail=event.detail,
+        created_at=utc_now(),
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+def list_device_events(session: Session, device_id: str) -> list[DeviceEvent]:
+    """A device's events, oldest first."""
+    return list(session.scalars(select(DeviceEvent).where(DeviceEvent.device_id == device_id).order_by(DeviceEvent.id)))
 
 
 def list_model_reports(session: Session, device_id: str) -> list[ModelReport]:

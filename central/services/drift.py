@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from central.models import Device, DriftReport, Model, utc_now
 from central.schemas import DriftCreate
 from central.services.errors import NotFound, Rejected
+from central.services.models import is_rolled_out
 from edge_runtime.artifact import Manifest
 from edge_runtime.drift import psi
 from edge_runtime.exceptions import ManifestError
@@ -52,10 +53,13 @@ def record_drift(session: Session, device: Device, report: DriftCreate, *, thres
     The row's ``flagged`` says whether any input is above ``threshold`` (the dashboard's
     filter); which inputs are is recomputed when read, against the threshold of that moment.
 
-    Raises NotFound for an unregistered model, Rejected for an input the reference lacks or a
-    histogram whose length is not the reference's bin count.
+    Raises NotFound for an unregistered model, Rejected for a model never rolled out to the
+    device's store, an input the reference lacks or a histogram whose length is not the
+    reference's bin count.
     """
     expected = reference_vectors(_registered_manifest(session, report.model_version))
+    if not is_rolled_out(session, report.model_version, device.store):
+        raise Rejected(f"model_version: {report.model_version} was never rolled out to store {device.store!r}")
     values: dict[str, float] = {}
     rows = 0
     for name, counts in report.histograms.items():

@@ -3,6 +3,8 @@
     ServiceError               (status_code, detail)
     ├── NotFound     404       also a LookupError (the CLI catches it as one)
     ├── Forbidden    403
+    ├── Conflict     409       the request contradicts what central holds (a result replayed
+    │                          with other content, a rollback order used twice, a downgrade)
     ├── TooLarge     413
     ├── Rejected     422       also a ValueError
     │   ├── ArtifactRejected   an artifact failed verification (central.services.models)
@@ -18,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "ArtifactRejected",
     "BatchRejected",
+    "Conflict",
     "Forbidden",
     "NotFound",
     "Rejected",
@@ -43,6 +46,10 @@ class NotFound(ServiceError, LookupError):
 
 class Forbidden(ServiceError):
     status_code = 403
+
+
+class Conflict(ServiceError):
+    status_code = 409
 
 
 class TooLarge(ServiceError):

@@ -1,32 +1,51 @@
-"""Validate and store a batch of results exactly once, and advance the device's watermark.
+"""Validate and store a batch of results exactly once, and advance the outbox's watermark.
 
-The whole batch is checked before anything is written, so a 4xx stores nothing. Rows go in
-with ``INSERT … ON CONFLICT (device_id, seq) DO NOTHING RETURNING seq`` (SQLite and PostgreSQL
-both speak it), so a replayed or overlapping batch is a no-op for the rows central already
-holds. The watermark ``devices.acked_through`` only moves forward, reading at most one batch's
-worth of rows past it, so an ack costs O(batch) instead of a scan of the device's history.
+Results are keyed by ``(device_id, epoch, seq)``: every device outbox has an epoch (32 hex
+characters; "" for devices that predate epochs), so an outbox that is recreated or quarantined
+starts at seq 1 again without colliding with the old one (docs/DESIGN.md §5).
+
+The whole batch is checked before anything is written, so a 4xx stores nothing. Exactly-once is
+content-checked: each row keeps the sha256 of its canonical content (``content_hash``), and a
+replay of a stored ``(device, epoch, seq)`` with other content is a 409 ``Conflict`` naming the
+seq, never a duplicate the device would then mark synced. Rows go in with ``INSERT … ON
+CONFLICT (device_id, epoch, seq) DO NOTHING RETURNING seq`` (SQLite and PostgreSQL both speak
+it). The watermark of ``outbox_epochs`` only moves forward, reading at most one batch's worth of
+rows past it, so an ack costs O(batch) instead of a scan of the outbox's history.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, or_, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from central.models import Device, Model, Result, utc_now
+from central.models import Device, Model, OutboxEpoch, Result, Rollout, utc_now
 from central.schemas import ResultCreate
-from central.services.errors import BatchRejected
+from central.services.errors import BatchRejected, Conflict
 
-__all__ = ["PROBABILITY_TOLERANCE", "BatchRejected", "ClassCache", "IngestOutcome", "ingest", "validate_batch"]
+__all__ = [
+    "ARGMAX_TOLERANCE",
+    "PROBABILITY_TOLERANCE",
+    "BatchRejected",
+    "ClassCache",
+    "IngestOutcome",
+    "content_hash",
+    "ingest",
+    "validate_batch",
+]
 
 PROBABILITY_TOLERANCE = 1e-3
+# The segment is the class of highest probability; the label and the probabilities come from
+# two ONNX outputs (float32), so a tie may differ in the last bits.
+ARGMAX_TOLERANCE = 1e-6
 # Rows the watermark reads per query: a constant floor keeps a small batch that closes a gap
 # from walking a long stored run two rows at a time.
 _MIN_WINDOW = 512
@@ -37,13 +56,47 @@ class IngestOutcome:
     acked_through: int
     stored: int
     duplicates: int
+    epoch: str
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
+def content_hash(
+    *,
+    segment: str,
+    probabilities: Mapping[str, float],
+    model_version: str,
+    customer_ref: str | None,
+    classified_at: datetime,
+) -> str:
+    """sha256 of a result's content as canonical JSON (sorted keys, no spaces, UTC time).
+
+    The same for the row a device sends and the row central stored (naive UTC), so a legacy
+    row without a stored hash can be compared too.
+    """
+    document = {
+        "classified_at": _utc_naive(classified_at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "customer_ref": customer_ref,
+        "model_version": model_version,
+        "probabilities": {name: float(p) for name, p in probabilities.items()},
+        "segment": segment,
+    }
+    data = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
 class ClassCache:
-    """model_version -> classes. Registered models never change, so hits are kept forever."""
+    """model_version -> classes, and which (store, model_version) pairs were ever rolled out.
+
+    Registered models never change and rollouts are never deleted, so hits are kept forever;
+    misses are asked again (a rollout may come later).
+    """
 
     def __init__(self) -> None:
         self._classes: dict[str, tuple[str, ...]] = {}
+        self._rolled_out: set[tuple[str, str]] = set()
 
     def lookup(self, session: Session, versions: set[str]) -> dict[str, tuple[str, ...]]:
         missing = [v for v in versions if v not in self._classes]
@@ -54,10 +107,35 @@ class ClassCache:
                 self._classes[version] = tuple(classes)
         return {v: self._classes[v] for v in versions if v in self._classes}
 
+    def rolled_out(self, session: Session, store: str, versions: set[str]) -> set[str]:
+        """The ``versions`` that were rolled out to ``store`` or to every store, ever."""
+        missing = [v for v in versions if (store, v) not in self._rolled_out]
+        if missing:
+            query = select(Rollout.model_version).where(
+                Rollout.model_version.in_(missing), or_(Rollout.store == store, Rollout.store.is_(None))
+            )
+            self._rolled_out.update((store, v) for v in session.scalars(query))
+        return {v for v in versions if (store, v) in self._rolled_out}
 
-def validate_batch(session: Session, results: Sequence[ResultCreate], cache: ClassCache) -> None:
-    """Raise BatchRejected for the first result that breaks a rule pydantic cannot check."""
+
+def validate_batch(
+    session: Session,
+    results: Sequence[ResultCreate],
+    cache: ClassCache,
+    *,
+    store: str,
+    now: datetime | None = None,
+    max_future_skew_s: float = 86400.0,
+) -> None:
+    """Raise BatchRejected for the first result that breaks a rule pydantic cannot check.
+
+    Besides the model's classes: the segment must be the argmax of the probabilities, the model
+    must have been rolled out to the device's ``store``, and ``classified_at`` may be at most
+    ``max_future_skew_s`` ahead of central's clock (``now``, naive UTC).
+    """
     classes_of = cache.lookup(session, {r.model_version for r in results})
+    served = cache.rolled_out(session, store, set(classes_of))
+    latest = (now or utc_now()) + timedelta(seconds=max_future_skew_s)
     seen: dict[int, int] = {}
     for i, result in enumerate(results):
         where = f"results[{i}]"
@@ -83,6 +161,21 @@ def validate_batch(session: Session, results: Sequence[ResultCreate], cache: Cla
             raise BatchRejected(
                 f"{where}.segment: {result.segment!r} is not a class of {result.model_version} ({', '.join(classes)})"
             )
+        best = max(result.probabilities, key=result.probabilities.__getitem__)
+        if result.probabilities[result.segment] < result.probabilities[best] - ARGMAX_TOLERANCE:
+            raise BatchRejected(
+                f"{where}.segment: {result.segment!r} is not the most probable class "
+                f"({best!r}: {result.probabilities[best]:.6g} > {result.probabilities[result.segment]:.6g})"
+            )
+        if result.model_version not in served:
+            raise BatchRejected(
+                f"{where}.model_version: {result.model_version} was never rolled out to store {store!r}"
+            )
+        if _utc_naive(result.classified_at) > latest:
+            raise BatchRejected(
+                f"{where}.classified_at: {result.classified_at.isoformat()} is more than "
+                f"{max_future_skew_s:g} s ahead of central's clock (EDGESEG_MAX_FUTURE_SKEW_S)"
+            )
 
 
 # PostgreSQL: one statement with eight array parameters. A multi-row VALUES list with 4000
@@ -90,15 +183,17 @@ def validate_batch(session: Session, results: Sequence[ResultCreate], cache: Cla
 _PG_INSERT = text(
     """
     INSERT INTO results
-        (device_id, seq, customer_ref, segment, probabilities, model_version, classified_at,
-         received_at)
-    SELECT :device_id, u.seq, u.customer_ref, u.segment, CAST(u.probabilities AS json),
-           u.model_version, u.classified_at, :received_at
+        (device_id, epoch, seq, customer_ref, segment, probabilities, model_version,
+         classified_at, received_at, content_sha256)
+    SELECT :device_id, :epoch, u.seq, u.customer_ref, u.segment, CAST(u.probabilities AS json),
+           u.model_version, u.classified_at, :received_at, u.content_sha256
     FROM unnest(CAST(:seqs AS bigint[]), CAST(:customer_refs AS text[]),
                 CAST(:segments AS text[]), CAST(:probabilities AS text[]),
-                CAST(:model_versions AS text[]), CAST(:classified_ats AS timestamp[]))
-         AS u(seq, customer_ref, segment, probabilities, model_version, classified_at)
-    ON CONFLICT (device_id, seq) DO NOTHING
+                CAST(:model_versions AS text[]), CAST(:classified_ats AS timestamp[]),
+                CAST(:hashes AS text[]))
+         AS u(seq, customer_ref, segment, probabilities, model_version, classified_at,
+              content_sha256)
+    ON CONFLICT (device_id, epoch, seq) DO NOTHING
     RETURNING seq
     """
 )
@@ -110,6 +205,7 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
     if dialect == "postgresql":
         params = {
             "device_id": rows[0]["device_id"],
+            "epoch": rows[0]["epoch"],
             "received_at": rows[0]["received_at"],
             "seqs": [r["seq"] for r in rows],
             "customer_refs": [r["customer_ref"] for r in rows],
@@ -117,20 +213,53 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
             "probabilities": [json.dumps(r["probabilities"]) for r in rows],
             "model_versions": [r["model_version"] for r in rows],
             "classified_ats": [r["classified_at"] for r in rows],
+            "hashes": [r["content_sha256"] for r in rows],
         }
         return list(session.execute(_PG_INSERT, params).scalars())
     if dialect != "sqlite":  # pragma: no cover - the two supported back ends
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["device_id", "epoch", "seq"])
     return list(session.connection().execute(stmt.returning(table.c.seq), rows).scalars())
 
 
-def _advance_watermark(session: Session, device_id: str, watermark: int, window: int) -> int:
+def _check_replays(session: Session, device_id: str, epoch: str, rows: list[dict[str, Any]]) -> None:
+    """Raise Conflict when a row of the batch is already stored with other content.
+
+    Runs under the device row's lock, before the insert, so a 409 stores nothing.
+    """
+    by_seq = {r["seq"]: r for r in rows}
+    stored = session.execute(
+        select(
+            Result.seq,
+            Result.content_sha256,
+            Result.segment,
+            Result.probabilities,
+            Result.model_version,
+            Result.customer_ref,
+            Result.classified_at,
+        ).where(Result.device_id == device_id, Result.epoch == epoch, Result.seq.in_(list(by_seq)))
+    ).all()
+    for seq, digest, segment, probabilities, model_version, customer_ref, classified_at in sorted(stored):
+        if digest is None:  # stored before hashes existed (migration 0002)
+            digest = content_hash(
+                segment=segment,
+                probabilities=probabilities,
+                model_version=model_version,
+                customer_ref=customer_ref,
+                classified_at=classified_at,
+            )
+        if digest != by_seq[seq]["content_sha256"]:
+            raise Conflict(
+                f"result seq {seq} of epoch {epoch or repr(epoch)} conflicts with the stored result (content differs)"
+            )
+
+
+def _advance_watermark(session: Session, device_id: str, epoch: str, watermark: int, window: int) -> int:
     """Move past every seq stored contiguously after ``watermark``, ``window`` rows at a time."""
     while True:
         seqs = session.scalars(
             select(Result.seq)
-            .where(Result.device_id == device_id, Result.seq > watermark)
+            .where(Result.device_id == device_id, Result.epoch == epoch, Result.seq > watermark)
             .order_by(Result.seq)
             .limit(window)
         ).all()
@@ -142,26 +271,43 @@ def _advance_watermark(session: Session, device_id: str, watermark: int, window:
             return watermark
 
 
+def _outbox_epoch(session: Session, device_id: str, epoch: str) -> tuple[OutboxEpoch, bool]:
+    """The epoch's row and whether it was just created."""
+    row = session.get(OutboxEpoch, (device_id, epoch))
+    if row is not None:
+        return row, False
+    row = OutboxEpoch(device_id=device_id, epoch=epoch, acked_through=0, results_count=0, created_at=utc_now())
+    session.add(row)
+    return row, True
+
+
 def ingest(
     session: Session,
     device_id: str,
     results: Sequence[ResultCreate],
     cache: ClassCache,
     *,
+    epoch: str = "",
     backlog: int | None = None,
+    max_future_skew_s: float = 86400.0,
 ) -> IngestOutcome:
-    """Validate then store ``results`` for ``device_id``; commits. Raises BatchRejected."""
+    """Validate then store ``results`` for ``device_id``'s outbox ``epoch``; commits.
+
+    Raises BatchRejected (a result breaks the contract) or Conflict (a stored seq replayed
+    with other content); either way nothing is stored.
+    """
     # Lock the device row first: concurrent batches of one device (a retry racing the original
     # request) take turns, so the watermark they read is never stale. SQLite's BEGIN IMMEDIATE
     # already serialises writers; SQLAlchemy leaves FOR UPDATE out there.
     device = session.scalars(
         select(Device).where(Device.id == device_id).with_for_update().execution_options(populate_existing=True)
     ).one()
-    validate_batch(session, results, cache)
     now = utc_now()
+    validate_batch(session, results, cache, store=device.store, now=now, max_future_skew_s=max_future_skew_s)
     rows = [
         {
             "device_id": device_id,
+            "epoch": epoch,
             "seq": r.seq,
             "customer_ref": r.customer_ref,
             "segment": r.segment,
@@ -169,14 +315,30 @@ def ingest(
             "model_version": r.model_version,
             "classified_at": r.classified_at.astimezone(UTC).replace(tzinfo=None),
             "received_at": now,
+            "content_sha256": content_hash(
+                segment=r.segment,
+                probabilities=r.probabilities,
+                model_version=r.model_version,
+                customer_ref=r.customer_ref,
+                classified_at=r.classified_at,
+            ),
         }
         for r in results
     ]
+    if rows:
+        _check_replays(session, device_id, epoch, rows)
     inserted = _insert_ignoring_duplicates(session, rows) if rows else []
-    watermark = device.acked_through
+    outbox, new_epoch = _outbox_epoch(session, device_id, epoch)
+    watermark = outbox.acked_through
     if watermark + 1 in set(inserted):
-        watermark = _advance_watermark(session, device_id, watermark, max(len(rows) + 1, _MIN_WINDOW))
-    device.acked_through = watermark
+        watermark = _advance_watermark(session, device_id, epoch, watermark, max(len(rows) + 1, _MIN_WINDOW))
+    outbox.acked_through = watermark
+    outbox.results_count = outbox.results_count + len(inserted)
+    if new_epoch or epoch == device.epoch:
+        # The device listing shows its newest outbox; a late retry of an older epoch's batch
+        # does not move it back.
+        device.epoch = epoch
+        device.acked_through = watermark
     device.results_count = device.results_count + len(inserted)
     device.last_seen_at = now
     if backlog is not None:
@@ -184,4 +346,4 @@ def ingest(
     if results:
         device.model_version = max(results, key=lambda r: r.seq).model_version
     session.commit()
-    return IngestOutcome(watermark, len(inserted), len(rows) - len(inserted))
+    return IngestOutcome(watermark, len(inserted), len(rows) - len(inserted), epoch)

@@ -144,11 +144,15 @@ class CentralApi:
 
 
 def make_result(seq: Any, **overrides: Any) -> dict[str, Any]:
+    """A valid result; its probabilities make ``segment`` the most probable class."""
+    segment = overrides.get("segment", "high")
+    others = [c for c in CLASSES if c != segment]
+    probabilities = {segment: 0.7, others[0]: 0.2, others[1]: 0.1} if segment in CLASSES else {}
     result = {
         "seq": seq,
         "customer_ref": f"c-{seq}",
-        "segment": "high",
-        "probabilities": {"high": 0.7, "mid": 0.2, "low": 0.1},
+        "segment": segment,
+        "probabilities": probabilities or {"high": 0.7, "mid": 0.2, "low": 0.1},
         "model_version": MODEL_VERSION,
         "classified_at": "2026-11-26T12:00:00Z",
     }

@@ -44,7 +44,7 @@ def test_default_admin_token_is_refused_outside_development(tmp_path) -> None:
     )
     with pytest.raises(ValidationError, match="got an empty value"):
         Settings(env="test", admin_token="", admin_token_file=tmp_path / "none")
-    with pytest.raises(ValidationError, match="at least 16 characters in production \\(got 5\\)"):
+    with pytest.raises(ValidationError, match="at least 16 non-whitespace characters outside development \\(got 5\\)"):
         Settings(env="production", admin_token="short")
     assert Settings(env="development", admin_token_file=tmp_path / "none").admin_token == (DEFAULT_ADMIN_TOKEN)
     (tmp_path / "token").write_text("a-token-read-from-its-file\n")
@@ -132,7 +132,13 @@ def test_cli_devices(env, capsys, tmp_path) -> None:
 
 
 def test_cli_model_publish(env, capsys, tmp_path, central_signing_key, test_artifact) -> None:
-    assert main(["model", "publish", str(test_artifact), "--store", "leeds"]) == 0
+    # No device of "leeds" is registered yet: a typo would roll out to nobody, so it needs --create.
+    assert main(["model", "publish", str(test_artifact), "--store", "leeds"]) == 1
+    assert capsys.readouterr().err == (
+        "edgeseg-central: store 'leeds' has no devices; check its name, or pass create_store "
+        "(edgeseg-central --create) to roll out to it anyway\n"
+    )
+    assert main(["model", "publish", str(test_artifact), "--store", "leeds", "--create"]) == 0
     assert capsys.readouterr().out == f"published {MODEL_VERSION} (high, mid, low) to store leeds\n"
     newer = write_artifact(tmp_path, central_signing_key[0], version="20261202T000000Z")
     assert main(["model", "publish", str(newer)]) == 0

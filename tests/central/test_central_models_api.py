@@ -150,10 +150,23 @@ def test_current_model_follows_rollouts_and_files_download(api, test_artifact, t
     other = api.client.get("/v1/models/current", headers=bearer(s2["token"])).json()
     assert other["model_version"] == "retail-tier/20261201T000000Z"
 
-    rolled = api.client.post("/v1/rollouts", json={"model_version": MODEL_VERSION, "store": "s2"}, headers=ADMIN)
+    newest = write_artifact(tmp_path, central_signing_key[0], version="20261202T000000Z")
+    api.publish(newest, rollout_to="none")
+    rolled = api.client.post(
+        "/v1/rollouts", json={"model_version": "retail-tier/20261202T000000Z", "store": "s2"}, headers=ADMIN
+    )
     assert rolled.status_code == 201 and rolled.json()["store"] == "s2"
     again = api.client.get("/v1/models/current", headers=bearer(s2["token"])).json()
-    assert again["model_version"] == MODEL_VERSION
+    assert again["model_version"] == "retail-tier/20261202T000000Z"
+    # Going back is not a rollout: it needs a signed rollback order (test_central_hardening_models).
+    back = api.client.post("/v1/rollouts", json={"model_version": MODEL_VERSION, "store": "s2"}, headers=ADMIN)
+    assert (back.status_code, back.json()) == (
+        409,
+        {
+            "detail": f"{MODEL_VERSION} is older than retail-tier/20261202T000000Z, which store 's2' runs; "
+            "going back needs a signed rollback order (POST /v1/rollbacks)"
+        },
+    )
 
     unknown = api.client.post("/v1/rollouts", json={"model_version": "x/y", "store": None}, headers=ADMIN)
     assert (unknown.status_code, unknown.json()) == (

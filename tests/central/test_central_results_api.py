@@ -23,16 +23,16 @@ def post(api, device, results, **kwargs):  # type: ignore[no-untyped-def]
 def test_batch_is_stored_once_and_acked_contiguously(api, device) -> None:
     response = post(api, device, [make_result(s) for s in (1, 2, 3)])
     assert response.status_code == 200
-    assert response.json() == {"acked_through": 3, "stored": 3, "duplicates": 0}
+    assert response.json() == {"acked_through": 3, "stored": 3, "duplicates": 0, "epoch": ""}
 
     replay = post(api, device, [make_result(s) for s in (1, 2, 3)])
-    assert replay.json() == {"acked_through": 3, "stored": 0, "duplicates": 3}
+    assert replay.json() == {"acked_through": 3, "stored": 0, "duplicates": 3, "epoch": ""}
 
     ahead = post(api, device, [make_result(s) for s in (5, 6, 8)])
-    assert ahead.json() == {"acked_through": 3, "stored": 3, "duplicates": 0}
+    assert ahead.json() == {"acked_through": 3, "stored": 3, "duplicates": 0, "epoch": ""}
 
     gap_filled = post(api, device, [make_result(4), make_result(5)])
-    assert gap_filled.json() == {"acked_through": 6, "stored": 1, "duplicates": 1}
+    assert gap_filled.json() == {"acked_through": 6, "stored": 1, "duplicates": 1, "epoch": ""}
     assert api.count_results(device["id"]) == 7
 
     listed = api.client.get("/v1/devices", headers=ADMIN).json()
@@ -51,7 +51,7 @@ def test_gzip_body_and_backlog_are_accepted(api, device) -> None:
         },
     )
     assert response.status_code == 200
-    assert response.json() == {"acked_through": 1, "stored": 1, "duplicates": 0}
+    assert response.json() == {"acked_through": 1, "stored": 1, "duplicates": 0, "epoch": ""}
     listed = api.client.get("/v1/devices", headers=ADMIN).json()
     assert listed[0]["backlog"] == 42
     assert listed[0]["model_version"] == MODEL_VERSION
@@ -59,7 +59,7 @@ def test_gzip_body_and_backlog_are_accepted(api, device) -> None:
 
 def test_an_empty_batch_answers_the_watermark(api, device) -> None:
     post(api, device, [make_result(1), make_result(2)])
-    assert post(api, device, []).json() == {"acked_through": 2, "stored": 0, "duplicates": 0}
+    assert post(api, device, []).json() == {"acked_through": 2, "stored": 0, "duplicates": 0, "epoch": ""}
 
 
 def _bad_result_cases():  # type: ignore[no-untyped-def]

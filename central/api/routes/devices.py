@@ -9,6 +9,8 @@ from central.api.responses import ADMIN_ERRORS, DEVICE_ERRORS
 from central.schemas import (
     DeviceCreate,
     DeviceCreated,
+    DeviceEventCreate,
+    DeviceEventPublic,
     DevicePublic,
     ModelReportCreate,
     ModelReportPublic,
@@ -40,6 +42,28 @@ def list_model_reports(device_id: str, session: SessionDep, _admin: AdminDep) ->
     """What a device said about the models it was offered, oldest first."""
     reports = devices.list_model_reports(session, device_id)
     return [ModelReportPublic.model_validate(r, from_attributes=True) for r in reports]
+
+
+@router.get("/{device_id}/events", response_model=list[DeviceEventPublic], responses=ADMIN_ERRORS)
+def list_device_events(device_id: str, session: SessionDep, _admin: AdminDep) -> list[DeviceEventPublic]:
+    """What a device said about itself (e.g. ``outbox_quarantined``), oldest first."""
+    events = devices.list_device_events(session, device_id)
+    return [DeviceEventPublic.model_validate(e, from_attributes=True) for e in events]
+
+
+@router.post(
+    "/{device_id}/events",
+    response_model=DeviceEventPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=DEVICE_ERRORS,
+)
+def post_device_event(
+    device_id: str, body: DeviceEventCreate, device: OwnDevice, session: SessionDep
+) -> DeviceEventPublic:
+    """A device reports an event about itself: ``{"kind": "outbox_quarantined", "epoch_old",
+    "epoch_new", "at", "detail"?}`` when it moved a corrupt outbox aside and started a new epoch."""
+    event = devices.record_device_event(session, device, body)
+    return DeviceEventPublic.model_validate(event, from_attributes=True)
 
 
 @router.post(

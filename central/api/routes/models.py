@@ -16,6 +16,7 @@ from central.schemas import (
     CurrentModelPublic,
     ModelCreate,
     ModelPublic,
+    RollbackCreate,
     RolloutCreate,
     RolloutPublic,
 )
@@ -30,6 +31,7 @@ router = APIRouter(tags=["models"])
     status_code=status.HTTP_201_CREATED,
     responses={
         **ADMIN_ERRORS,
+        409: error("the rollout would move a store back to an older version"),
         413: error("artifact too large"),
         503: error("no trusted key, or the database is unavailable"),
     },
@@ -42,6 +44,7 @@ def upload_model(body: ModelCreate, session: SessionDep, settings: SettingsDep, 
         public_key_path=settings.public_key_path,
         max_bytes=settings.max_artifact_bytes,
         rollout_to=body.rollout_to,
+        create_store=body.create_store,
     )
     return ModelPublic.model_validate(model, from_attributes=True)
 
@@ -55,11 +58,37 @@ def list_models(session: SessionDep, _admin: AdminDep) -> list[ModelPublic]:
     "/rollouts",
     response_model=RolloutPublic,
     status_code=status.HTTP_201_CREATED,
-    responses=ADMIN_ERRORS,
+    responses={**ADMIN_ERRORS, 409: error("an older version than the store runs: that needs a rollback order")},
 )
 def create_rollout(body: RolloutCreate, session: SessionDep, _admin: AdminDep) -> RolloutPublic:
-    """Point a store (or, with ``store: null``, every store) at a registered model."""
-    entry = models.rollout(session, body.model_version, body.store)
+    """Point a store (or, with ``store: null``, every store) at a registered model, never an
+    older one than it runs (``POST /v1/rollbacks``); a store without devices needs ``create_store``."""
+    entry = models.rollout(session, body.model_version, body.store, create_store=body.create_store)
+    return RolloutPublic.model_validate(entry, from_attributes=True)
+
+
+@router.post(
+    "/rollbacks",
+    response_model=RolloutPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **ADMIN_ERRORS,
+        409: error("the order was used before, or the store does not run its from_version"),
+        503: error("no trusted key, or the database is unavailable"),
+    },
+)
+def create_rollback(
+    body: RollbackCreate, session: SessionDep, settings: SettingsDep, _admin: AdminDep
+) -> RolloutPublic:
+    """Roll a store (or every store) back to an older version, as a signed rollback order
+    (``factory rollback-order``) says; devices running its from_version receive the order."""
+    entry = models.rollback(
+        session,
+        body.order,
+        body.store,
+        public_key_path=settings.public_key_path,
+        max_future_skew_s=settings.max_future_skew_s,
+    )
     return RolloutPublic.model_validate(entry, from_attributes=True)
 
 
@@ -69,15 +98,20 @@ def create_rollout(body: RolloutCreate, session: SessionDep, _admin: AdminDep) -
     responses={**DEVICE_ERRORS, 404: error("nothing rolled out to this device's store")},
 )
 def current_model(request: Request, device: CurrentDevice, session: SessionDep) -> CurrentModelPublic:
-    """Which model this device should run, and where to download its files."""
-    current = models.current_model(session, device.store)
+    """Which model this device should run, and where to download its files; with the signed
+    rollback order when the store was rolled back from the version this device runs."""
+    current = models.current_model(session, device.store, device.model_version)
     model = current.model
     files = {
         name: str(request.url_for("download_model_file", name=model.name, version=model.version, file_name=name))
         for name in models.DEVICE_FILES
     }
     return CurrentModelPublic(
-        model_version=model.model_version, files=files, sha256=model.onnx_sha256, file_sha256=current.file_sha256
+        model_version=model.model_version,
+        files=files,
+        sha256=model.onnx_sha256,
+        file_sha256=current.file_sha256,
+        rollback=current.rollback,
     )
 
 
@@ -88,13 +122,15 @@ def current_model(request: Request, device: CurrentDevice, session: SessionDep) 
     responses={
         **DEVICE_ERRORS,
         200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"},
-        404: error("no such model or file"),
+        404: error("no such model or file, or not rolled out to this device's store"),
     },
 )
 def download_model_file(
-    name: str, version: str, file_name: str, _device: CurrentDevice, session: SessionDep
+    name: str, version: str, file_name: str, device: CurrentDevice, session: SessionDep
 ) -> Response:
-    entry = models.get_model_file(session, f"{name}/{version}", file_name)
+    """A file of a model rolled out to this device's store (or to every store)."""
+    model_version = models.model_version_of(name, version)
+    entry = models.get_model_file(session, model_version, file_name, store=device.store)
     media = "application/json" if file_name.endswith((".json", ".sig")) else None
     return Response(
         entry.content,

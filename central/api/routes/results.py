@@ -7,9 +7,9 @@ from pydantic import ValidationError
 
 from central.api.deps import JsonBody, OwnDevice, SessionDep, SettingsDep
 from central.api.errors import format_errors
-from central.api.responses import DEVICE_ERRORS
+from central.api.responses import DEVICE_ERRORS, error
 from central.schemas import BatchAck, ResultsBatchCreate
-from central.services.errors import BatchRejected
+from central.services.errors import ServiceError
 from central.services.results import ingest
 
 router = APIRouter(tags=["results"])
@@ -18,7 +18,7 @@ router = APIRouter(tags=["results"])
 @router.post(
     "/results:batch",
     response_model=BatchAck,
-    responses=DEVICE_ERRORS,
+    responses={**DEVICE_ERRORS, 409: error("a stored seq of this epoch was replayed with other content")},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -34,7 +34,7 @@ def post_results_batch(
     settings: SettingsDep,
     body: JsonBody,
 ) -> BatchAck:
-    """Store a batch once per ``(device_id, seq)``; answer the device's contiguous watermark."""
+    """Store a batch once per ``(device_id, epoch, seq)``; answer the epoch's contiguous watermark."""
     # JsonBody (gzip, size bound) reads the body instead of FastAPI, so the batch is validated
     # here, after the cheap count check.
     metrics = request.app.state.metrics
@@ -50,8 +50,16 @@ def post_results_batch(
             batch = ResultsBatchCreate.model_validate(body)
         except ValidationError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=format_errors(exc.errors())) from exc
-        outcome = ingest(session, device.id, batch.results, request.app.state.class_cache, backlog=batch.backlog)
-    except (HTTPException, BatchRejected):
+        outcome = ingest(
+            session,
+            device.id,
+            batch.results,
+            request.app.state.class_cache,
+            epoch=batch.epoch,
+            backlog=batch.backlog,
+            max_future_skew_s=settings.max_future_skew_s,
+        )
+    except (HTTPException, ServiceError):
         metrics.batches.labels("rejected").inc()
         raise
     metrics.batches.labels("ok").inc()
