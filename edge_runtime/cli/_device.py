@@ -180,7 +180,7 @@ def run_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     settings = settings_from(args)
     runtime = open_runtime(settings)
     try:
-        server = make_server(runtime, settings.host, settings.port)
+        server = make_server(runtime, settings.host, settings.port, allowed_origins=settings.serve_allowed_origins)
     except (ValueError, OSError) as exc:
         runtime.close()
         raise UsageError(str(exc)) from exc
