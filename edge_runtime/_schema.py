@@ -8,7 +8,9 @@ Rules (docs/ARTIFACT.md, ``inputs``); every violation raises ``SchemaError(field
   count to a till) -> ``must be a number, not a boolean``;
 * NaN or ±inf -> ``must be a finite number`` (send ``null`` for missing, so a broken
   computation upstream is not silently read as "missing"); beyond float32 -> ``must be within
-  the float32 range``;
+  the float32 range``. Numpy float *columns* (``classify_many``) are the exception: there NaN is
+  how missing is written (pandas, numpy), so a NaN cell is missing (``is required`` when the
+  field is required) and only ±inf is refused; the column stays vectorised;
 * a number outside the range seen in training is **counted, not refused** by default (the
   policy ``out_of_range="fail"`` refuses it). Why: a tree model answers such a value exactly
   as it answers the training extreme, a till cannot fix a customer's real age, and a
@@ -23,13 +25,18 @@ Rules (docs/ARTIFACT.md, ``inputs``); every violation raises ``SchemaError(field
 
 Missing values follow ``edge_runtime.encoding``: a missing number is NaN, a missing or empty string is the
 manifest's ``missing_token``. A test checks this fast path against ``encode_records``.
+
+For the float-only graph (``manifest.float_graph``) ``fill(..., codes=True)`` writes each string
+field's *code* instead (its position in the signed vocabulary, -1 for anything else: the
+``LabelEncoder`` rule of ``edge_runtime.encoding.CategoryCodes``), so one float row is the whole
+input; validation is the same dict lookup per field.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,7 +92,9 @@ class RecordValidator:
     the matching type), so nothing here can meet a malformed schema.
     """
 
-    def __init__(self, manifest: Manifest, *, out_of_range: str = "count") -> None:
+    def __init__(
+        self, manifest: Manifest, *, out_of_range: str = "count", codes: Sequence[Sequence[str]] | None = None
+    ) -> None:
         if out_of_range not in OUT_OF_RANGE_POLICIES:
             raise ValueError(
                 f"The 'out_of_range' parameter of Classifier must be one of "
@@ -105,17 +114,31 @@ class RecordValidator:
             low = -FLOAT32_MAX if spec.min is None else float(spec.min)
             high = FLOAT32_MAX if spec.max is None else float(spec.max)
             self._num.append((j, name, low, high, spec.required))
-        self._cat: list[tuple[int, str, frozenset[str], int, bool]] = []
-        for j, name in enumerate(cat_names):
+        self._max_length: dict[str, int] = {}
+        self._known: dict[str, frozenset[str]] = {}
+        for name in cat_names:
             spec = inputs[name]
-            max_length = spec.max_length or DEFAULT_MAX_STRING_LENGTH
-            known = frozenset(c for c in spec.categories or () if c)
-            self._cat.append((j, name, known, max_length, spec.required))
+            self._max_length[name] = spec.max_length or DEFAULT_MAX_STRING_LENGTH
+            self._known[name] = frozenset(c for c in spec.categories or () if c)
+        # Per string field: (index, name, known value -> what to write, slow path). The raw
+        # graph gets the string itself; the float-only graph its code (``codes``, in layout order).
+        self._cat: list[tuple[int, str, dict[str, Any], Callable[[str, Any, int | None], Any]]] = [
+            (j, name, {c: c for c in self._known[name]}, self._string) for j, name in enumerate(cat_names)
+        ]
+        self._code_maps: dict[str, dict[str, float]] = {}
+        self._vocabulary: dict[str, tuple[str, ...]] = {}
+        self._cat_codes: list[tuple[int, str, dict[str, Any], Callable[[str, Any, int | None], Any]]] = []
+        if codes is not None:
+            if len(codes) != len(cat_names):
+                raise ValueError(f"codes has {len(codes)} vocabularies for {len(cat_names)} string inputs")
+            for j, (name, vocabulary) in enumerate(zip(cat_names, codes, strict=True)):
+                self._vocabulary[name] = tuple(vocabulary)
+                mapping = self._code_maps[name] = {text: float(code) for code, text in enumerate(vocabulary)}
+                known_codes = {c: mapping.get(c, -1.0) for c in self._known[name]}
+                self._cat_codes.append((j, name, known_codes, self._string_code))
         self._ranges = {name: (low, high) for _, name, low, high, _ in self._num}
-        self._max_length = {name: max_length for _, name, _, max_length, _ in self._cat}
-        self._known = {name: known for _, name, known, _, _ in self._cat}
         self._known_sorted = {name: np.array(sorted(known), dtype=str) for name, known in self._known.items()}
-        self._required = {spec[1]: spec[4] for spec in (*self._num, *self._cat)}
+        self._required = {name: inputs[name].required for name in (*num_names, *cat_names)}
         self.id_field: str | None = manifest.id_field
         self.field_names = frozenset((*num_names, *cat_names))
         self.stats = InputStats()
@@ -130,11 +153,13 @@ class RecordValidator:
         num_off: int = 0,
         cat_off: int = 0,
         row: int | None = None,
+        codes: bool = False,
     ) -> None:
         """Validate ``record`` and write it at ``num[num_off:]`` / ``cat[cat_off:]``.
 
         The hot path of ``Classifier.classify``: one dict lookup and one or two type checks
         per field; anything unusual goes to the slow ``_number`` / ``_string`` helpers.
+        ``codes=True`` (a validator made with ``codes``) writes string fields as float codes.
         """
         self.stats.records += 1
         try:
@@ -159,14 +184,16 @@ class RecordValidator:
                 if required:
                     raise SchemaError(name, None, "is required", row=row)
                 num[num_off + j] = _NAN
-            for j, name, known, _, _ in self._cat:
+            for j, name, known, slow in self._cat_codes if codes else self._cat:
                 v = get(name, _ABSENT)
                 if v is not _ABSENT:
                     present += 1
-                    if v in known and type(v) is str:
-                        cat[cat_off + j] = v
-                        continue
-                cat[cat_off + j] = self._string(name, v, row)
+                    if type(v) is str:
+                        value = known.get(v)
+                        if value is not None:
+                            cat[cat_off + j] = value
+                            continue
+                cat[cat_off + j] = slow(name, v, row)
         except SchemaError:
             self.stats.refused += 1
             raise
@@ -237,6 +264,26 @@ class RecordValidator:
         if text not in self._known[name]:
             _bump(self.stats.unknown_category, name)
         return text
+
+    def _string_code(self, name: str, v: Any, row: int | None) -> float:
+        """Slow path for a string field of the float-only graph: its code (-1 when unknown)."""
+        return self._code_maps[name].get(self._string(name, v, row), -1.0)
+
+    def strings_of(self, codes: Sequence[float], record: Mapping[str, Any]) -> list[str]:
+        """The string fields of an already filled ``record`` as the raw graph sees them.
+
+        What ``fill`` would have written without ``codes`` (drift counts strings): a code's
+        vocabulary entry, else (-1: unseen or missing) the record's own value or the token.
+        """
+        out: list[str] = []
+        for j, name, _, _ in self._cat_codes:
+            code = int(codes[j])
+            if code >= 0:
+                out.append(self._vocabulary[name][code])
+                continue
+            v = record.get(name)
+            out.append(self.missing_token if v is None or v == "" else str(v))
+        return out
 
     def _check_text(self, name: str, v: str, row: int | None) -> None:
         max_length = self._max_length[name]
@@ -360,9 +407,14 @@ class RecordValidator:
             return out
         x = arr.astype(np.float64, copy=False)
         bad = ~np.isfinite(x)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise SchemaError(name, arr[i].item(), "must be a finite number", row=i)
+        if bad.any():  # NaN is a missing cell in a numpy column; ±inf is refused
+            missing = np.isnan(x)
+            infinite = bad & ~missing
+            if infinite.any():
+                i = int(np.argmax(infinite))
+                raise SchemaError(name, arr[i].item(), "must be a finite number", row=i)
+            if self._required[name]:
+                raise SchemaError(name, None, "is required", row=int(np.argmax(missing)))
         big = np.abs(x) > FLOAT32_MAX
         if big.any():
             i = int(np.argmax(big))

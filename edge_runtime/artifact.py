@@ -43,6 +43,8 @@ from edge_runtime.exceptions import ManifestError
 __all__ = [
     "CARD_FILE",
     "CARD_HTML_FILE",
+    "DEVICE_GRAPHS",
+    "FLOAT_MODEL_FILE",
     "FORMAT_VERSION",
     "MANIFEST_FILE",
     "MODEL_FILE",
@@ -53,6 +55,7 @@ __all__ = [
     "SUPPORTED_FORMAT_VERSIONS",
     "Budgets",
     "Explain",
+    "FloatGraph",
     "GoldenSample",
     "InputLayout",
     "InputSpec",
@@ -82,6 +85,8 @@ SIGNATURE_FILE = "manifest.sig"
 CARD_FILE = "card.md"
 CARD_HTML_FILE = "card.html"
 SEARCH_LOG_FILE = "search_log.jsonl"
+FLOAT_MODEL_FILE = "model_float.onnx"  # optional: the float-only graph (FloatGraph)
+DEVICE_GRAPHS = ("raw", "float")  # manifest.device_graph: which graph the device runs
 
 PUBLIC_KEY_NAME = "signing_key.pub.pem"
 PRIVATE_KEY_NAME = "signing_key.pem"
@@ -492,6 +497,25 @@ class Signing(_Part):
     key_id: str = _field(_str)
 
 
+@dataclass(frozen=True)
+class FloatGraph(_Part):
+    """``model_float.onnx``: the same trees fed category codes instead of strings (optional).
+
+    The factory derives it from ``model.onnx`` (string input and ``LabelEncoder`` nodes cut, one
+    float input ``features`` ``[N, n_num + n_cat]``: the numbers, NaN = missing, then one code per
+    ``input_layout.cat`` column; output ``label_index`` int64 instead of the string ``label``),
+    puts it through the same parity gate and signs its sha256 here. ``codes[j]`` lists column
+    j's strings in code order: a string's code is its position, anything else is -1, exactly
+    the raw graph's ``LabelEncoder`` (a missing value is the ``missing_token``'s code).
+    """
+
+    PATH: ClassVar[str] = "float_graph"
+    sha256: str = _field(_str)
+    onnx_bytes: int = _field(_int)
+    codes: tuple[tuple[str, ...], ...] = _field(_list_of(_str_list))
+    parity: Parity = _field(Parity.from_json)
+
+
 # ---------------------------------------------------------------------------- the manifest
 def _check_format_version(data: Mapping[str, Any]) -> None:
     if "format_version" not in data:
@@ -534,6 +558,8 @@ class Manifest(_Part):
     libraries: Mapping[str, str] | None = _field(_libraries, "optional")
     data: Mapping[str, Any] | None = _field(_object, "optional")
     signing: Signing | None = _field(Signing.from_json, "optional")
+    device_graph: str | None = _field(_choice(*DEVICE_GRAPHS), "optional")  # absent = "raw"
+    float_graph: FloatGraph | None = _field(FloatGraph.from_json, "optional")
     has_id_field: bool = _presence_flag()
 
     def __post_init__(self) -> None:
@@ -565,6 +591,12 @@ class Manifest(_Part):
                         f"inputs[{self.inputs.index(spec)}].type",
                         f"{name!r} is in input_layout.{group}, so its type must be {kind!r}, got {spec.type!r}",
                     )
+        if self.device_graph == "float" and self.float_graph is None:
+            raise ManifestError("device_graph", "is 'float' but the manifest has no float_graph section")
+        n_cat = len(self.input_layout.cat)
+        if self.float_graph is not None and len(self.float_graph.codes) != n_cat:
+            n_codes = len(self.float_graph.codes)
+            raise ManifestError("float_graph.codes", f"has {n_codes} vocabularies for {n_cat} input_layout.cat columns")
         for i, golden in enumerate(self.golden_samples):
             if len(golden.probabilities) != len(self.target.classes):
                 raise ManifestError(

@@ -11,6 +11,14 @@ from the manifest write straight into reused input buffers, one ``run`` per call
 with one thread and no spinning; a second, threaded session serves large batches. Everything
 the manifest says is resolved once, at load, from the typed :class:`~edge_runtime.artifact.Manifest`
 (never a dict lookup per call).
+
+When the signed manifest says ``device_graph: "float"`` (and ``model_float.onnx`` is there, its
+sha256 checked at load), the device runs the float-only graph: string fields become codes from
+the signed vocabulary in the same validation pass (a dict lookup each), the one ``features`` row
+is the whole input and ``label_index`` maps to ``classes``; batches are coded vectorised
+(``edge_runtime.encoding.CategoryCodes``). ``model.onnx`` stays the contract and serves older
+artifacts, explanations (made and self-tested on first use) and a missing float file.
+``Classifier.graph`` says which one runs.
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge_runtime._schema import RecordValidator
 from edge_runtime._settings import BATCH_SESSION_MIN_ROWS
 from edge_runtime.artifact import GoldenSample, Manifest, default_public_key_path
+from edge_runtime.encoding import CategoryCodes, float_features
 from edge_runtime.exceptions import ModelLoadError, SchemaError, SelfTestError, SignatureError
 from edge_runtime.explain import Explainer
 from edge_runtime.session import make_session
-from edge_runtime.signing import load_verified_artifact
+from edge_runtime.signing import load_float_graph, load_verified_artifact
 
 __all__ = ["BatchResult", "Classifier", "EncodedRow", "Result"]
 
@@ -148,6 +157,7 @@ class Classifier:
         artifact_dir: str | Path | None = None,
         out_of_range: str = "count",
         batch_threads: int | None = None,
+        float_model_bytes: bytes | None = None,
     ) -> None:
         if batch_threads is not None and batch_threads < 1:
             raise ValueError(
@@ -159,24 +169,43 @@ class Classifier:
         self.model_version: str = self.manifest.model_version
         self.classes: tuple[str, ...] = self.manifest.classes
         self._goldens: tuple[GoldenSample, ...] = self.manifest.golden_samples
-        self._validator = RecordValidator(self.manifest, out_of_range=out_of_range)
+        float_graph = self.manifest.float_graph
+        codes = None
+        if float_model_bytes is not None and float_graph is not None and self.manifest.device_graph == "float":
+            codes = float_graph.codes
+        self.graph = "raw" if codes is None else "float"  # the graph this device runs
+        self._float = codes is not None
+        self._codes = None if codes is None else CategoryCodes(codes)
+        self._class_array = np.asarray(self.classes, dtype=object)
+        self._validator = RecordValidator(self.manifest, out_of_range=out_of_range, codes=codes)
         self._model_bytes = model_bytes
+        self._device_bytes = model_bytes if float_model_bytes is None or codes is None else float_model_bytes
         self._session = self._new_session(threads=1)
+        self._raw_session: ort.InferenceSession | None = None if self._float else self._session
         self._batch_session: ort.InferenceSession | None = None
         self._lock = threading.Lock()
         self._check_graph()
         n_num, n_cat = len(self._validator.num_names), len(self._validator.cat_names)
+        self._n_num = n_num
         # Reused single-row buffers: array.array item assignment is the cheapest write from
         # Python, and numpy views of the same memory are what onnxruntime reads.
-        self._num_row = array.array("f", [math.nan] * n_num)
-        self._cat_2d = np.full((1, n_cat), self._validator.missing_token, dtype=object)
-        self._cat_row = self._cat_2d.reshape(-1)
         self._feeds: dict[str, np.ndarray] = {}
-        if n_num:
-            self._feeds["num"] = np.frombuffer(self._num_row, dtype=np.float32).reshape(1, n_num)
-        if n_cat:
-            self._feeds["cat"] = self._cat_2d
-        self._outputs = ["label", "probabilities"]
+        if self._float:  # one float row: the numbers, then the string codes
+            self._num_row = array.array("f", [math.nan] * (n_num + n_cat))
+            self._cat_row: Any = self._num_row
+            self._cat_off = n_num
+            self._feeds["features"] = np.frombuffer(self._num_row, dtype=np.float32).reshape(1, n_num + n_cat)
+            self._outputs = ["label_index", "probabilities"]
+        else:
+            self._num_row = array.array("f", [math.nan] * n_num)
+            self._cat_2d = np.full((1, n_cat), self._validator.missing_token, dtype=object)
+            self._cat_row = self._cat_2d.reshape(-1)
+            self._cat_off = 0
+            if n_num:
+                self._feeds["num"] = np.frombuffer(self._num_row, dtype=np.float32).reshape(1, n_num)
+            if n_cat:
+                self._feeds["cat"] = self._cat_2d
+            self._outputs = ["label", "probabilities"]
         # InferenceSession.run re-checks input names and wraps errors on every call; the
         # C-level run it delegates to is what we call (our feeds are fixed by construction).
         # onnxruntime is pinned (pyproject), and the public method is the fallback.
@@ -207,29 +236,36 @@ class Classifier:
         manifest, model_bytes = load_verified_artifact(artifact_dir, _resolve_public_key(public_key))
         return cls(
             manifest, model_bytes, artifact_dir=artifact_dir, out_of_range=out_of_range,
-            batch_threads=batch_threads,
+            batch_threads=batch_threads, float_model_bytes=load_float_graph(artifact_dir, manifest),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ loading
-    def _new_session(self, *, threads: int) -> ort.InferenceSession:
+    def _new_session(self, *, threads: int, raw: bool = False) -> ort.InferenceSession:
+        model_bytes = self._model_bytes if raw else self._device_bytes
+        name = "model.onnx" if model_bytes is self._model_bytes else "model_float.onnx"
         try:
-            return make_session(self._model_bytes, threads=threads)
+            return make_session(model_bytes, threads=threads)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelLoadError(f"onnxruntime cannot load model.onnx: {exc}") from exc
+            raise ModelLoadError(f"onnxruntime cannot load {name}: {exc}") from exc
 
     def _check_graph(self) -> None:
         inputs = {i.name: i.type for i in self._session.get_inputs()}
         expected: dict[str, str] = {}
-        if self._validator.num_names:
+        if self._float:
+            expected["features"] = "tensor(float)"
+        if self._validator.num_names and not self._float:
             expected["num"] = "tensor(float)"
-        if self._validator.cat_names:
+        if self._validator.cat_names and not self._float:
             expected["cat"] = "tensor(string)"
+        name = "model_float.onnx" if self._float else "model.onnx"
         if inputs != expected:
-            raise ModelLoadError(f"model.onnx inputs {inputs} do not match the manifest input_layout {expected}")
+            raise ModelLoadError(f"{name} inputs {inputs} do not match the manifest input_layout {expected}")
         outputs = {o.name: o.type for o in self._session.get_outputs()}
         wanted = {"label": "tensor(string)", "probabilities": "tensor(float)"}
+        if self._float:
+            wanted = {"label_index": "tensor(int64)", "probabilities": "tensor(float)"}
         if any(outputs.get(name) != kind for name, kind in wanted.items()):
-            raise ModelLoadError(f"model.onnx outputs {outputs} are not {wanted}")
+            raise ModelLoadError(f"{name} outputs {outputs} are not {wanted}")
 
     def _self_test(self) -> None:
         if not self._goldens:
@@ -271,12 +307,13 @@ class Classifier:
         this very graph, one extra batched run; see ``edge_runtime.explain`` for cost/meaning).
         """
         with self._lock:
-            self._validator.fill(record, self._num_row, self._cat_row)
+            self._validator.fill(record, self._num_row, self._cat_row, 0, self._cat_off, None, self._float)
             labels, probabilities = self._run(self._outputs, self._feeds, None)
             explanation = self.explain(record) if explain else None
         # tuple.__new__ skips NamedTuple's keyword-handling __new__ (~100 ns of a ~10 us call);
         # the graph's output has exactly len(classes) columns (checked by the self-test).
-        segment, probs = labels[0], dict(zip(self.classes, probabilities.tolist()[0]))  # noqa: B905
+        segment = self.classes[labels[0]] if self._float else labels[0]
+        probs = dict(zip(self.classes, probabilities.tolist()[0]))  # noqa: B905
         return _new_result(Result, (segment, probs, self.model_version, None, explanation))
 
     def classify_encoded(self, record: Mapping[str, Any], *, explain: bool = False) -> tuple[Result, EncodedRow]:
@@ -286,11 +323,17 @@ class Classifier:
         the row of *this* record even when other threads classify at the same time.
         """
         with self._lock:
-            self._validator.fill(record, self._num_row, self._cat_row)
+            self._validator.fill(record, self._num_row, self._cat_row, 0, self._cat_off, None, self._float)
             labels, probabilities = self._run(self._outputs, self._feeds, None)
-            row = _new_row(EncodedRow, (self._num_row.tolist(), self._cat_row.tolist()))
+            if self._float:  # drift counts strings: decode the codes (the record has the unseen ones)
+                n_num = self._n_num
+                cats = self._validator.strings_of(self._num_row[n_num:], record)
+                row = _new_row(EncodedRow, (self._num_row[:n_num].tolist(), cats))
+            else:
+                row = _new_row(EncodedRow, (self._num_row.tolist(), self._cat_row.tolist()))
             explanation = self.explain(record) if explain else None
-        segment, probs = labels[0], dict(zip(self.classes, probabilities.tolist()[0]))  # noqa: B905
+        segment = self.classes[labels[0]] if self._float else labels[0]
+        probs = dict(zip(self.classes, probabilities.tolist()[0]))  # noqa: B905
         return _new_result(Result, (segment, probs, self.model_version, None, explanation)), row
 
     def explain(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -301,7 +344,19 @@ class Classifier:
                 explainer = self._explainer = Explainer(self.manifest)
             except KeyError as exc:
                 raise ModelLoadError(f"this model cannot explain: {exc.args[0]}") from exc
-        return explainer.explain(self._session, record)
+        return explainer.explain(self._raw(), record)
+
+    def _raw(self) -> ort.InferenceSession:
+        """The raw-column session: the device's own, or (float graph) made and self-tested once.
+
+        No lock here: ``classify(explain=True)`` calls this holding the classifier's lock, and
+        two threads racing only make the same session twice.
+        """
+        if self._raw_session is None:
+            session = self._new_session(threads=1, raw=True)
+            self._self_test_batch(session, raw=True)
+            self._raw_session = session
+        return self._raw_session
 
     def encode(self, records: Any) -> tuple[dict[str, np.ndarray], int]:
         """Validate a list of records or a dict of columns into graph feeds."""
@@ -316,8 +371,17 @@ class Classifier:
         if n_rows == 0:
             return np.empty(0, dtype=object), np.empty((0, len(self.classes)), dtype=np.float32)
         session = self._session if n_rows < BATCH_SESSION_MIN_ROWS else self._batch()
-        labels, probabilities = session.run(self._outputs, dict(feeds))
-        return labels, probabilities
+        return self._run_graph(session, feeds)
+
+    def _run_graph(
+        self, session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], raw: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw-graph feeds through ``session``; coded into one float matrix for the float graph."""
+        if self._codes is None or raw:
+            labels, probabilities = session.run(["label", "probabilities"], dict(feeds))
+            return labels, probabilities
+        index, probabilities = session.run(self._outputs, {"features": float_features(feeds, self._codes)})
+        return self._class_array[index], probabilities
 
     def classify_many(self, records: Any) -> BatchResult:
         """Classify a list of dicts or a dict of columns (name -> sequence / numpy array).
@@ -339,14 +403,14 @@ class Classifier:
                     self._batch_session = session
         return self._batch_session
 
-    def _self_test_batch(self, session: ort.InferenceSession) -> None:
+    def _self_test_batch(self, session: ort.InferenceSession, raw: bool = False) -> None:
         stats = self._validator.stats.snapshot()
         feeds = self._validator.fill_records([g.record for g in self._goldens])
         for key, value in stats.items():  # restore: golden rows are not traffic
             setattr(self._validator.stats, key, value)
-        labels, probabilities = session.run(self._outputs, feeds)
+        labels, probabilities = self._run_graph(session, feeds, raw)
         for i, golden in enumerate(self._goldens):
             self._compare_golden(i, golden, labels[i], probabilities[i].tolist())
 
     def __repr__(self) -> str:
-        return f"Classifier({self.model_version!r}, classes={list(self.classes)})"
+        return f"Classifier({self.model_version!r}, classes={list(self.classes)}, graph={self.graph!r})"

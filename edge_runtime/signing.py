@@ -19,11 +19,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_runtime.artifact import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, Manifest
+from edge_runtime.artifact import FLOAT_MODEL_FILE, MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, Manifest
 from edge_runtime.exceptions import ManifestError, ModelIntegrityError, ModelLoadError, SignatureError
 
 __all__ = [
     "key_id",
+    "load_float_graph",
     "load_public_key",
     "load_verified_artifact",
     "sha256_file",
@@ -126,3 +127,29 @@ def load_verified_artifact(
             f"{MODEL_FILE} sha256 {actual[:16]}… does not match the signed manifest ({manifest.onnx_sha256[:16]}…)"
         )
     return manifest, model_bytes
+
+
+def load_float_graph(artifact_dir: str | Path, manifest: Manifest) -> bytes | None:
+    """The float-only graph's bytes when the verified manifest says the device runs it.
+
+    None when ``manifest.device_graph`` is not ``"float"`` (older artifacts) or when the file
+    is absent (a channel that carries only the three device files): ``model.onnx`` is the
+    contract and serves then. A file whose sha256 is not the signed ``float_graph.sha256`` is a
+    ``ModelIntegrityError``, like a tampered ``model.onnx``.
+    """
+    float_graph = manifest.float_graph
+    if manifest.device_graph != "float" or float_graph is None:
+        return None
+    path = Path(artifact_dir) / FLOAT_MODEL_FILE
+    try:
+        model_bytes = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {FLOAT_MODEL_FILE}: {exc.strerror}") from exc
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    if actual != float_graph.sha256:
+        raise ModelIntegrityError(
+            f"{FLOAT_MODEL_FILE} sha256 {actual[:16]}… does not match the signed manifest ({float_graph.sha256[:16]}…)"
+        )
+    return model_bytes

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_runtime.artifact import (
     CARD_FILE,
     CARD_HTML_FILE,
+    FLOAT_MODEL_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
     SEARCH_LOG_FILE,
@@ -97,8 +98,10 @@ def write_build(
     model_bytes: bytes,
     trials: Sequence[Mapping[str, Any]],
     key_dir: Path | None,
+    float_model_bytes: bytes | None = None,
 ) -> Manifest:
-    """Model, signed manifest, both cards and the search log, atomically; the manifest as written."""
+    """Model (and the float-only graph, when given), signed manifest, both cards and the search
+    log, atomically; the manifest as written (it carries the float graph's sha256 already)."""
     log_lines = "".join(json.dumps(t, sort_keys=True) + "\n" for t in trials)
     # The cards are rendered (from the manifest as the contract reads it) before the hash is
     # known; they do not show it.
@@ -112,5 +115,6 @@ def write_build(
             CARD_FILE: render_card(provisional).encode("utf-8"),
             CARD_HTML_FILE: render_card_html(provisional, trials).encode("utf-8"),
             SEARCH_LOG_FILE: log_lines.encode("utf-8"),
+            **({} if float_model_bytes is None else {FLOAT_MODEL_FILE: float_model_bytes}),
         },
     )

@@ -166,6 +166,9 @@ def assemble_manifest(
     }
     if labelled.segments_report is not None:
         manifest["segments"] = labelled.segments_report
+    if verified.float_graph is not None:  # gated like model.onnx: the device runs it (docs/ARTIFACT.md)
+        manifest["device_graph"] = "float"
+        manifest["float_graph"] = verified.float_graph.manifest_section()
     if labelled.few_report is not None:
         manifest["few_labels"] = labelled.few_report
     return dict(json_safe(manifest))

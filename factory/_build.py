@@ -114,6 +114,7 @@ def build(
         out_dir / name / version,
         manifest=manifest,
         model_bytes=verified.model_bytes,
+        float_model_bytes=None if verified.float_graph is None else verified.float_graph.model_bytes,
         trials=[json_safe(t.to_dict()) for t in searched.search.trials],
         key_dir=None if config.key_dir is None else Path(config.key_dir),
     )

@@ -7,6 +7,7 @@ most easily disagree (a NaN inside a string tensor becomes "nan" in onnxruntime)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -87,18 +88,21 @@ def check_parity(
     *,
     seed: int = 0,
     stressed: StressRows | None = None,
+    predict: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Parity:
     """Compare graph and native pipeline; raise ParityError beyond tolerance.
 
     ``stressed`` are the generated rows (default: ``PARITY_SYNTHETIC_ROWS`` made with ``seed``);
-    a build makes them once and reuses them for the golden samples.
+    a build makes them once and reuses them for the golden samples. ``predict`` runs a graph
+    of another layout (the float-only graph, ``factory._float_graph``) on the same rows;
+    by default the raw-column ``session`` is run on the edge's own encoding.
     """
     if stressed is None:
         stressed = stress_rows(held_out, schema, PARITY_SYNTHETIC_ROWS, seed)
     n_missing, n_unseen = stressed.n_missing, stressed.n_unseen
     frame = pd.concat([held_out.reset_index(drop=True), stressed.frame], ignore_index=True)
     session = make_session(model) if isinstance(model, bytes) else model
-    labels, proba = onnx_predict(session, frame, schema)
+    labels, proba = onnx_predict(session, frame, schema) if predict is None else predict(frame)
     expected_proba = np.asarray(native_proba(frame))
     expected_labels = np.asarray(classes, dtype=object)[expected_proba.argmax(axis=1)]
     agreement = float(np.mean(labels.astype(str) == expected_labels.astype(str)))

@@ -22,6 +22,7 @@ import pandas as pd
 from edge_runtime.artifact import Parity
 from edge_runtime.session import make_session
 from factory._config import BuildConfig
+from factory._float_graph import FloatGraphExport, gate_float_graph
 from factory._latency import LatencyMeasurer, LatencyReport, measure_artifact
 from factory._parity import StressRows, check_parity, onnx_predict, stress_rows
 from factory._search import Candidate, SearchResult
@@ -45,6 +46,7 @@ class Verified:
     test_labels: np.ndarray  # the graph's predicted class name per test row
     test_proba: np.ndarray  # the graph's probabilities per test row, columns in class order
     rejected: list[dict[str, Any]] = field(default_factory=list)  # better candidates passed over, and why
+    float_graph: FloatGraphExport | None = None  # the gated float-only graph the device runs (None: raw)
 
 
 def _no_candidate(search: SearchResult, config: BuildConfig) -> BudgetError:
@@ -102,7 +104,11 @@ def verify(
             latency = measure(session, context.latency_feeds, context.profile)
             if latency.p99_us <= budgets.latency_p99_us and len(model_bytes) <= budgets.size_bytes:
                 labels, proba = onnx_predict(session, test, dataset.schema)
-                return Verified(candidate, model_bytes, session, parity, latency, stressed, labels, proba, rejected)
+                floated = gate_float_graph(candidate.graph, native, test, dataset.schema, dataset.classes, stressed)
+                return Verified(
+                    candidate, model_bytes, session, parity, latency, stressed, labels, proba, rejected,
+                    floated if isinstance(floated, FloatGraphExport) else None,
+                )  # fmt: skip
             reason = f"re-measured p99 {latency.p99_us:.1f} µs, {len(model_bytes)} bytes"
         failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {reason}")
         rejected.append({"trial_index": candidate.trial.index, "reason": reason})

@@ -169,8 +169,11 @@ def test_classify_many_names_the_row(clf):
     assert str(caught.value) == "record 2: field 'Age': must be a number, not a boolean (got False)"
     assert caught.value.row == 2
     with pytest.raises(SchemaError) as caught:
+        clf.classify_many({"Age": np.array([20.0, np.inf])})
+    assert str(caught.value) == "record 1: field 'Age': must be a finite number (got inf)"
+    with pytest.raises(SchemaError) as caught:  # NaN in a numpy column is missing; Age is required
         clf.classify_many({"Age": np.array([20.0, np.nan])})
-    assert str(caught.value) == "record 1: field 'Age': must be a finite number (got nan)"
+    assert str(caught.value) == "record 1: field 'Age': is required (got None)"
     with pytest.raises(SchemaError) as caught:
         clf.classify_many({"Age": [20, 30], "Gender": ["Male"]})
     assert str(caught.value) == "field 'Gender': column length must be 2 (got 1)"
