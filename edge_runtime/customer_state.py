@@ -54,6 +54,7 @@ import struct
 import threading
 import time
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -458,6 +459,15 @@ class _Validator:
 
 # ---------------------------------------------------------------------------------- one customer
 _HEAD = struct.Struct("<qqqqqqq8d")  # times, days, counts, then four compensated sums
+_UINT32 = struct.Struct("<I")
+
+
+def _contains(packed: bytearray, item: bytes) -> bool:
+    """Whether the 4-byte ``item`` is one of the uint32 values in ``packed`` (aligned matches only)."""
+    at = packed.find(item)
+    while at != -1 and at % 4:
+        at = packed.find(item, at + 1)
+    return at != -1
 
 
 class _Customer:
@@ -495,7 +505,9 @@ class _Customer:
         self.n_invoices = 0
         # gross, items, net, returns (the signed sum of return amounts), each followed by its compensation
         self.sums = [0.0] * 8
-        self.products: set[int] = set()
+        # Distinct product ids, packed little-endian uint32: membership is a C-speed bytes.find
+        # and writing it back is a copy (a set would cost a conversion both ways per event).
+        self.products = bytearray()
         self.categories: dict[int, float] = {}  # category id -> purchase amount
         self.countries: dict[int, int] = {}  # country id -> lines
         self.days: list[int] = []  # purchase days inside the lateness window
@@ -515,7 +527,7 @@ class _Customer:
         head = _HEAD.pack(
             self.first, self.last, self.seen, self.n_days, self.min_day, self.max_day, self.n_invoices, *self.sums
         )
-        products = array("I", self.products).tobytes()
+        products = bytes(self.products)
         cats = array("I", self.categories).tobytes() + array("d", self.categories.values()).tobytes()
         countries = array("I", self.countries).tobytes() + array("I", self.countries.values()).tobytes()
         recent = json.dumps([self.days, self.keys], separators=(",", ":"))
@@ -527,7 +539,7 @@ class _Customer:
         values = _HEAD.unpack(head)
         (self.first, self.last, self.seen, self.n_days, self.min_day, self.max_day, self.n_invoices) = values[:7]
         self.sums = list(values[7:])
-        self.products = set(array("I", products))
+        self.products = bytearray(products)
         n = len(cats) // 12
         self.categories = dict(zip(array("I", cats[: 4 * n]), array("d", cats[4 * n :]), strict=True))
         n = len(countries) // 8
@@ -549,6 +561,7 @@ CREATE TABLE IF NOT EXISTS customers (
 """
 SCHEMA_VERSION: Final = 1
 CACHE_KIB: Final = 32 * 1024  # SQLite page cache of the state file
+HOT_CUSTOMERS: Final = 4096  # customers kept decoded in memory (about 2 KB each)
 _PRODUCT, _CATEGORY, _COUNTRY = 0, 1, 2
 _SYNCHRONOUS: Final = {"process": "NORMAL", "power": "FULL"}
 
@@ -597,14 +610,15 @@ class CustomerState:
         self._future_us = round(self.program.future_tolerance_s * _US_PER_S)
         self._dormant_us = round(self.program.dormant_days * _US_PER_DAY)
         # Catalogue of product/category/country names <-> small ids (products are stored as
-        # 4-byte ids, not strings: the dominant part of a store's state). Loaded once.
+        # 4-byte ids, not strings: the dominant part of a store's state), kept in memory.
         self._ids: list[dict[str, int]] = [{}, {}, {}]
         self._names: list[dict[int, str]] = [{}, {}, {}]
         self._pending: list[dict[str, int]] = [{}, {}, {}]  # names added by the open transaction
         self._next: dict[int, int] = {}  # next free catalogue id per kind, in the open transaction
-        for kind, name, ident in self._db.execute("SELECT kind, name, id FROM catalogue"):
-            self._ids[kind][name] = ident
-            self._names[kind][ident] = name
+        self._hot: OrderedDict[bytes, _Customer] = OrderedDict()  # recently used customers, newest last
+        self._version: int | None = None  # PRAGMA data_version when _hot, _mark and the catalogue were read
+        self._mark = _NO_TIME  # the watermark: newest event time applied
+        self._sync()  # loads the watermark and the catalogue
 
     def _check_program(self, program: FeatureProgram | None) -> FeatureProgram:
         """The file remembers its program: state built under other rules must not be mixed in."""
@@ -645,7 +659,9 @@ class CustomerState:
     @property
     def watermark(self) -> datetime | None:
         """The newest event time applied (wall clock), or None before the first event."""
-        value = self._watermark()
+        with self._lock:
+            self._sync()
+            value = self._mark
         return None if value == _NO_TIME else _EPOCH + timedelta(microseconds=value)
 
     def __len__(self) -> int:
@@ -676,15 +692,49 @@ class CustomerState:
     def _transaction(self, events: Iterable[tuple[Mapping[str, Any], str]], *, single: bool) -> list[ObserveResult]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            touched: dict[bytes, _Customer] = {}
             try:
-                results = self._apply_all(events, single)
+                self._sync()
+                results, mark = self._apply_all(events, single, touched)
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
-                self._pending_rollback()
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._pending = [{}, {}, {}]
+                for key in touched:  # their in-memory copies hold the refused changes
+                    self._hot.pop(key, None)
                 raise
-            self._db.execute("COMMIT")
             self._pending_commit()
+            self._mark = mark
+            self._remember(touched)
             return results
+
+    def _sync(self) -> None:
+        """Drop what this connection remembers if another connection has committed since.
+
+        SQLite's ``data_version`` changes only for commits of *other* connections, so a
+        single-writer device (the normal case) keeps its hot customers, its watermark and
+        its catalogue in memory between events, and a second writer (an ``ingest`` beside a
+        running ``serve``) is still seen.
+        """
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version:
+            return
+        self._version = version
+        self._hot.clear()
+        self._mark = int(self._db.execute("SELECT value FROM meta WHERE key = 'watermark'").fetchone()[0])
+        for kind, name, ident in self._db.execute("SELECT kind, name, id FROM catalogue"):
+            self._ids[kind][name] = ident
+            self._names[kind][ident] = name
+
+    def _remember(self, customers: dict[bytes, _Customer]) -> None:
+        """Keep the customers of the last events in memory (a till's next question is about them)."""
+        hot = self._hot
+        for key, customer in customers.items():
+            hot[key] = customer
+            hot.move_to_end(key)
+        while len(hot) > HOT_CUSTOMERS:
+            hot.popitem(last=False)
 
     def materialise(self, ref: str, at: datetime | str | float | None = None) -> dict[str, float | str | None]:
         """The model's input record for ``ref`` at ``at`` (default: now), O(one customer's state).
@@ -696,21 +746,21 @@ class CustomerState:
         """
         key = self._ref(ref)
         at_us = self._validator.now_us(self.clock) if at is None else self._validator.wall_us(at, "at")
-        row = self._db.execute(
-            "SELECT head, products, categories, countries, recent FROM customers WHERE ref = ?", (key,)
-        ).fetchone()
-        if row is None:
-            raise NoRecordError(f"customer {ref} has no state on this device (no event observed)")
-        return self._record(_Customer.from_row(*row), at_us, ref)
+        with self._lock:
+            self._sync()
+            customer = self._hot.get(key)
+            if customer is None:
+                customer = self._load(key)
+                if customer is None:
+                    raise NoRecordError(f"customer {ref} has no state on this device (no event observed)")
+                self._remember({key: customer})
+            return self._record(customer, at_us, ref)
 
     # ---------------------------------------------------------------- internals
     def _ref(self, ref: object) -> bytes:
         if not isinstance(ref, str) or not _REF.match(ref):
             raise EventError("ref", ref, "must be the hex customer ref of Runtime.customer_ref (16-64 hex digits)")
         return bytes.fromhex(ref)
-
-    def _watermark(self) -> int:
-        return int(self._db.execute("SELECT value FROM meta WHERE key = 'watermark'").fetchone()[0])
 
     def _id(self, kind: int, name: str) -> int:
         ident = self._ids[kind].get(name)
@@ -738,16 +788,20 @@ class CustomerState:
                 self._names[kind][ident] = name
         self._pending = [{}, {}, {}]
 
-    def _pending_rollback(self) -> None:
-        self._pending = [{}, {}, {}]
+    def _apply_all(
+        self, events: Iterable[tuple[Mapping[str, Any], str]], single: bool, cache: dict[bytes, _Customer]
+    ) -> tuple[list[ObserveResult], int]:
+        """Apply the events to in-memory customers (``cache``, filled here) and write them back.
 
-    def _apply_all(self, events: Iterable[tuple[Mapping[str, Any], str]], single: bool) -> list[ObserveResult]:
+        Returns the results and the new watermark; the caller commits.
+        """
         self._pending = [{}, {}, {}]
         self._next = {}
-        watermark = start = self._watermark()
+        watermark = self._mark
         now = self._validator.now_us(self.clock)
         events = events if isinstance(events, list) else list(events)
-        cache = self._preload(events) if len(events) > 1 else {}
+        if len(events) > 1:
+            self._preload(events, cache)
         results: list[ObserveResult] = []
         for n, (raw, ref) in enumerate(events):
             try:
@@ -755,7 +809,7 @@ class CustomerState:
                 event = self._validator.event(raw)
                 customer = cache.get(key)
                 if customer is None:
-                    customer = self._load(key)
+                    customer = self._hot.get(key) or self._load(key) or _Customer()
                     cache[key] = customer
                 applied = customer.keys.get(event.key)
                 done = set() if applied is None else set(applied[2])
@@ -780,14 +834,20 @@ class CustomerState:
             results.append(ObserveResult(len(todo) - skipped, len(event.lines) - len(todo), skipped))
         rows = [(key, *customer.to_row()) for key, customer in cache.items()]
         self._db.executemany("INSERT OR REPLACE INTO customers VALUES (?, ?, ?, ?, ?, ?)", rows)
-        if watermark != start:
+        if watermark != self._mark:
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'watermark'", (str(watermark),))
-        return results
+        return results, watermark
 
-    def _preload(self, events: list[tuple[Mapping[str, Any], str]]) -> dict[bytes, _Customer]:
-        """Every stored customer of a batch in a few queries (one round trip per 500, not per event)."""
-        keys = list({bytes.fromhex(ref) for _, ref in events if isinstance(ref, str) and _REF.match(ref)})
-        cache: dict[bytes, _Customer] = {}
+    def _preload(self, events: list[tuple[Mapping[str, Any], str]], cache: dict[bytes, _Customer]) -> None:
+        """Every customer of a batch in a few queries (one round trip per 500, not per event)."""
+        hot = self._hot
+        keys = []
+        for key in {bytes.fromhex(ref) for _, ref in events if isinstance(ref, str) and _REF.match(ref)}:
+            customer = hot.get(key)
+            if customer is None:
+                keys.append(key)
+            else:
+                cache[key] = customer
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
@@ -797,13 +857,12 @@ class CustomerState:
         for key in keys:
             if key not in cache:
                 cache[key] = _Customer()
-        return cache
 
-    def _load(self, key: bytes) -> _Customer:
+    def _load(self, key: bytes) -> _Customer | None:
         row = self._db.execute(
             "SELECT head, products, categories, countries, recent FROM customers WHERE ref = ?", (key,)
         ).fetchone()
-        return _Customer() if row is None else _Customer.from_row(*row)
+        return None if row is None else _Customer.from_row(*row)
 
     def _apply(self, c: _Customer, event: _Event, lines: Sequence[_Line]) -> int:
         """The factory's rules, one line at a time; returns how many lines were skipped.
@@ -856,7 +915,9 @@ class CustomerState:
             items = t
             if use_products:
                 pid = product_ids.get(product)
-                products.add(self._id(_PRODUCT, product) if pid is None else pid)
+                packed = _UINT32.pack(self._id(_PRODUCT, product) if pid is None else pid)
+                if not _contains(products, packed):
+                    products += packed
             if use_categories:
                 cid = category_ids.get(category)
                 if cid is None:
@@ -907,7 +968,7 @@ class CustomerState:
             "return_rate": min(max(-returns / gross, 0.0), 1.0),
         }
         if program.products:
-            record["product_breadth"] = float(len(c.products))
+            record["product_breadth"] = float(len(c.products) // 4)
         if program.categories:
             record["category_breadth"] = float(len(c.categories))
             record["top_category_share"] = max(c.categories.values()) / gross
