@@ -196,6 +196,30 @@ def test_a_refused_event_in_a_batch_applies_none_of_the_batch(state: CustomerSta
     assert len(state) == 0 and state.watermark is None
 
 
+def test_a_refused_batch_leaves_customers_in_use_unchanged(state: CustomerState) -> None:
+    state.observe(basket(), ref("a"))
+    before = snapshot(state)  # customer "a" is now held in memory as well as on disk
+    more = basket(ts="2011-03-02T10:00:00", invoice="536400")
+    bad = basket(ts="2011-03-02T11:00:00", invoice="536401", lines=one_line(unit_price=-1.0)["lines"])
+    with pytest.raises(EventError, match="events.1..lines.0..unit_price"):
+        state.observe_many([(more, ref("a")), (bad, ref("a"))])
+    assert snapshot(state) == before
+
+
+def test_a_second_writer_is_seen_by_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite"
+    program = FeatureProgram.online_retail()
+    with CustomerState(path, program, clock=lambda: NOW) as serve, CustomerState(path, clock=lambda: NOW) as ingest:
+        serve.observe(basket(), ref("a"))
+        assert serve.materialise(ref("a"), "2011-03-10")["frequency"] == 1.0
+        ingest.observe(basket(ts="2011-03-02T10:00:00", invoice="536400"), ref("a"))
+        assert serve.materialise(ref("a"), "2011-03-10")["frequency"] == 2.0
+        assert serve.watermark == datetime(2011, 3, 2, 10)
+        # and the first writer continues from the second one's state, not from its memory
+        serve.observe(basket(ts="2011-03-03T10:00:00", invoice="536500"), ref("a"))
+        assert ingest.materialise(ref("a"), "2011-03-10")["frequency"] == 3.0
+
+
 def test_ref_must_be_a_pseudonym_not_a_raw_id(state: CustomerState) -> None:
     with pytest.raises(EventError) as caught:
         state.observe(basket(), "17850")
