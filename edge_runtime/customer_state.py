@@ -56,6 +56,7 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -566,7 +567,7 @@ _PRODUCT, _CATEGORY, _COUNTRY = 0, 1, 2
 _SYNCHRONOUS: Final = {"process": "NORMAL", "power": "FULL"}
 
 
-class CustomerState:
+class CustomerState(AbstractContextManager["CustomerState"]):
     """Per-customer feature state in a SQLite file, keyed by the pseudonymised customer ref.
 
     ``observe(event, ref)`` applies a till event atomically and idempotently;
@@ -646,12 +647,9 @@ class CustomerState:
 
     # ---------------------------------------------------------------- public API
     def close(self) -> None:
-        """Close the database (idempotent)."""
+        """Close the database (idempotent); ``with CustomerState(...)`` closes it on exit."""
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> CustomerState:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

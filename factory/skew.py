@@ -35,17 +35,7 @@ import pandas as pd
 from edge_runtime.customer_state import CustomerState, FeatureProgram, NoRecordError
 from factory.errors import FactoryError, FactoryInputError
 from factory.features import LogColumns, build_customer_features
-from factory.features._columns import (
-    CATEGORY,
-    COUNTRY,
-    CUSTOMER_ID,
-    INVOICE_ID,
-    IS_RETURN,
-    PRODUCT,
-    QUANTITY,
-    TIMESTAMP,
-    UNIT_PRICE,
-)
+from factory.features._columns import CATEGORY, COUNTRY, CUSTOMER_ID, INVOICE_ID, PRODUCT, TIMESTAMP
 from factory.features._params import as_cutoff
 
 __all__ = ["SkewError", "check_skew", "compare_records", "log_events", "program_for_log"]
@@ -108,8 +98,8 @@ def log_events(log: pd.DataFrame, program: FeatureProgram) -> Iterator[tuple[dic
     program's rules (a line flagged a purchase that the program would call a return).
     """
     frame = log.iloc[np.argsort(log[TIMESTAMP].to_numpy(), kind="stable")].reset_index(drop=True)
-    quantity = frame[QUANTITY].to_numpy(dtype="float64")
-    is_return = frame[IS_RETURN].to_numpy(dtype="bool")
+    quantity = frame["quantity"].to_numpy(dtype="float64")
+    is_return = frame["is_return"].to_numpy(dtype="bool")
     has_invoice = program.invoices and INVOICE_ID in frame.columns
     invoice = frame[INVOICE_ID].astype("object") if has_invoice else pd.Series(None, index=frame.index, dtype="object")
     missing_invoice = invoice.isna().to_numpy() | (invoice.astype("str").str.strip() == "").to_numpy()
@@ -122,7 +112,7 @@ def log_events(log: pd.DataFrame, program: FeatureProgram) -> Iterator[tuple[dic
         row = frame.iloc[wrong[0]]
         raise SkewError(
             f"skew gate: line of customer {row[CUSTOMER_ID]!r} at {row[TIMESTAMP]} is a purchase in the log but a "
-            f"return under the device program (quantity {row[QUANTITY]}, cancel prefix {program.cancel_prefix!r})"
+            f"return under the device program (quantity {row['quantity']}, cancel prefix {program.cancel_prefix!r})"
         )
     cancelled = is_return & ~implied  # returns only the log knows about: sent as the event's flag
 
@@ -150,7 +140,7 @@ def log_events(log: pd.DataFrame, program: FeatureProgram) -> Iterator[tuple[dic
     countries = frame[COUNTRY].to_numpy(dtype="object") if program.countries else None
     products = frame[PRODUCT].to_numpy(dtype="object") if program.products else None
     categories = frame[CATEGORY].to_numpy(dtype="object") if program.category_rule == "column" else None
-    prices = frame[UNIT_PRICE].to_numpy(dtype="float64").tolist()
+    prices = frame["unit_price"].to_numpy(dtype="float64").tolist()
     quantities = quantity.tolist()
     groups = group[order]
     bounds = np.flatnonzero(np.diff(groups)) + 1

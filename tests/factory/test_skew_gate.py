@@ -21,14 +21,8 @@ from hypothesis import strategies as st
 import edge_runtime.customer_state as device
 from edge_runtime.customer_state import CustomerState, FeatureProgram, NoRecordError
 from factory.errors import FactoryInputError
-from factory.features import (
-    FEATURE_COLUMNS,
-    LogColumns,
-    build_customer_features,
-    default_cutoff,
-    load_transactions,
-    stock_code_family,
-)
+from factory.features import FEATURE_COLUMNS, LogColumns, build_customer_features, default_cutoff, load_transactions
+from factory.features import stock_code_family as factory_family
 from factory.skew import SkewError, check_skew, compare_records, log_events, program_for_log
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,7 +150,7 @@ def transaction_logs(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, Any]]:
     log["customer_id"] = log["customer_id"].astype("str")
     log["timestamp"] = log["timestamp"].astype("datetime64[us]")
     if category_rule == "stock_code_family":
-        log["category"] = stock_code_family(log["product"])
+        log["category"] = factory_family(log["product"])
     if not with_invoices:
         log = log.drop(columns=["invoice_id"])
     times = st.tuples(st.integers(0, 90), st.sampled_from([0, 9, 12]))
