@@ -2,11 +2,11 @@
 
 Guarantees (DESIGN §4-5):
 
-* ``seq`` is per device, starts at 1, increases by one per committed result, never reuses a
-  number: it is SQLite's rowid, assigned inside the transaction that stores the row as the
-  largest stored seq plus one (rows are never deleted, so that is never reused). A result
-  whose commit did not finish was never returned, so a crash leaves neither a gap nor a
-  duplicate.
+* ``seq`` is per device and epoch, starts at 1, increases by one per committed result, never
+  reuses a number: it is SQLite's rowid, assigned inside the transaction that stores the row
+  as the largest stored seq plus one (pruning never deletes the newest row, so that is never
+  reused). A result whose commit did not finish was never returned, so a crash leaves neither
+  a gap nor a duplicate.
 * ``durability="process"`` (default): WAL with ``synchronous=NORMAL``. A commit is in the
   WAL file in the OS page cache when ``append`` returns, so it survives the process being
   killed (SIGKILL, OOM, crash) but the last commits may be lost if the power fails.
@@ -22,6 +22,18 @@ Guarantees (DESIGN §4-5):
 * Rows are never deleted before they are synced. Past ``max_backlog`` unsynced rows the
   outbox logs a warning (once per crossing, then per further 10 % of max_backlog) and
   ``status()["backlog_exceeded"]`` is true; it keeps accepting results.
+* Synced rows are pruned (:meth:`Outbox.prune`, run by each sync round) past a retention:
+  older than ``retain_synced_days`` or beyond the newest ``retain_synced_rows`` synced ones
+  (defaults in ``edge_runtime._settings``). Unsynced rows are never pruned, nor is the newest
+  row (SQLite gives a new row max(seq) + 1, so keeping it means a seq is never reused).
+  Below ``min_free_bytes`` of free space on the file's disk the outbox warns (at open and
+  every ``DISK_CHECK_S`` from its helper thread; ``status()["disk_low"]``): a full disk makes
+  ``append`` fail, and a result that is not stored is not returned either.
+* A corrupt file (random bytes, a truncated copy, a damaged page: ``PRAGMA quick_check`` at
+  open, which reads the whole file once) is never deleted and never a crash: it is renamed
+  aside to ``<name>.corrupt-<UTC time>`` (with its ``-wal``/``-shm``), logged at ERROR, and
+  a new file with a new epoch is started; the new file's ``events`` table records it
+  (``outbox_quarantined``) until a sync has reported it to central.
 
 Probabilities are stored as packed float64 in the model's class order (a few hundred
 nanoseconds instead of a JSON dump per result); each (model_version, classes) pair is stored
@@ -33,7 +45,9 @@ from __future__ import annotations
 import array
 import json
 import logging
+import os
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -42,6 +56,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from edge_runtime._settings import DEFAULT_MIN_FREE_MB, DEFAULT_RETAIN_SYNCED_DAYS, DEFAULT_RETAIN_SYNCED_ROWS
 
 if TYPE_CHECKING:  # the outbox itself needs no numpy; Runtime hands it numpy label arrays
     import numpy as np
@@ -87,6 +103,11 @@ CREATE TABLE IF NOT EXISTS events (
 # appends (SQLite's own auto-checkpoint would stall one commit in ~1000 for milliseconds).
 CHECKPOINT_EVERY = 2000
 CHECKPOINT_POLL_S = 0.25
+DISK_CHECK_S = 30.0  # free space is looked at this often (off the classify path)
+QUARANTINED = "outbox_quarantined"
+# SQLite's primary result codes for "this is not a (healthy) database file" (a lock, a missing
+# permission or a full disk are other codes, and never a reason to move a file aside).
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 
 
 def _checkpoint_loop(outbox: weakref.ref[Outbox], closed: threading.Event, db: sqlite3.Connection) -> None:
@@ -95,12 +116,16 @@ def _checkpoint_loop(outbox: weakref.ref[Outbox], closed: threading.Event, db: s
     Holds the Outbox only weakly: an outbox dropped without close() ends its thread too.
     """
     done = 0
+    disk_checked = time.monotonic()
     try:
         while not closed.wait(CHECKPOINT_POLL_S):
             box = outbox()
             if box is None:
                 break
             appended = box._appended
+            if time.monotonic() - disk_checked >= DISK_CHECK_S:
+                disk_checked = time.monotonic()
+                box.check_disk()
             del box
             if appended - done >= CHECKPOINT_EVERY:
                 done = appended
@@ -110,6 +135,13 @@ def _checkpoint_loop(outbox: weakref.ref[Outbox], closed: threading.Event, db: s
         logger.warning("outbox WAL checkpoint failed: %s", exc)
     finally:
         db.close()
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return type(exc) is sqlite3.DatabaseError  # no code: OperationalError & co. are not corruption
 
 
 def new_epoch() -> str:
@@ -135,6 +167,9 @@ class Outbox:
         device_id: str,
         durability: str = "process",
         max_backlog: int = 1_000_000,
+        retain_synced_rows: int = DEFAULT_RETAIN_SYNCED_ROWS,
+        retain_synced_days: float = DEFAULT_RETAIN_SYNCED_DAYS,
+        min_free_bytes: int = int(DEFAULT_MIN_FREE_MB * 1e6),
     ) -> None:
         if durability not in _SYNCHRONOUS:
             raise ValueError(
@@ -147,12 +182,23 @@ class Outbox:
             )
         if max_backlog < 1:
             raise ValueError(f"The 'max_backlog' parameter of Outbox must be >= 1. Got {max_backlog!r} instead.")
+        if retain_synced_rows < 0 or not retain_synced_days > 0 or min_free_bytes < 0:
+            raise ValueError(
+                "The retention parameters of Outbox must be retain_synced_rows >= 0, retain_synced_days > 0 "
+                f"and min_free_bytes >= 0. Got {retain_synced_rows!r}, {retain_synced_days!r} and "
+                f"{min_free_bytes!r} instead."
+            )
         self.path = Path(path)
         self.device_id = device_id
         self.durability = durability
         self.max_backlog = max_backlog
+        self.retain_synced_rows = retain_synced_rows
+        self.retain_synced_days = retain_synced_days
+        self.min_free_bytes = min_free_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._disk_low = False
+        quarantine = self._quarantine_if_corrupt()
         self._db = self._connect()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -165,6 +211,9 @@ class Outbox:
                 raise
             self._check_meta()
             self._db.execute("COMMIT")
+        if quarantine is not None:
+            self.add_event(QUARANTINED, {**quarantine, "epoch_new": self.epoch})
+        self.check_disk()
         self._models: dict[tuple[str, tuple[str, ...]], int] = {}
         self._classes_by_id: dict[int, tuple[str, tuple[str, ...]]] = {}
         self._backlog = self._count_backlog()
@@ -192,6 +241,53 @@ class Outbox:
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
         return db
+
+    def _quarantine_if_corrupt(self) -> dict[str, Any] | None:
+        """Move a corrupt file (and its -wal/-shm) aside, never deleting it; what was done."""
+        if not self.path.exists():
+            return None
+        problem, old_epoch = None, None
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            return self._move_aside(str(exc), None)
+        try:
+            db.execute("PRAGMA busy_timeout=10000")
+            rows = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+            if rows != ["ok"]:
+                problem = "; ".join(rows)[:500]
+            else:
+                try:
+                    found = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+                    old_epoch = None if found is None else str(found[0])
+                except sqlite3.OperationalError:  # no meta table yet: not an outbox we made
+                    pass
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            problem = str(exc)
+        finally:
+            db.close()
+        return None if problem is None else self._move_aside(problem, old_epoch)
+
+    def _move_aside(self, problem: str, old_epoch: str | None) -> dict[str, Any]:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            source = self.path.with_name(self.path.name + suffix)
+            if source.exists():
+                os.replace(source, target.with_name(target.name + suffix))
+        logger.error(
+            "outbox %s is corrupt (%s): moved aside to %s (kept, not deleted); starting a new outbox with a "
+            "new epoch. Unsynced results in the old file are not sent: recover them from %s if they matter",
+            self.path,
+            problem,
+            target.name,
+            target.name,
+        )
+        return {"quarantined_as": str(target), "problem": problem, "epoch_old": old_epoch}
 
     def _check_meta(self) -> None:
         rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -453,6 +549,53 @@ class Outbox:
         """Keep (or clear, with None) the sync alert ``edge-runtime status`` shows."""
         self._set_meta("sync_alert", message)
 
+    # ------------------------------------------------------------------ retention
+    def prune(self, *, now_us: int | None = None) -> int:
+        """Delete synced results past the retention (age, then count); returns how many.
+
+        Only rows at or below the synced watermark are candidates, never the newest row."""
+        now = time.time_ns() // 1000 if now_us is None else now_us
+        cutoff = now - int(self.retain_synced_days * 86_400 * 1_000_000)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                through = self._synced_through()
+                last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM results").fetchone()[0]
+                limit = min(through, int(last) - 1)
+                before = self._db.total_changes
+                self._db.execute("DELETE FROM results WHERE seq <= ? AND classified_at_us < ?", (limit, cutoff))
+                self._db.execute("DELETE FROM results WHERE seq <= ?", (min(limit, through - self.retain_synced_rows),))
+                pruned = self._db.total_changes - before
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if pruned:
+            logger.info("outbox %s: pruned %d synced results past the retention", self.path, pruned)
+        return pruned
+
+    def disk_free_bytes(self) -> int | None:
+        try:
+            return int(shutil.disk_usage(self.path.parent).free)
+        except OSError:
+            return None
+
+    def check_disk(self) -> bool:
+        """Warn (once per crossing) when free space is below ``min_free_bytes``; True if low."""
+        free = self.disk_free_bytes()
+        low = free is not None and free < self.min_free_bytes
+        if low and not self._disk_low:
+            logger.warning(
+                "outbox %s: only %.1f MB free on its disk (warning below %.1f MB); when the disk is full, "
+                "classification stops (a result that cannot be stored is not returned). Free space, or sync "
+                "so synced results can be pruned",
+                self.path,
+                (free or 0) / 1e6,
+                self.min_free_bytes / 1e6,
+            )
+        self._disk_low = low
+        return low
+
     # ------------------------------------------------------------------ events
     def add_event(self, kind: str, detail: Mapping[str, Any]) -> int:
         """Record something head office must hear about (e.g. a quarantined outbox)."""
@@ -507,6 +650,9 @@ class Outbox:
             "backlog": backlog,
             "max_backlog": self.max_backlog,
             "backlog_exceeded": backlog > self.max_backlog,
+            "disk_free_bytes": self.disk_free_bytes(),
+            "disk_low": self._disk_low,
+            "events_unreported": self.events(unreported_only=True),
         }
 
     def close(self) -> None:

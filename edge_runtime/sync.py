@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 BATCH_PATH = "/v1/results:batch"
 DRIFT_PATH = "/v1/drift"
+EVENTS_PATH = "/v1/devices/{device_id}/events"
+_EVENT_DETAIL_CHARS = 2000
 # Central's answers that mean these counts will never be accepted: keeping them would resend
 # them forever. 404: the model is not registered there; 422: the bins do not match it.
 _DRIFT_NEVER_ACCEPTED = frozenset({404, 422})
@@ -85,6 +87,12 @@ class OutboxLike(Protocol):
 
     def set_sync_alert(self, message: str | None) -> None: ...
 
+    def prune(self) -> int: ...
+
+    def events(self, *, unreported_only: bool = False) -> list[dict[str, Any]]: ...
+
+    def mark_events_reported(self, ids: Iterable[int]) -> None: ...
+
 
 @dataclass
 class SyncReport:
@@ -101,6 +109,8 @@ class SyncReport:
     drift_reports: int = 0
     drift_rows: int = 0
     drift_flagged: list[str] = field(default_factory=list)
+    pruned: int = 0
+    events_reported: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,6 +262,9 @@ class SyncClient:
         report = SyncReport()
         try:
             self._send_results(outbox, report)
+            self._send_events(outbox, report)
+            if report.marked:
+                report.pruned = outbox.prune()
             if drift is not None:
                 self._send_drift(drift, report)
         except SyncError as exc:
@@ -309,6 +322,34 @@ class SyncClient:
                     f"central acknowledged {len(held)} of {len(seqs)} results "
                     f"(ack {dict(ack)}); the rest stay in the outbox"
                 )
+
+    def _send_events(self, outbox: OutboxLike, report: SyncReport) -> None:
+        """Tell central what the outbox recorded about itself (e.g. a quarantined file).
+
+        An event central does not take (no such route yet, or refused) stays unreported and
+        is offered again next round; only central being away stops the round."""
+        for event in outbox.events(unreported_only=True):
+            detail = dict(event["detail"])
+            payload = {
+                "kind": event["kind"],
+                "epoch_old": detail.pop("epoch_old", None),
+                "epoch_new": detail.pop("epoch_new", None),
+                "at": event["at"],
+                "detail": json.dumps(detail, sort_keys=True)[:_EVENT_DETAIL_CHARS],
+            }
+            path = EVENTS_PATH.format(device_id=self.device_id)
+            try:
+                self.head_office.request_json("POST", path, payload, on_retry=report.count_retry)
+            except RetryableError:
+                raise
+            except SyncError as exc:
+                log.warning(
+                    "central did not take the %s event of %s; it stays recorded: %s", event["kind"], event["at"], exc
+                )
+                report.errors.append(str(exc))
+                continue
+            outbox.mark_events_reported([event["id"]])
+            report.events_reported += 1
 
     def _check_consistent(self, outbox: OutboxLike, ack: Mapping[str, Any], epoch: str) -> None:
         """SyncError (after an ERROR log and a sync alert) when the ack cannot be about this

@@ -11,12 +11,13 @@ import signal
 from dataclasses import fields
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from edge_runtime._settings import DURABILITIES, Settings, get_settings
 
 if TYPE_CHECKING:
     from edge_runtime.classifier import Classifier
+    from edge_runtime.outbox import Outbox
     from edge_runtime.runtime import Runtime
 
 __all__ = [
@@ -25,7 +26,9 @@ __all__ = [
     "add_model_arguments",
     "close_runtime",
     "load_classifier",
+    "open_outbox",
     "open_runtime",
+    "outbox_options",
     "settings_from",
     "stop_on_sigterm",
 ]
@@ -60,6 +63,26 @@ def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {f.name: getattr(args, f.name, None) for f in fields(Settings) if f.name not in _NEVER_FLAGS}
     try:
         return get_settings().updated(**overrides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def outbox_options(settings: Settings) -> dict[str, Any]:
+    """The Outbox keywords every command derives from settings (backlog, retention, disk)."""
+    return {
+        "max_backlog": settings.max_backlog,
+        "retain_synced_rows": settings.retain_synced_rows,
+        "retain_synced_days": settings.retain_synced_days,
+        "min_free_bytes": int(settings.min_free_mb * 1e6),
+    }
+
+
+def open_outbox(settings: Settings) -> Outbox:
+    """The device's outbox as ``sync`` and ``status`` open it (UsageError if not this device's)."""
+    from edge_runtime.outbox import Outbox
+
+    try:
+        return Outbox(settings.outbox, device_id=settings.device_id, **outbox_options(settings))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 

@@ -18,6 +18,7 @@ from edge_runtime.cli._common import (
     add_model_arguments,
     close_runtime,
     load_classifier,
+    open_outbox,
     open_runtime,
     settings_from,
     stop_on_sigterm,
@@ -209,8 +210,6 @@ def run_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def run_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from edge_runtime.outbox import Outbox
-
     settings = settings_from(args)
     status: dict[str, Any] = {"device_id": settings.device_id, "model": None, "outbox": None}
     if settings.artifact is not None:
@@ -224,12 +223,8 @@ def run_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         except ModelLoadError as exc:
             status["model"] = {"artifact_dir": str(settings.artifact), "refused": str(exc)}
     if settings.outbox.exists():
-        try:
-            with Outbox(settings.outbox, device_id=settings.device_id,
-                        max_backlog=settings.max_backlog) as box:  # fmt: skip
-                status["outbox"] = box.status()
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+        with open_outbox(settings) as box:
+            status["outbox"] = box.status()
     stdout.write(json.dumps(status, indent=2) + "\n")
     return 0
 

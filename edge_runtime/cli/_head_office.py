@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_runtime._settings import Settings
-from edge_runtime.cli._common import UsageError, settings_from, stop_on_sigterm
+from edge_runtime.cli._common import UsageError, open_outbox, settings_from, stop_on_sigterm
 from edge_runtime.client import HeadOfficeClient, RetryPolicy
 from edge_runtime.exceptions import ModelLoadError, SyncError
 from edge_runtime.sync import DriftSpool, SyncClient, SyncReport
@@ -104,8 +104,6 @@ def head_office_from(args: argparse.Namespace, settings: Settings) -> HeadOffice
 
 
 def run_sync(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from edge_runtime.outbox import Outbox
-
     settings = settings_from(args)
     head_office = head_office_from(args, settings)
     try:
@@ -125,7 +123,7 @@ def run_sync(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             stderr.write(f"edge-runtime sync: failed: {outcome}\n")
             stderr.flush()
 
-    with Outbox(settings.outbox, device_id=settings.device_id, max_backlog=settings.max_backlog) as outbox:
+    with open_outbox(settings) as outbox:
         if not args.follow:
             try:
                 show(client.sync_once(outbox, drift=spool))

@@ -56,6 +56,15 @@ class FakeOutbox:
     def set_sync_alert(self, message: str | None) -> None:
         self.alert = message
 
+    def prune(self) -> int:
+        return 0
+
+    def events(self, *, unreported_only: bool = False) -> list[dict]:
+        return []
+
+    def mark_events_reported(self, ids) -> None:  # type: ignore[no-untyped-def]
+        pass
+
 
 @pytest.fixture
 def scripted():  # type: ignore[no-untyped-def]
