@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_arguments(default, None, only=("dormant_days",))
     _add_run_options(default)
+    from factory.rollback import add_rollback_parser
+
+    add_rollback_parser(commands)
     return parser
 
 
@@ -197,6 +200,10 @@ def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "rollback-order":
+        from factory.rollback import run_rollback_order
+
+        return run_rollback_order(args)
     from factory.errors import FactoryError
 
     logging.getLogger("flaml").setLevel(logging.ERROR)

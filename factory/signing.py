@@ -33,7 +33,10 @@ def load_or_create_key(key_dir: Path | None = None) -> Ed25519PrivateKey:
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{private_path} holds a {type(key).__name__}, expected Ed25519")
         return key
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        # Only the owner may list or add keys (issue 10): 0700 whatever the umask says.
+        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+        folder.chmod(0o700)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
