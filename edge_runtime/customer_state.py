@@ -66,6 +66,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from edge_runtime.exceptions import EdgeRuntimeError
 
 __all__ = [
+    "FEATURE_NAMES",
     "FEATURE_PROGRAM_NAME",
     "FEATURE_PROGRAM_VERSION",
     "CustomerState",
@@ -90,8 +91,9 @@ _US_PER_S: Final = 1_000_000
 _EPOCH: Final = datetime(1970, 1, 1)  # naive: timestamps are wall-clock in the program's zone
 _NO_TIME: Final = -(2**63)
 
-# Feature names in the factory's output order (``factory.features.FEATURE_COLUMNS``).
-_ALL_FEATURES: Final = (
+#: Every feature the program can produce, in the factory's column order (``factory.features.FEATURE_COLUMNS``
+#: should be this tuple: one list of names for both implementations).
+FEATURE_NAMES: Final = (
     "recency_days",
     "frequency",
     "monetary",
@@ -113,6 +115,8 @@ _EVENT_FIELDS: Final = frozenset(
 _LINE_FIELDS: Final = frozenset({"line", "product", "category", "quantity", "unit_price"})
 _REF = re.compile(r"^[0-9a-f]{16,64}$")
 
+#: A customer ref (hex pseudonym), or the function that makes one from the raw customer id.
+Ref = str | Callable[[str], str]
 CategoryRule = Literal["stock_code_family", "column", "none"]
 _CATEGORY_RULES: Final = ("stock_code_family", "column", "none")
 _FAMILY_CACHE: Final = 100_000  # products whose family is remembered (a catalogue is a few thousand)
@@ -228,7 +232,7 @@ class FeatureProgram:
             absent |= {"category_breadth", "top_category_share"}
         if not self.countries:
             absent.add("country")
-        return tuple(name for name in _ALL_FEATURES if name not in absent)
+        return tuple(name for name in FEATURE_NAMES if name not in absent)
 
     def to_json(self) -> dict[str, Any]:
         """The manifest's ``feature_program`` section."""
@@ -671,15 +675,19 @@ class CustomerState(AbstractContextManager["CustomerState"]):
         for (ref,) in self._db.execute("SELECT ref FROM customers ORDER BY ref"):
             yield bytes(ref).hex()
 
-    def observe(self, event: Mapping[str, Any], ref: str) -> ObserveResult:
+    def observe(self, event: Mapping[str, Any], ref: Ref) -> ObserveResult:
         """Apply one till event for the customer ``ref``, atomically and idempotently.
+
+        ``ref`` is the customer's pseudonym, or the function that makes it from the event's
+        validated ``customer_id`` (``Runtime.customer_ref``), so a bad id is refused by name
+        before it is hashed.
 
         Raises ``EventError`` (a ValueError naming the field) for a malformed event, an event
         in the future, or one older than the lateness window; nothing is changed then.
         """
         return self._transaction([(event, ref)], single=True)[0]
 
-    def observe_many(self, events: Iterable[tuple[Mapping[str, Any], str]]) -> list[ObserveResult]:
+    def observe_many(self, events: Iterable[tuple[Mapping[str, Any], Ref]]) -> list[ObserveResult]:
         """Apply events in order in one transaction (replay, bootstrap): all of them or none.
 
         Each event is validated against the state the previous ones leave, so a refused
@@ -687,7 +695,7 @@ class CustomerState(AbstractContextManager["CustomerState"]):
         """
         return self._transaction(events, single=False)
 
-    def _transaction(self, events: Iterable[tuple[Mapping[str, Any], str]], *, single: bool) -> list[ObserveResult]:
+    def _transaction(self, events: Iterable[tuple[Mapping[str, Any], Ref]], *, single: bool) -> list[ObserveResult]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             touched: dict[bytes, _Customer] = {}
@@ -787,7 +795,7 @@ class CustomerState(AbstractContextManager["CustomerState"]):
         self._pending = [{}, {}, {}]
 
     def _apply_all(
-        self, events: Iterable[tuple[Mapping[str, Any], str]], single: bool, cache: dict[bytes, _Customer]
+        self, events: Iterable[tuple[Mapping[str, Any], Ref]], single: bool, cache: dict[bytes, _Customer]
     ) -> tuple[list[ObserveResult], int]:
         """Apply the events to in-memory customers (``cache``, filled here) and write them back.
 
@@ -803,8 +811,8 @@ class CustomerState(AbstractContextManager["CustomerState"]):
         results: list[ObserveResult] = []
         for n, (raw, ref) in enumerate(events):
             try:
-                key = self._ref(ref)
                 event = self._validator.event(raw)
+                key = self._ref(ref(event.customer_id) if callable(ref) else ref)
                 customer = cache.get(key)
                 if customer is None:
                     customer = self._hot.get(key) or self._load(key) or _Customer()
@@ -836,7 +844,7 @@ class CustomerState(AbstractContextManager["CustomerState"]):
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'watermark'", (str(watermark),))
         return results, watermark
 
-    def _preload(self, events: list[tuple[Mapping[str, Any], str]], cache: dict[bytes, _Customer]) -> None:
+    def _preload(self, events: list[tuple[Mapping[str, Any], Ref]], cache: dict[bytes, _Customer]) -> None:
         """Every customer of a batch in a few queries (one round trip per 500, not per event)."""
         hot = self._hot
         keys = []

@@ -227,6 +227,21 @@ def test_ref_must_be_a_pseudonym_not_a_raw_id(state: CustomerState) -> None:
     assert len(state) == 0
 
 
+def test_ref_can_be_made_from_the_validated_customer_id(state: CustomerState) -> None:
+    calls: list[str] = []
+
+    def pseudonymise(customer_id: str) -> str:  # as Runtime.customer_ref
+        calls.append(customer_id)
+        return ref(customer_id)
+
+    state.observe(basket(customer=" 17850 "), pseudonymise)
+    assert calls == ["17850"]  # stripped, like the factory's ids
+    assert state.materialise(ref("17850"), "2011-03-02")["frequency"] == 1.0
+    with pytest.raises(EventError, match="at most 64 characters"):
+        state.observe(basket(customer="9" * 65), pseudonymise)
+    assert calls == ["17850"]  # a refused id is never hashed
+
+
 def test_raw_customer_ids_are_never_stored(state: CustomerState) -> None:
     state.observe(basket(customer="loyalty-card-4417"), ref("loyalty-card-4417"))
     state.close()

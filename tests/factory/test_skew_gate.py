@@ -38,7 +38,7 @@ def test_gate_passes_on_the_bundled_online_retail_log(retail: pd.DataFrame) -> N
     cutoff = default_cutoff(retail)
     summary = check_skew(retail, cutoff, columns=LogColumns.online_retail())
     assert summary["customers"] == len(build_customer_features(retail, cutoff))
-    assert summary["features"] == list(FEATURE_COLUMNS)
+    assert summary["features"] == list(FEATURE_COLUMNS) == list(device.FEATURE_NAMES)
     assert summary["values_compared"] == summary["customers"] * len(FEATURE_COLUMNS)
     assert summary["lines_replayed"] == int((retail["timestamp"] < cutoff).sum())
     assert 0 <= summary["max_relative_difference"] <= 1e-6
