@@ -138,6 +138,12 @@ class RecordValidator:
                 self._cat_codes.append((j, name, known_codes, self._string_code))
         self._ranges = {name: (low, high) for _, name, low, high, _ in self._num}
         self._known_sorted = {name: np.array(sorted(known), dtype=str) for name, known in self._known.items()}
+        # codes of the sorted known categories (float-only graph): _known_codes[name][at]
+        self._known_codes = {
+            name: np.array([self._code_maps[name].get(c, -1.0) for c in ordered.tolist()], dtype=np.float32)
+            for name, ordered in self._known_sorted.items()
+            if name in self._code_maps
+        }
         self._required = {name: inputs[name].required for name in (*num_names, *cat_names)}
         self.id_field: str | None = manifest.id_field
         self.field_names = frozenset((*num_names, *cat_names))
@@ -309,10 +315,20 @@ class RecordValidator:
                 _bump(extra, "<other>")
 
     # ------------------------------------------------------------------ many records
-    def fill_records(self, records: Sequence[Any]) -> dict[str, np.ndarray]:
-        """Validate a list of records into fresh ``[N, n]`` feeds (row = index in the list)."""
+    def fill_records(self, records: Sequence[Any], codes: bool = False) -> dict[str, np.ndarray]:
+        """Validate a list of records into fresh ``[N, n]`` feeds (row = index in the list).
+
+        ``codes=True``: one ``features`` matrix for the float-only graph (numbers, then codes).
+        """
         n = len(records)
         n_num, n_cat = len(self.num_names), len(self.cat_names)
+        if codes:
+            width = n_num + n_cat
+            features = np.empty(n * width, dtype=np.float32)
+            fill = self.fill
+            for i, record in enumerate(records):
+                fill(record, features, features, i * width, i * width + n_num, i, True)
+            return {"features": features.reshape(n, width)}
         num = np.empty(n * n_num, dtype=np.float32)
         cat: list[Any] = [None] * (n * n_cat)
         fill = self.fill
@@ -328,8 +344,12 @@ class RecordValidator:
             feeds["cat"] = np.asarray(cat, dtype=object).reshape(n, len(self.cat_names))
         return feeds
 
-    def fill_columns(self, columns: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
-        """Validate a dict of columns (vectorised for numpy columns); returns (feeds, n_rows)."""
+    def fill_columns(self, columns: Mapping[str, Any], codes: bool = False) -> tuple[dict[str, np.ndarray], int]:
+        """Validate a dict of columns (vectorised for numpy columns); returns (feeds, n_rows).
+
+        ``codes=True``: one ``features`` matrix for the float-only graph; string columns go
+        straight to codes (the validating binary search finds them), never to a string matrix.
+        """
         arrays: dict[str, np.ndarray] = {}
         n_rows: int | None = None
         for name in (*self.num_names, *self.cat_names):
@@ -356,6 +376,8 @@ class RecordValidator:
         if n_rows is None:
             raise SchemaError("<columns>", sorted(map(str, columns)), "no column of the model")
         self.stats.records += n_rows
+        if codes:
+            return {"features": self._features(arrays, n_rows)}, self._count_column_extras(columns, n_rows)
         try:
             num = np.empty((n_rows, len(self.num_names)), dtype=np.float32)
             for j, name in enumerate(self.num_names):
@@ -373,17 +395,40 @@ class RecordValidator:
         except SchemaError:
             self.stats.refused += n_rows
             raise
-        extras = [k for k in columns if k not in self.field_names and k != self.id_field]
-        for key in extras:
-            label = key if isinstance(key, str) else repr(key)
-            if label in self.stats.extra_fields or len(self.stats.extra_fields) < _MAX_EXTRA_NAMES:
-                _bump(self.stats.extra_fields, label, n_rows)
+        self._count_column_extras(columns, n_rows)
         feeds: dict[str, np.ndarray] = {}
         if self.num_names:
             feeds["num"] = num
         if self.cat_names:
             feeds["cat"] = cat
         return feeds, n_rows
+
+    def _features(self, arrays: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+        """Validated columns as the float-only graph's ``features`` ``[N, n_num + n_cat]``.
+
+        Built column by column in a ``[n_cols, N]`` block (contiguous writes) and transposed
+        once: cheaper than strided writes into ``[N, n_cols]``.
+        """
+        names = (*self.num_names, *self.cat_names)
+        block = np.empty((len(names), n_rows), dtype=np.float32)
+        try:
+            for j, name in enumerate(self.num_names):
+                block[j] = self._number_column(name, arrays.get(name), n_rows)
+            for j, name in enumerate(self.cat_names, start=len(self.num_names)):
+                block[j] = self._string_column(name, arrays.get(name), n_rows, codes=True)
+        except SchemaError:
+            self.stats.refused += n_rows
+            raise
+        return np.ascontiguousarray(block.T)
+
+    def _count_column_extras(self, columns: Mapping[str, Any], n_rows: int) -> int:
+        """Count the columns the model does not use (by name, bounded); returns ``n_rows``."""
+        extras = [k for k in columns if k not in self.field_names and k != self.id_field]
+        for key in extras:
+            label = key if isinstance(key, str) else repr(key)
+            if label in self.stats.extra_fields or len(self.stats.extra_fields) < _MAX_EXTRA_NAMES:
+                _bump(self.stats.extra_fields, label, n_rows)
+        return n_rows
 
     def _number_column(self, name: str, arr: np.ndarray | None, n: int) -> np.ndarray:
         if arr is None:
@@ -406,6 +451,9 @@ class RecordValidator:
                     out[i] = self._number(name, v, i)
             return out
         x = arr.astype(np.float64, copy=False)
+        low, high = self._ranges[name]
+        if n and low <= x.min() and x.max() <= high:  # the common case in two passes (NaN fails it)
+            return x
         bad = ~np.isfinite(x)
         if bad.any():  # NaN is a missing cell in a numpy column; ±inf is refused
             missing = np.isnan(x)
@@ -419,7 +467,6 @@ class RecordValidator:
         if big.any():
             i = int(np.argmax(big))
             raise SchemaError(name, arr[i].item(), "must be within the float32 range", row=i)
-        low, high = self._ranges[name]
         outside = (x < low) | (x > high)
         count = int(outside.sum())
         if count:
@@ -427,11 +474,13 @@ class RecordValidator:
             self._out_of_range(name, arr[i].item(), count, i)
         return x
 
-    def _string_column(self, name: str, arr: np.ndarray | None, n: int) -> np.ndarray:
+    def _string_column(self, name: str, arr: np.ndarray | None, n: int, codes: bool = False) -> np.ndarray:
+        """One validated string column: strings for the raw graph, or (``codes``) float codes."""
         if arr is None:
             if self._required[name]:
                 raise SchemaError(name, None, "is required", row=0)
-            return np.full(n, self.missing_token)
+            token = self.missing_token
+            return np.full(n, self._code_maps[name].get(token, -1.0) if codes else token)
         known = self._known[name]
         if arr.dtype.kind != "U":  # object column: per value, like single records
             values = arr.tolist()
@@ -444,30 +493,38 @@ class RecordValidator:
                         out[i] = self._string(name, v, i)
                     except TypeError:  # unhashable
                         raise SchemaError(name, v, "must be a string", row=i) from None
+            if codes:
+                lookup = self._code_maps[name].get
+                return np.array([lookup(v, -1.0) for v in out.tolist()], dtype=np.float32)
             return out
         # A numpy unicode column: every value is a str. Known values are found with a
-        # vectorised binary search over the sorted categories; only the (few) other distinct
-        # values are checked one by one (empty -> missing, length, text) and counted.
+        # vectorised binary search over the sorted categories (which also gives their codes);
+        # only the (few) other distinct values are checked one by one (empty -> missing,
+        # length, text) and counted.
         ordered = self._known_sorted[name]
         if len(ordered):
             at = np.minimum(np.searchsorted(ordered, arr), len(ordered) - 1)
             ok = ordered[at] == arr
             if ok.all():
-                return arr
+                return self._known_codes[name][at] if codes else arr
             positions = np.flatnonzero(~ok)
         else:
             positions = np.arange(n)
-        uniques, inverse = np.unique(arr[positions], return_inverse=True)
+        uniques, first, inverse = np.unique(arr[positions], return_index=True, return_inverse=True)
         counts = np.bincount(inverse, minlength=len(uniques))
         replaced = np.empty(len(uniques), dtype=object)
         unknown = 0
         for u, value in enumerate(uniques.tolist()):
-            first = int(positions[int(np.argmax(inverse == u))])
-            replaced[u] = self._string_column_value(name, value, first)
+            replaced[u] = self._string_column_value(name, value, int(positions[first[u]]))
             if value:
                 unknown += int(counts[u])
         if unknown:
             _bump(self.stats.unknown_category, name, unknown)
+        if codes:
+            lookup = self._code_maps[name].get
+            out_codes = self._known_codes[name][at] if len(ordered) else np.empty(n, dtype=np.float32)
+            out_codes[positions] = np.array([lookup(r, -1.0) for r in replaced.tolist()], dtype=np.float32)[inverse]
+            return out_codes
         out = arr.astype(f"<U{max(arr.dtype.itemsize // 4, len(self.missing_token))}")
         out[positions] = replaced[inverse]
         return out

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge_runtime._schema import RecordValidator
 from edge_runtime._settings import BATCH_SESSION_MIN_ROWS
 from edge_runtime.artifact import GoldenSample, Manifest, default_public_key_path
+from edge_runtime.dates import DateDeriver
 from edge_runtime.encoding import CategoryCodes, float_features
 from edge_runtime.exceptions import ModelLoadError, SchemaError, SelfTestError, SignatureError
 from edge_runtime.explain import Explainer
@@ -178,6 +179,8 @@ class Classifier:
         self._codes = None if codes is None else CategoryCodes(codes)
         self._class_array = np.asarray(self.classes, dtype=object)
         self._validator = RecordValidator(self.manifest, out_of_range=out_of_range, codes=codes)
+        # Date fields -> the number inputs derived from them (edge_runtime.dates); None: no dates.
+        self._dates = DateDeriver.from_manifest(self.manifest)
         self._model_bytes = model_bytes
         self._device_bytes = model_bytes if float_model_bytes is None or codes is None else float_model_bytes
         self._session = self._new_session(threads=1)
@@ -306,6 +309,8 @@ class Classifier:
         ``explain=True`` adds which inputs pushed the record into its segment (occlusion on
         this very graph, one extra batched run; see ``edge_runtime.explain`` for cost/meaning).
         """
+        if self._dates is not None:
+            record = self._dates.record(record)
         with self._lock:
             self._validator.fill(record, self._num_row, self._cat_row, 0, self._cat_off, None, self._float)
             labels, probabilities = self._run(self._outputs, self._feeds, None)
@@ -322,6 +327,8 @@ class Classifier:
         The encoded row is copied out of the reused buffers while the lock is held, so it is
         the row of *this* record even when other threads classify at the same time.
         """
+        if self._dates is not None:
+            record = self._dates.record(record)
         with self._lock:
             self._validator.fill(record, self._num_row, self._cat_row, 0, self._cat_off, None, self._float)
             labels, probabilities = self._run(self._outputs, self._feeds, None)
@@ -358,13 +365,20 @@ class Classifier:
             self._raw_session = session
         return self._raw_session
 
-    def encode(self, records: Any) -> tuple[dict[str, np.ndarray], int]:
-        """Validate a list of records or a dict of columns into graph feeds."""
+    def encode(self, records: Any, *, codes: bool = False) -> tuple[dict[str, np.ndarray], int]:
+        """Validate a list of records or a dict of columns into graph feeds.
+
+        The raw graph's ``num``/``cat`` feeds (what drift counts); ``codes=True`` on a
+        float-graph classifier: its one ``features`` matrix, with no string matrix made.
+        """
+        codes = codes and self._float
+        if self._dates is not None:  # date strings -> their derived number inputs
+            records = self._dates.columns_of(records) if isinstance(records, Mapping) else self._dates.records(records)
         if isinstance(records, Mapping):
-            return self._validator.fill_columns(records)
+            return self._validator.fill_columns(records, codes)
         if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
             records = list(records)
-        return self._validator.fill_records(records), len(records)
+        return self._validator.fill_records(records, codes), len(records)
 
     def run_feeds(self, feeds: Mapping[str, np.ndarray], n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Run validated feeds; the threaded session for large batches."""
@@ -376,11 +390,12 @@ class Classifier:
     def _run_graph(
         self, session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], raw: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Raw-graph feeds through ``session``; coded into one float matrix for the float graph."""
+        """Feeds through ``session``; raw-graph feeds are coded into ``features`` for the float graph."""
         if self._codes is None or raw:
             labels, probabilities = session.run(["label", "probabilities"], dict(feeds))
             return labels, probabilities
-        index, probabilities = session.run(self._outputs, {"features": float_features(feeds, self._codes)})
+        features = feeds["features"] if "features" in feeds else float_features(feeds, self._codes)
+        index, probabilities = session.run(self._outputs, {"features": features})
         return self._class_array[index], probabilities
 
     def classify_many(self, records: Any) -> BatchResult:
@@ -389,7 +404,7 @@ class Classifier:
         All rows are validated first; one invalid row raises SchemaError naming its row and
         nothing is classified.
         """
-        feeds, n_rows = self.encode(records)
+        feeds, n_rows = self.encode(records, codes=True)
         labels, probabilities = self.run_feeds(feeds, n_rows)
         return BatchResult(labels, probabilities, self.classes, self.model_version)
 
