@@ -193,10 +193,12 @@ class TestClientTransport:
 
 
 def fill_outbox(outbox: Any, n: int, model_version: str = MODEL_VERSION) -> None:
+    """``n`` results in ``outbox``; each segment is its most probable class (central checks it)."""
     for i in range(n):
+        segment = CLASSES[i % 3]
         outbox.append(
-            segment=CLASSES[i % 3],
-            probabilities={"high": 0.5, "mid": 0.3, "low": 0.2},
+            segment=segment,
+            probabilities={c: 0.5 if c == segment else 0.25 for c in CLASSES},
             model_version=model_version,
             customer_ref=f"c-{i}",
         )
