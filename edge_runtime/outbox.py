@@ -34,6 +34,16 @@ Guarantees (DESIGN §4-5):
   aside to ``<name>.corrupt-<UTC time>`` (with its ``-wal``/``-shm``), logged at ERROR, and
   a new file with a new epoch is started; the new file's ``events`` table records it
   (``outbox_quarantined``) until a sync has reported it to central.
+* Drift counts live in the same file (issue 10 item 12), so a crash or restart does not lose
+  them: a Runtime passes its ``DriftHistograms`` with each result, and every
+  ``drift_checkpoint_rows`` results (default 100) the current counts are written to
+  ``drift_state`` *in the transaction of that result*, so stored results and checkpointed
+  counts agree. ``take_drift`` (what ``Runtime.drift_snapshot(reset=True)`` calls) resets the
+  counts and clears the checkpoint under one lock; a new process moves the checkpoints of dead
+  writers, and ``close`` its own counts, into the ``drift`` table, which is the spool
+  ``edge_runtime.sync.DriftSpool`` sends from. A crash loses at most the counts of the last
+  ``drift_checkpoint_rows - 1`` results (measured cost: see ``benchmarks/edge_latency.py``
+  and the issue 10 note).
 
 Probabilities are stored as packed float64 in the model's class order (a few hundred
 nanoseconds instead of a JSON dump per result); each (model_version, classes) pair is stored
@@ -55,7 +65,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_runtime._settings import DEFAULT_MIN_FREE_MB, DEFAULT_RETAIN_SYNCED_DAYS, DEFAULT_RETAIN_SYNCED_ROWS
 
@@ -86,6 +96,18 @@ CREATE TABLE IF NOT EXISTS results (
     classified_at_us INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS synced_above (seq INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS drift (
+    id INTEGER PRIMARY KEY,
+    model_version TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    snapshot TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drift_state (
+    owner TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    PRIMARY KEY (owner, model_version)
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -104,6 +126,7 @@ CREATE TABLE IF NOT EXISTS events (
 CHECKPOINT_EVERY = 2000
 CHECKPOINT_POLL_S = 0.25
 DISK_CHECK_S = 30.0  # free space is looked at this often (off the classify path)
+DRIFT_CHECKPOINT_ROWS = 100  # results between two drift checkpoints (in a result's transaction)
 QUARANTINED = "outbox_quarantined"
 # SQLite's primary result codes for "this is not a (healthy) database file" (a lock, a missing
 # permission or a full disk are other codes, and never a reason to move a file aside).
@@ -135,6 +158,63 @@ def _checkpoint_loop(outbox: weakref.ref[Outbox], closed: threading.Event, db: s
         logger.warning("outbox WAL checkpoint failed: %s", exc)
     finally:
         db.close()
+
+
+class DriftCounts(Protocol):
+    """What the outbox needs of ``edge_runtime.drift.DriftHistograms``."""
+
+    model_version: str
+
+    def snapshot(self, *, reset: bool = False) -> dict[str, Any]: ...
+
+
+def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """A connection to an outbox file with its pragmas, the tables created if missing (the
+    drift spool of ``edge_runtime.sync`` opens the file this way too)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    db.execute("PRAGMA page_size=1024")  # only takes effect on a new, empty file
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA busy_timeout=10000")
+    db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    return db
+
+
+def counts_only(snapshot: Mapping[str, Any]) -> str:
+    """A drift snapshot as stored: counts per input, no bin edges or category names (those are
+    the manifest's; the file keeps numbers only)."""
+    inputs = {name: {"counts": list(entry["counts"])} for name, entry in snapshot["inputs"].items()}
+    kept = {k: snapshot[k] for k in ("model_version", "rows", "since", "until") if k in snapshot}
+    return json.dumps({**kept, "inputs": inputs}, sort_keys=True)
+
+
+def spool_snapshot(db: sqlite3.Connection, snapshot: Mapping[str, Any]) -> int | None:
+    """Insert one drift snapshot into the spool (inside the caller's transaction); its id."""
+    if not snapshot.get("rows") or not snapshot.get("inputs"):
+        return None
+    cursor = db.execute(
+        "INSERT INTO drift (model_version, rows, snapshot) VALUES (?, ?, ?)",
+        (str(snapshot["model_version"]), int(snapshot["rows"]), counts_only(snapshot)),
+    )
+    return cursor.lastrowid
+
+
+def _owner_alive(owner: str) -> bool:
+    pid = int(owner.split(":", 1)[0]) if owner.split(":", 1)[0].isdigit() else -1
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -170,6 +250,7 @@ class Outbox:
         retain_synced_rows: int = DEFAULT_RETAIN_SYNCED_ROWS,
         retain_synced_days: float = DEFAULT_RETAIN_SYNCED_DAYS,
         min_free_bytes: int = int(DEFAULT_MIN_FREE_MB * 1e6),
+        drift_checkpoint_rows: int = DRIFT_CHECKPOINT_ROWS,
     ) -> None:
         if durability not in _SYNCHRONOUS:
             raise ValueError(
@@ -195,6 +276,14 @@ class Outbox:
         self.retain_synced_rows = retain_synced_rows
         self.retain_synced_days = retain_synced_days
         self.min_free_bytes = min_free_bytes
+        if drift_checkpoint_rows < 1:
+            raise ValueError(
+                f"The 'drift_checkpoint_rows' parameter of Outbox must be >= 1. Got {drift_checkpoint_rows!r} instead."
+            )
+        self.drift_checkpoint_rows = drift_checkpoint_rows
+        self._drift: DriftCounts | None = None
+        self._drift_unsaved = 0
+        self._owner = f"{os.getpid()}:{secrets.token_hex(4)}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._disk_low = False
@@ -203,13 +292,12 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            except Exception:
-                self._db.execute("ROLLBACK")
+                self._check_meta()
+                self._recover_drift()
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._check_meta()
             self._db.execute("COMMIT")
         if quarantine is not None:
             self.add_event(QUARANTINED, {**quarantine, "epoch_new": self.epoch})
@@ -234,13 +322,19 @@ class Outbox:
         )
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        db.execute("PRAGMA page_size=1024")  # only takes effect on a new, empty file
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.durability]}")
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
-        return db
+        return connect(self.path, _SYNCHRONOUS[self.durability])
+
+    def _recover_drift(self) -> None:
+        """Spool the drift checkpoints of writers that died (inside the open transaction)."""
+        rows = self._db.execute("SELECT owner, model_version, snapshot FROM drift_state").fetchall()
+        for owner, model_version, snapshot in rows:
+            if _owner_alive(owner):
+                continue
+            spool_snapshot(self._db, json.loads(snapshot))
+            self._db.execute("DELETE FROM drift_state WHERE owner = ? AND model_version = ?", (owner, model_version))
+            logger.info(
+                "outbox %s: recovered the drift counts of %s (writer %s ended)", self.path, model_version, owner
+            )
 
     def _quarantine_if_corrupt(self) -> dict[str, Any] | None:
         """Move a corrupt file (and its -wal/-shm) aside, never deleting it; what was done."""
@@ -365,18 +459,33 @@ class Outbox:
         model_version: str,
         customer_ref: str | None = None,
         classified_at_us: int | None = None,
+        *,
+        drift: DriftCounts | None = None,
     ) -> int:
-        """``append`` with probabilities as values in ``classes`` order (Runtime's fast path)."""
+        """``append`` with probabilities as values in ``classes`` order (Runtime's fast path).
+
+        ``drift``: the histograms that counted this result; checkpointed with it every
+        ``drift_checkpoint_rows`` results."""
         blob = array.array("d", values).tobytes()
         stamp = time.time_ns() // 1000 if classified_at_us is None else classified_at_us
         with self._lock:
             model_id = self._models.get((model_version, classes))
             if model_id is None:
                 model_id = self._model_id(model_version, classes)
-            # One statement in autocommit mode = one transaction: committed (and, with
-            # durability="power", fsynced) before execute returns. seq NULL = SQLite's
-            # max(seq) + 1 under the write lock, so even two writer processes cannot collide.
-            seq = self._db.execute(self._insert_sql, (customer_ref, segment, blob, model_id, stamp)).lastrowid
+            if drift is not None and self._drift_due(drift, 1):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    seq = self._db.execute(self._insert_sql, (customer_ref, segment, blob, model_id, stamp)).lastrowid
+                    self._checkpoint_drift(drift)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            else:
+                # One statement in autocommit mode = one transaction: committed (and, with
+                # durability="power", fsynced) before execute returns. seq NULL = SQLite's
+                # max(seq) + 1 under the write lock, so even two writer processes cannot collide.
+                seq = self._db.execute(self._insert_sql, (customer_ref, segment, blob, model_id, stamp)).lastrowid
             assert seq is not None
             self._appended += 1
             self._backlog += 1
@@ -391,8 +500,11 @@ class Outbox:
         probabilities: Any,
         model_version: str,
         customer_refs: Sequence[str | None] | None = None,
+        *,
+        drift: DriftCounts | None = None,
     ) -> list[int]:
-        """Store a batch in one transaction; returns the seqs (contiguous)."""
+        """Store a batch in one transaction; returns the seqs (contiguous). ``drift`` as in
+        :meth:`append_values`."""
         n = len(segments)
         if n == 0:
             return []
@@ -409,6 +521,8 @@ class Outbox:
             try:
                 self._db.executemany(self._insert_sql, rows)
                 last = self._db.execute("SELECT MAX(seq) FROM results").fetchone()[0]
+                if drift is not None and self._drift_due(drift, n):
+                    self._checkpoint_drift(drift)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -419,6 +533,57 @@ class Outbox:
             if self._backlog > self.max_backlog:
                 self._over_backlog()
         return list(range(first, first + n))
+
+    # ------------------------------------------------------------------ drift counts
+    def _drift_due(self, drift: DriftCounts, n: int) -> bool:
+        """Count ``n`` results of ``drift``; True when a checkpoint is due (lock held)."""
+        if drift is not self._drift:
+            if self._drift is not None:  # a model swap: the old model's counts go to the spool
+                self._spool_taken(self._drift)
+            self._drift, self._drift_unsaved = drift, 0
+        self._drift_unsaved += n
+        return self._drift_unsaved >= self.drift_checkpoint_rows
+
+    def _checkpoint_drift(self, drift: DriftCounts) -> None:
+        """Write the current counts to drift_state (inside the caller's transaction)."""
+        snapshot = drift.snapshot()
+        self._db.execute(
+            "INSERT OR REPLACE INTO drift_state (owner, model_version, snapshot) VALUES (?, ?, ?)",
+            (self._owner, str(snapshot["model_version"]), counts_only(snapshot)),
+        )
+        self._drift_unsaved = 0
+
+    def take_drift(self, drift: DriftCounts) -> dict[str, Any]:
+        """``drift.snapshot(reset=True)`` and forget its checkpoint, atomically: the counts
+        handed out are never recovered again after a crash."""
+        with self._lock:
+            snapshot = drift.snapshot(reset=True)
+            self._db.execute(
+                "DELETE FROM drift_state WHERE owner = ? AND model_version = ?",
+                (self._owner, str(snapshot["model_version"])),
+            )
+            if drift is self._drift:
+                self._drift_unsaved = 0
+        return snapshot
+
+    def _spool_taken(self, drift: DriftCounts) -> None:
+        """Move ``drift``'s counts into the spool, clearing its checkpoint (lock held)."""
+        snapshot = drift.snapshot(reset=True)
+        savepoint = not self._db.in_transaction
+        if savepoint:
+            self._db.execute("BEGIN IMMEDIATE")
+        try:
+            spool_snapshot(self._db, snapshot)
+            self._db.execute(
+                "DELETE FROM drift_state WHERE owner = ? AND model_version = ?",
+                (self._owner, str(snapshot["model_version"])),
+            )
+            if savepoint:
+                self._db.execute("COMMIT")
+        except BaseException:
+            if savepoint:
+                self._db.execute("ROLLBACK")
+            raise
 
     def _over_backlog(self) -> None:
         # The in-memory count may be stale if another process marked rows synced: recount
@@ -656,11 +821,19 @@ class Outbox:
         }
 
     def close(self) -> None:
+        """Spool the drift counts not handed out yet, then close the file."""
         self._closed.set()
         if self._checkpointer.is_alive() and self._checkpointer is not threading.current_thread():
             self._checkpointer.join(timeout=10)
         with self._lock:
-            self._db.close()
+            try:
+                if self._drift is not None:
+                    self._spool_taken(self._drift)
+                    self._drift = None
+            except sqlite3.Error as exc:  # a full disk: the checkpoint (if any) is recovered later
+                logger.warning("outbox %s: drift counts not spooled at close: %s", self.path, exc)
+            finally:
+                self._db.close()
 
     def __enter__(self) -> Outbox:
         return self

@@ -54,6 +54,7 @@ class Runtime:
         durability: str = "process",
         max_backlog: int = 1_000_000,
         out_of_range: str = "count",
+        outbox_options: Mapping[str, Any] | None = None,
     ) -> None:
         key = secret.encode("utf-8") if isinstance(secret, str) else secret
         if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
@@ -71,7 +72,9 @@ class Runtime:
             classifier = Classifier.load(model, public_key, out_of_range=out_of_range)
         self._active = (classifier, DriftHistograms(classifier.manifest))
         self._previous: Classifier | None = None
-        self.outbox = Outbox(outbox_path, device_id=device_id, durability=durability, max_backlog=max_backlog)
+        self.outbox = Outbox(
+            outbox_path, device_id=device_id, durability=durability, max_backlog=max_backlog, **(outbox_options or {})
+        )  # outbox_options: retention, disk and drift checkpoint keywords of Outbox
         self.device_id = device_id
 
     # ------------------------------------------------------------------ models
@@ -149,7 +152,7 @@ class Runtime:
         segment, probabilities = result.segment, result.probabilities
         try:
             seq = self.outbox.append_values(
-                segment, classifier.classes, list(probabilities.values()), classifier.model_version, ref
+                segment, classifier.classes, list(probabilities.values()), classifier.model_version, ref, drift=drift
             )
         except Exception as exc:  # sqlite3 errors: disk full, read-only file, locked
             raise OutboxError(f"result not stored in the outbox: {exc}") from exc
@@ -178,7 +181,7 @@ class Runtime:
         drift.observe_batch(feeds)
         try:
             seqs = self.outbox.append_many(
-                labels, classifier.classes, probabilities.tolist(), classifier.model_version, refs
+                labels, classifier.classes, probabilities.tolist(), classifier.model_version, refs, drift=drift
             )
         except Exception as exc:
             raise OutboxError(f"results not stored in the outbox: {exc}") from exc
@@ -189,8 +192,13 @@ class Runtime:
 
     # ------------------------------------------------------------------ state
     def drift_snapshot(self, *, reset: bool = False) -> dict[str, Any]:
-        """Histogram counts per input since the last reset (see DriftHistograms.snapshot)."""
-        return self._active[1].snapshot(reset=reset)
+        """Histogram counts per input since the last reset (see DriftHistograms.snapshot).
+
+        The counts persist with the outbox (checkpointed with the results); a reset goes
+        through the outbox so the counts handed out are dropped from its checkpoint too."""
+        if reset:
+            return self.outbox.take_drift(self._active[1])
+        return self._active[1].snapshot()
 
     def status(self) -> dict[str, Any]:
         classifier, drift = self._active

@@ -15,20 +15,21 @@ content under a seq of this batch) are logged at ERROR, kept as the outbox's ``s
 (``edge-runtime status`` shows it) and raised as SyncError; neither is retried.
 
 **Drift.** A ``Runtime`` counts every classified row in per-input histograms over the
-manifest's reference bins, in memory. Whoever owns the Runtime (``edge-runtime serve`` every
-minute and at exit, ``edge-runtime classify`` at exit) saves those counts with
-:meth:`DriftSpool.save` into a spool folder beside the outbox (``<outbox>-drift/``), one small
-JSON file per snapshot. A sync round then sends what is spooled, summed per model version, to
-``/v1/drift``; central answers PSI per input and its dashboard shows it. ``sync`` sends drift
-once per run when the spool holds anything; ``sync --follow`` every ``drift_interval_s``
-(900 s by default, ``EDGESEG_DRIFT_INTERVAL_S``). Counts central can never accept (404: model
-not registered, 422: bins do not match its reference) are dropped with a warning; any other
-failure keeps them for the next round.
+manifest's reference bins. The counts persist with the outbox, in the same SQLite file
+(``edge_runtime.outbox``: checkpointed in the transaction of every 100th result, spooled at
+close, recovered from a crashed writer), and whoever owns the Runtime (``edge-runtime serve``
+every minute and at exit, ``edge-runtime classify`` at exit) saves snapshots with
+:meth:`DriftSpool.save` into the file's ``drift`` table. A sync round then sends what is
+spooled, summed per model version, to ``/v1/drift``; central answers PSI per input and its
+dashboard shows it. ``sync`` sends drift once per run when the spool holds anything; ``sync
+--follow`` every ``drift_interval_s`` (900 s by default, ``EDGESEG_DRIFT_INTERVAL_S``). Counts
+central can never accept (404: model not registered, 422: bins do not match its reference)
+are dropped with a warning; any other failure keeps them for the next round.
 
 Requests, retries and backoff are :class:`~edge_runtime.client.HeadOfficeClient`'s; this
 module decides what to send and what an answer proves::
 
-    head_office = HeadOfficeClient("http://127.0.0.1:8000", device_id="d-01", token="…")
+    head_office = HeadOfficeClient("https://central.example", device_id="d-01", token="…")
     report = SyncClient(head_office).sync_once(outbox, drift=DriftSpool.for_outbox(path))
 """
 
@@ -36,12 +37,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -125,81 +125,115 @@ class SyncReport:
 # ---------------------------------------------------------------------- drift spool
 @dataclass(frozen=True)
 class PendingDrift:
-    """Spooled counts of one model version, summed, and the files they came from."""
+    """Spooled counts of one model version, summed, and the spool rows they came from."""
 
     model_version: str
     rows: int
     histograms: dict[str, list[int]]
-    files: tuple[Path, ...]
+    ids: tuple[int, ...]
 
 
 class DriftSpool:
-    """Drift counts waiting for head office: one JSON file per saved snapshot.
+    """Drift counts waiting for head office: the ``drift`` table of the outbox file.
 
-    Files are written whole (temporary name, then an atomic rename) and only the files a
-    round read are removed after central accepted them, so a Runtime process and a sync
-    process can share the folder without a lock. Counts only: no raw value leaves the Runtime.
+    One mechanism for every count (issue 10 item 12): snapshots saved here, checkpoints a dead
+    Runtime left (``edge_runtime.outbox``) and what a Runtime spooled at close all are rows of
+    that table; a sync round sends them summed per model version and deletes only the rows it
+    read once central accepted them, so a Runtime process and a sync process share the file
+    (SQLite WAL, short transactions) without losing or doubling a count. Counts only: no raw
+    value leaves the Runtime. Spool files of older versions (``<outbox>-drift/*.json``) are
+    moved into the table when found.
     """
 
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self._written = 0
+    def __init__(self, outbox_path: str | Path) -> None:
+        self.path = Path(outbox_path)
+        self.legacy_folder = Path(f"{outbox_path}-drift")
 
     @classmethod
     def for_outbox(cls, outbox_path: str | Path) -> DriftSpool:
-        """The spool of an outbox: ``<outbox>-drift/`` (beside it, like SQLite's ``-wal``)."""
-        return cls(f"{outbox_path}-drift")
+        """The spool of an outbox (the same file)."""
+        return cls(outbox_path)
 
-    def save(self, snapshot: Mapping[str, Any]) -> Path | None:
-        """Spool a ``Runtime.drift_snapshot(reset=True)``; None when it counted no rows."""
+    def _connect(self) -> sqlite3.Connection:
+        from edge_runtime.outbox import connect
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return connect(self.path)
+
+    def save(self, snapshot: Mapping[str, Any]) -> int | None:
+        """Spool a ``Runtime.drift_snapshot(reset=True)``; its row id, None when it counted no rows."""
+        from edge_runtime.outbox import spool_snapshot
+
         if not snapshot.get("rows") or not snapshot.get("inputs"):
             return None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._written += 1
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        path = self.folder / f"{stamp}-{os.getpid()}-{self._written}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(dict(snapshot), sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
-        return path
+        db = self._connect()
+        try:
+            return spool_snapshot(db, dict(snapshot))
+        finally:
+            db.close()
 
     def save_every(self, snapshot: Callable[[], Mapping[str, Any]], period: float, stopped: threading.Event) -> None:
         """Save ``snapshot()`` every ``period`` seconds until ``stopped`` is set (a thread body)."""
         while not stopped.wait(period):
             try:
                 self.save(snapshot())
-            except OSError as exc:  # a full disk must not stop the till; the counts wait in memory
-                log.warning("drift counts not saved to %s: %s", self.folder, exc)
+            except (OSError, sqlite3.Error) as exc:  # a full disk must not stop the till
+                log.warning("drift counts not saved to %s: %s", self.path, exc)
 
-    def pending(self) -> list[PendingDrift]:
-        """Spooled counts per model version (oldest first); unreadable files are dropped."""
-        if not self.folder.is_dir():
-            return []
-        merged: dict[str, PendingDrift] = {}
-        for path in sorted(self.folder.glob("*.json")):
+    def _import_legacy(self, db: sqlite3.Connection) -> None:
+        from edge_runtime.outbox import spool_snapshot
+
+        for path in sorted(self.legacy_folder.glob("*.json")):
             try:
                 snapshot = json.loads(path.read_text(encoding="utf-8"))
-                version = str(snapshot["model_version"])
-                rows = int(snapshot["rows"])
-                counts = {str(k): [int(c) for c in v["counts"]] for k, v in snapshot["inputs"].items()}
+                spool_snapshot(db, snapshot)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("dropping unreadable drift file %s: %s", path, exc)
-                self.discard([path])
+            path.unlink(missing_ok=True)
+
+    def pending(self) -> list[PendingDrift]:
+        """Spooled counts per model version (oldest first); unreadable rows are dropped."""
+        if not self.path.exists() and not self.legacy_folder.is_dir():
+            return []
+        db = self._connect()
+        try:
+            if self.legacy_folder.is_dir():
+                self._import_legacy(db)
+            rows = db.execute("SELECT id, snapshot FROM drift ORDER BY id").fetchall()
+        finally:
+            db.close()
+        merged: dict[str, PendingDrift] = {}
+        for row_id, text in rows:
+            try:
+                snapshot = json.loads(text)
+                version = str(snapshot["model_version"])
+                count = int(snapshot["rows"])
+                counts = {str(k): [int(c) for c in v["counts"]] for k, v in snapshot["inputs"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("dropping unreadable drift row %d of %s: %s", row_id, self.path, exc)
+                self.discard([row_id])
                 continue
             before = merged.get(version)
             if before is None:
-                merged[version] = PendingDrift(version, rows, counts, (path,))
+                merged[version] = PendingDrift(version, count, counts, (row_id,))
             elif _same_bins(before.histograms, counts):
                 summed = {k: [a + b for a, b in zip(v, counts[k], strict=True)] for k, v in before.histograms.items()}
-                merged[version] = PendingDrift(version, before.rows + rows, summed, (*before.files, path))
-            else:  # one model version has one set of reference bins: this file is not ours
-                log.warning("dropping drift file %s: other bins than %s's earlier files", path, version)
-                self.discard([path])
+                merged[version] = PendingDrift(version, before.rows + count, summed, (*before.ids, row_id))
+            else:  # one model version has one set of reference bins: this row is not ours
+                log.warning("dropping drift row %d: other bins than %s's earlier rows", row_id, version)
+                self.discard([row_id])
         return list(merged.values())
 
-    def discard(self, files: Iterable[Path]) -> None:
-        for path in files:
-            path.unlink(missing_ok=True)
+    def discard(self, ids: Iterable[int]) -> None:
+        """Delete spool rows (after central accepted them, or when it never will)."""
+        wanted = [(int(i),) for i in ids]
+        if not wanted:
+            return
+        db = self._connect()
+        try:
+            db.executemany("DELETE FROM drift WHERE id = ?", wanted)
+        finally:
+            db.close()
 
 
 def _same_bins(a: Mapping[str, list[int]], b: Mapping[str, list[int]]) -> bool:
@@ -388,9 +422,9 @@ class SyncClient:
                     raise
                 log.warning("central will not take drift counts of %s, dropping them: %s", pending.model_version, exc)
                 report.errors.append(str(exc))
-                spool.discard(pending.files)
+                spool.discard(pending.ids)
                 continue
-            spool.discard(pending.files)
+            spool.discard(pending.ids)
             report.drift_reports += 1
             report.drift_rows += pending.rows
             report.drift_flagged = sorted({*report.drift_flagged, *answer.get("flagged", ())})

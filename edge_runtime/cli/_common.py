@@ -68,9 +68,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def outbox_options(settings: Settings) -> dict[str, Any]:
-    """The Outbox keywords every command derives from settings (backlog, retention, disk)."""
+    """The Outbox keywords every command derives from settings (retention, disk)."""
     return {
-        "max_backlog": settings.max_backlog,
         "retain_synced_rows": settings.retain_synced_rows,
         "retain_synced_days": settings.retain_synced_days,
         "min_free_bytes": int(settings.min_free_mb * 1e6),
@@ -82,7 +81,9 @@ def open_outbox(settings: Settings) -> Outbox:
     from edge_runtime.outbox import Outbox
 
     try:
-        return Outbox(settings.outbox, device_id=settings.device_id, **outbox_options(settings))
+        return Outbox(
+            settings.outbox, device_id=settings.device_id, max_backlog=settings.max_backlog, **outbox_options(settings)
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -105,7 +106,7 @@ def open_runtime(settings: Settings) -> Runtime:
         return Runtime(
             load_classifier(settings), outbox_path=settings.outbox, device_id=settings.device_id,
             secret=settings.secret, public_key=settings.public_key, durability=settings.durability,
-            max_backlog=settings.max_backlog,
+            max_backlog=settings.max_backlog, outbox_options=outbox_options(settings),
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

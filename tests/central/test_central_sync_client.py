@@ -211,7 +211,7 @@ def _snapshot(model_version: str, recency: list[int], country: list[int]) -> dic
 
 
 def test_spooled_drift_is_summed_per_model_and_sent_once(api, device, tmp_path) -> None:
-    spool = DriftSpool(tmp_path / "outbox.db-drift")
+    spool = DriftSpool(tmp_path / "outbox.db")
     spool.save(_snapshot(MODEL_VERSION, [1, 2, 0, 0], [3, 0, 0, 0]))
     spool.save(_snapshot(MODEL_VERSION, [0, 0, 1, 1], [0, 1, 1, 0]))
     assert spool.save(_snapshot(MODEL_VERSION, [0, 0, 0, 0], [0, 0, 0, 0])) is None  # nothing counted
@@ -224,7 +224,7 @@ def test_spooled_drift_is_summed_per_model_and_sent_once(api, device, tmp_path) 
     # Counts of a model central does not know can never be accepted: dropped, and said so.
     [refused] = report.errors
     assert refused.startswith("POST http://central.invalid/v1/drift: HTTP 404: ")
-    assert spool.pending() == [] and list(spool.folder.iterdir()) == []
+    assert spool.pending() == []
     [shown] = api.client.get("/v1/stats/drift", headers=ADMIN).json()
     assert (shown["device_id"], shown["model_version"], shown["rows"]) == (device["id"], MODEL_VERSION, 5)
     # What central computed is the PSI of the summed counts.
@@ -237,13 +237,13 @@ def test_drift_stays_spooled_while_central_is_away(tmp_path) -> None:
         def handle_request(self, request: Request) -> Response:
             raise RetryableError("connection refused")
 
-    spool = DriftSpool(tmp_path / "spool")
+    spool = DriftSpool(tmp_path / "o.db")
     saved = spool.save(_snapshot(MODEL_VERSION, [1, 0, 0, 0], [1, 0, 0, 0]))
     with pytest.raises(SyncError, match="central unreachable after 2 attempts"):
         SyncClient(head_office(Down(), max_retries=1)).sync_once(
             Outbox(tmp_path / "o.db", device_id="d-1"), drift=spool
         )
-    assert [p.files for p in spool.pending()] == [(saved,)]
+    assert [p.ids for p in spool.pending()] == [(saved,)]
 
 
 def test_follow_sends_drift_first_and_then_every_drift_interval(tmp_path) -> None:
@@ -255,7 +255,7 @@ def test_follow_sends_drift_first_and_then_every_drift_interval(tmp_path) -> Non
             posted.append(body)
             return Response(201, json.dumps({"flagged": ["country"]}).encode())
 
-    spool = DriftSpool(tmp_path / "spool")
+    spool = DriftSpool(tmp_path / "o.db")
     spool.save(_snapshot(MODEL_VERSION, [1, 0, 0, 0], [1, 0, 0, 0]))
     now = [0.0]
     outcomes: list = []

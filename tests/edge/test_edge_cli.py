@@ -132,7 +132,7 @@ def test_classify_csv_reports_bad_lines_and_continues(env, capsys):
     assert refs == [hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()[:32] for raw in (b"462809", b"466315")]
     # The drift counts of the two classified rows wait in the spool for `edge-runtime sync`.
     [pending] = DriftSpool.for_outbox(env / "outbox.db").pending()
-    assert (pending.model_version, pending.rows, len(pending.files)) == ("toy-seg/20261127T000000Z", 2, 1)
+    assert (pending.model_version, pending.rows, len(pending.ids)) == ("toy-seg/20261127T000000Z", 2, 1)
     assert all(sum(counts) == 2 for counts in pending.histograms.values())
 
 
