@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge_runtime.durable import write_durably
 from edge_runtime.exceptions import ModelLoadError, SignatureError
 from edge_runtime.signing import key_id, load_public_key
 
@@ -205,23 +205,3 @@ class RollbackLedger:
         newest = order.issued_at if last is None else max(order.issued_at, _parse_time(last))
         data = {"applied": applied, "last_issued_at": newest.isoformat()}
         write_durably(self.path, json.dumps(data, sort_keys=True).encode("utf-8"))
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a folder's entries (new names, renames) durable: fsync the directory itself."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_durably(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` so that power loss leaves the old file or the new one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    fsync_dir(path.parent)

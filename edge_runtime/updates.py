@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Any
 
 from edge_runtime.artifact import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, read_manifest
 from edge_runtime.client import HeadOfficeClient
+from edge_runtime.durable import fsync_dir, write_synced
 from edge_runtime.exceptions import ModelIntegrityError, ModelLoadError, RetryableError, SyncError
 from edge_runtime.rollback import (
     RollbackLedger,
     RollbackOrder,
     RollbackRefused,
-    fsync_dir,
     is_newer,
     split_model_version,
     verify_rollback_order,
@@ -95,13 +95,6 @@ def _replace_symlink(link: Path, target: str) -> None:
     os.symlink(target, temporary)
     os.replace(temporary, link)
     fsync_dir(link.parent)
-
-
-def _write_synced(path: Path, content: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 class ModelUpdater:
@@ -218,7 +211,7 @@ class ModelUpdater:
                     raise ModelIntegrityError(
                         f"{file_name} downloaded with sha256 {actual[:16]}…, central announced {str(expected)[:16]}…"
                     )
-                _write_synced(incoming / file_name, content)
+                write_synced(incoming / file_name, content)
             fsync_dir(incoming)
             self._step("downloaded")
             from edge_runtime.classifier import Classifier

@@ -1,5 +1,6 @@
-"""A head office for ModelUpdater tests without central: a Transport that offers one artifact
-folder (``GET /v1/models/current`` and its files) and records the model reports it receives.
+"""A head office for the device's tests without central: a Transport that offers one artifact
+folder (``GET /v1/models/current`` and its files) and records the model reports it receives;
+``request_body`` reads what the device sent (gzip or not).
 
 Also the child process of the power-loss test: ``python edge_update_stub.py <artifact>
 <public key> <models_dir> <step>`` updates ``models_dir`` to ``<artifact>`` and SIGKILLs
@@ -9,6 +10,7 @@ itself right after ``<step>`` (one of ``edge_runtime.updates.STEPS``).
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import os
@@ -24,6 +26,15 @@ from edge_runtime.rollback import canonical_order_bytes
 from edge_runtime.updates import ModelUpdater
 
 FILES = ("model.onnx", "manifest.json", "manifest.sig")
+
+
+def request_body(request: Request) -> dict[str, Any]:
+    """The JSON body of a request the head office client built (gzip decoded)."""
+    content = request.content or b"{}"
+    if request.headers.get("Content-Encoding") == "gzip":
+        content = gzip.decompress(content)
+    body: dict[str, Any] = json.loads(content)
+    return body
 
 
 def offer_for(artifact: Path, **extra: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ running out of space is warned about before it is full."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ import sqlite3
 from typing import Any
 
 import pytest
+from edge_update_stub import request_body
 
 from edge_runtime.client import HeadOfficeClient, Request, Response, RetryPolicy
 from edge_runtime.outbox import QUARANTINED, Outbox
@@ -103,10 +103,7 @@ class Central:
         self.events: list[dict[str, Any]] = []
 
     def handle_request(self, request: Request) -> Response:
-        content = request.content or b"{}"
-        if request.headers.get("Content-Encoding") == "gzip":
-            content = gzip.decompress(content)
-        body = json.loads(content)
+        body = request_body(request)
         if request.url.endswith("/events"):
             self.events.append(body)
             return Response(self.events_status, b'{"detail": "not here"}' if self.events_status >= 400 else b"{}")

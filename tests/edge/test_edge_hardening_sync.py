@@ -3,7 +3,6 @@ and where the device token may go (central's own origin, no redirects, https unl
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import re
@@ -13,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from edge_update_stub import request_body
 
 from edge_runtime.client import HeadOfficeClient, Request, Response, RetryPolicy, UrllibTransport
 from edge_runtime.exceptions import SyncError
@@ -36,10 +36,7 @@ class Scripted:
         self.bodies: list[dict[str, Any]] = []
 
     def handle_request(self, request: Request) -> Response:
-        content = request.content or b"{}"
-        if request.headers.get("Content-Encoding") == "gzip":
-            content = gzip.decompress(content)
-        body = json.loads(content)
+        body = request_body(request)
         self.bodies.append(body)
         return self.answer(body)
 
