@@ -54,6 +54,7 @@ __all__ = [
     "SIGNATURE_FILE",
     "SUPPORTED_FORMAT_VERSIONS",
     "Budgets",
+    "DateInput",
     "Explain",
     "FloatGraph",
     "GoldenSample",
@@ -516,6 +517,35 @@ class FloatGraph(_Part):
     parity: Parity = _field(Parity.from_json)
 
 
+_DATE_FEATURES = ("days_before", "month", "weekday")  # edge_runtime.dates.DATE_FEATURES
+
+
+def _date_outputs(value: Any, path: str) -> Mapping[str, str]:
+    mapping = _object(value, path)
+    for kind, target in mapping.items():
+        if kind not in _DATE_FEATURES:
+            raise ManifestError(_at(path, kind), f"must be one of {list(_DATE_FEATURES)}")
+        _str(target, _at(path, kind))
+    if not mapping:
+        raise ManifestError(path, "must name at least one derived input")
+    return mapping
+
+
+@dataclass(frozen=True)
+class DateInput(_Part):
+    """A date field the device turns into numeric inputs (``edge_runtime.dates``).
+
+    The record carries ``name`` as a string in ``format`` (``strptime``); the device derives
+    ``outputs`` (``days_before`` the ``reference`` moment, ``month``, ``weekday``) — number
+    inputs of the graph — exactly as the factory derived its training columns.
+    """
+
+    name: str = _field(_str)
+    format: str = _field(_str)
+    reference: str = _field(_str)  # ISO date or date-time: the build's reference moment
+    outputs: Mapping[str, str] = _field(_date_outputs)  # derived feature -> input name
+
+
 # ---------------------------------------------------------------------------- the manifest
 def _check_format_version(data: Mapping[str, Any]) -> None:
     if "format_version" not in data:
@@ -560,6 +590,7 @@ class Manifest(_Part):
     signing: Signing | None = _field(Signing.from_json, "optional")
     device_graph: str | None = _field(_choice(*DEVICE_GRAPHS), "optional")  # absent = "raw"
     float_graph: FloatGraph | None = _field(FloatGraph.from_json, "optional")
+    dates: tuple[DateInput, ...] | None = _field(_list_of(DateInput.from_json), "optional")
     has_id_field: bool = _presence_flag()
 
     def __post_init__(self) -> None:
@@ -597,6 +628,11 @@ class Manifest(_Part):
         if self.float_graph is not None and len(self.float_graph.codes) != n_cat:
             n_codes = len(self.float_graph.codes)
             raise ManifestError("float_graph.codes", f"has {n_codes} vocabularies for {n_cat} input_layout.cat columns")
+        for i, date in enumerate(self.dates or ()):
+            for kind, target in date.outputs.items():
+                if target not in self.input_layout.num:
+                    where = f"dates[{i}].outputs.{kind}"
+                    raise ManifestError(where, f"names {target!r}, which is not a number input (input_layout.num)")
         for i, golden in enumerate(self.golden_samples):
             if len(golden.probabilities) != len(self.target.classes):
                 raise ManifestError(

@@ -162,8 +162,11 @@ def assemble_manifest(
             "rows": len(data.raw),
             "fingerprint": data.fingerprint,
             "report": config.data_report,
+            "schema": schema.report(),  # each column: the type chosen and why (factory._schema)
         },  # fmt: skip
     }
+    if schema.dates:  # the device derives these number inputs from the date strings (edge_runtime.dates)
+        manifest["dates"] = [spec.to_manifest() for spec in schema.dates]
     if labelled.segments_report is not None:
         manifest["segments"] = labelled.segments_report
     if verified.float_graph is not None:  # gated like model.onnx: the device runs it (docs/ARTIFACT.md)

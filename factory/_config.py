@@ -14,6 +14,7 @@ factory.errors.FactoryInputError: The 'latency_budget_us' parameter of BuildConf
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ from factory._settings import (
 )
 from factory.errors import FactoryInputError
 
-__all__ = ["BuildConfig", "Budgets", "Parameter", "config_parameters"]
+__all__ = ["BuildConfig", "Budgets", "Parameter", "config_parameters", "parse_date_columns"]
 
 # Which command line command shows an option: "search" options are on every build command,
 # "table" options only where the user gives the table (``build``), None: Python API only.
@@ -122,6 +123,20 @@ class BuildConfig:
         None, Text(), NoneOr(), group="table", help="customer id column (dropped; devices pseudonymise it)"
     )
     sep: str | None = _param(None, Text(), NoneOr(), group="table", help="CSV separator (default: sniffed)")
+    date_columns: Sequence[str] = _param(
+        (),
+        StrSequence(),
+        group="table",
+        flag="--date-column",
+        help="date columns the device derives numbers from: NAME or NAME=FORMAT (strptime); others are detected",
+    )
+    reference_date: str | None = _param(
+        None,
+        Text(),
+        NoneOr(),
+        group="table",
+        help="reference day of date inputs' days_before, YYYY-MM-DD (default: the latest date in the table)",
+    )
     latency_budget_us: float = _param(
         DEFAULT_LATENCY_BUDGET_US, _POSITIVE, help="p99 single-row latency budget on the target device"
     )
@@ -176,6 +191,14 @@ class BuildConfig:
     def __post_init__(self) -> None:
         for parameter in config_parameters():
             check_param(type(self).__name__, parameter.name, getattr(self, parameter.name), parameter.constraints)
+        if self.reference_date is not None:
+            try:
+                dt.datetime.fromisoformat(self.reference_date)
+            except ValueError:
+                raise FactoryInputError(
+                    "The 'reference_date' parameter of BuildConfig must be an ISO date (YYYY-MM-DD). "
+                    f"Got {self.reference_date!r} instead."
+                ) from None
         if self.labels != "clusters" and self.target is None:
             raise FactoryInputError(
                 f"The 'target' parameter of BuildConfig must name the label column when labels={self.labels!r} "
@@ -185,6 +208,7 @@ class BuildConfig:
         normal = {
             "target": self.target or "segment",
             "drop": tuple(self.drop),
+            "date_columns": tuple(self.date_columns),
             "learners": tuple(self.learners),
             "out_dir": Path(self.out_dir),
             "key_dir": None if self.key_dir is None else Path(self.key_dir),
@@ -194,6 +218,16 @@ class BuildConfig:
         }
         for key, value in normal.items():
             object.__setattr__(self, key, value)
+
+    @property
+    def date_formats(self) -> dict[str, str | None]:
+        """``--date-column`` as name -> strptime format (None: detect it)."""
+        return parse_date_columns(self.date_columns)
+
+    @property
+    def reference_moment(self) -> dt.datetime | None:
+        """``reference_date`` parsed (checked when the config is made)."""
+        return None if self.reference_date is None else dt.datetime.fromisoformat(self.reference_date)
 
     def replace(self, **changes: Any) -> BuildConfig:
         """A copy with ``changes`` applied and validated again."""
@@ -213,6 +247,15 @@ class BuildConfig:
         if isinstance(self.device_profile, DeviceProfile):
             return self.device_profile
         return DeviceProfile() if self.device_profile is None else DeviceProfile.load(self.device_profile)
+
+
+def parse_date_columns(items: Sequence[str]) -> dict[str, str | None]:
+    """``["signup=%d-%m-%Y", "last_visit"]`` -> ``{"signup": "%d-%m-%Y", "last_visit": None}``."""
+    out: dict[str, str | None] = {}
+    for item in items:
+        name, _, fmt = item.partition("=")
+        out[name] = fmt or None
+    return out
 
 
 def config_parameters() -> Iterator[Parameter]:

@@ -169,7 +169,7 @@ class Dataset:
 def split_data(labelled: Labelled, config: BuildConfig) -> Dataset:
     """Infer the schema of the inputs, normalise them, encode the classes, split the rows."""
     features = labelled.table.drop(columns=[str(config.target), *config.not_inputs])
-    schema = infer_schema(features)
+    schema = infer_schema(features, date_columns=config.date_formats, reference_date=config.reference_moment)
     frame = normalise_frame(features, schema)
     classes = sorted(labelled.labels.unique().tolist())
     y = labelled.labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)

@@ -4,6 +4,7 @@
     edgeseg-factory build-default            # bundled Online Retail, future value tier
     edgeseg-factory build-default --labels clusters      # ... discovered, named segments
     edgeseg-factory build --data t.csv --labels few --target segment  # a few labels, spread
+    edgeseg-factory inspect --data customers.csv --target churn   # how each column is read
 
 Errors print one line naming the problem and exit with status 2 (bad input or no model within
 budget) or 1 (unexpected); ``--debug`` shows the traceback.
@@ -26,6 +27,7 @@ from factory._constraints import Interval, PathLike, StrOptions, StrSequence
 
 if TYPE_CHECKING:  # the build machinery (pandas, sklearn, onnx) loads only when a build runs
     from factory._build import BuildResult
+    from factory._schema import InputSchema
 
 __all__ = ["main"]
 
@@ -88,10 +90,85 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_arguments(default, None, only=("dormant_days",))
     _add_run_options(default)
+    inspect = commands.add_parser(
+        "inspect", help="show how a table's columns would be read (type, why, missing share, distinct values)"
+    )
+    inspect.add_argument("--data", type=Path, required=True, help="CSV, TSV or Parquet file")
+    _add_config_arguments(inspect, None, only=("target", "drop", "id_column", "sep", "date_columns", "reference_date"))
+    inspect.add_argument("--json", action="store_true", help="print the table as JSON")
+    inspect.add_argument("--debug", action="store_true", help="show tracebacks")
     from factory.rollback import add_rollback_parser
 
     add_rollback_parser(commands)
     return parser
+
+
+def read_schema(
+    data: Any,
+    *,
+    target: str | None,
+    not_inputs: Sequence[str] = (),
+    sep: str | None = None,
+    date_columns: Sequence[str] = (),
+    reference_date: str | None = None,
+) -> InputSchema:
+    """How the build will read the table's input columns (identifiers shown, not refused)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from factory._config import parse_date_columns
+    from factory._data import load_table
+    from factory._schema import infer_schema
+    from factory.errors import FactoryInputError
+
+    raw = data if isinstance(data, pd.DataFrame) else load_table(data, sep=sep)
+    named = [c for c in [*([target] if target else []), *not_inputs] if c is not None]
+    absent = [c for c in named if c not in raw.columns]
+    if absent:
+        raise FactoryInputError(
+            f"column {absent[0]!r} is not in the data; columns are: {', '.join(map(str, raw.columns))}"
+        )
+    reference = None if reference_date is None else dt.datetime.fromisoformat(reference_date)
+    return infer_schema(
+        raw.drop(columns=named),
+        date_columns=parse_date_columns(date_columns),
+        reference_date=reference,
+        refuse_identifiers=False,
+    )
+
+
+def _schema_table(schema: InputSchema, console: Any, title: str) -> None:
+    from rich.table import Table
+
+    from factory._schema import render_schema
+
+    table = Table(title=title)
+    for heading in ("column", "type", "missing", "distinct", "why"):
+        table.add_column(heading, overflow="fold")
+    for row in render_schema(schema):
+        table.add_row(*row)
+    console.print(table)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    schema = read_schema(
+        args.data,
+        target=args.target,
+        not_inputs=[*args.drop, *([args.id_column] if args.id_column else [])],
+        sep=args.sep,
+        date_columns=args.date_columns,
+        reference_date=args.reference_date,
+    )
+    if args.json:
+        print(json.dumps(schema.report(), indent=2))
+    else:
+        _schema_table(schema, Console(), f"{args.data}: {len(schema.columns)} model inputs")
+    return 0
 
 
 def _summary(result: BuildResult, console: Any) -> None:
@@ -182,6 +259,16 @@ def _run(args: argparse.Namespace) -> int:
     else:
         data = args.data
     config = BuildConfig(**options)
+    if not args.quiet:  # the inferred schema, before the search (a refused identifier shows here too)
+        schema = read_schema(
+            data,
+            target=config.target if config.labels != "clusters" else None,
+            not_inputs=config.not_inputs,
+            sep=config.sep,
+            date_columns=config.date_columns,
+            reference_date=config.reference_date,
+        )
+        _schema_table(schema, console, "how the table is read")
     if args.quiet:
         result = build(data, config)
     else:
@@ -206,6 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_rollback_order(args)
     from factory.errors import FactoryError
 
+    if args.command == "inspect":
+        try:
+            return _inspect(args)
+        except FactoryError as exc:
+            if args.debug:
+                traceback.print_exc()
+            print(f"edgeseg-factory: error: {exc}", file=sys.stderr)
+            return 2
     logging.getLogger("flaml").setLevel(logging.ERROR)
     if not args.debug:
         warnings.filterwarnings("ignore")
