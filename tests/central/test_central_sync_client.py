@@ -292,3 +292,36 @@ def test_public_names() -> None:
     ]  # fmt: skip
     for module in (client, sync, updates):
         assert all(hasattr(module, n) for n in module.__all__)
+
+
+def test_a_recreated_outbox_is_a_new_epoch_and_loses_nothing(api, device, tmp_path) -> None:
+    """Issue 10 item 2 end to end: the probe's 'deleted outbox restarts at seq 1' lost 3 of 3."""
+    office = head_office(AppTransport(api.client), device_id=device["id"], token=device["token"])
+    path = tmp_path / "outbox.db"
+    old = Outbox(path, device_id=device["id"])
+    fill_outbox(old, 30)
+    assert SyncClient(office).sync_once(old).marked == 30
+    old.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"outbox.db{suffix}").unlink(missing_ok=True)
+    new = Outbox(path, device_id=device["id"])
+    fill_outbox(new, 3)
+    report = SyncClient(office).sync_once(new)
+    assert (report.stored, report.duplicates, report.marked, report.acked_through) == (3, 0, 3, 3)
+    assert api.count_results(device["id"]) == 33
+    new.close()
+
+
+def test_a_quarantined_outbox_is_reported_to_central(api, device, tmp_path) -> None:
+    path = tmp_path / "outbox.db"
+    path.write_bytes(b"\x00garbage, not a database" * 1000)
+    outbox = Outbox(path, device_id=device["id"])
+    fill_outbox(outbox, 2)
+    office = head_office(AppTransport(api.client), device_id=device["id"], token=device["token"])
+    report = SyncClient(office).sync_once(outbox)
+    assert (report.marked, report.events_reported) == (2, 1)
+    [event] = api.client.get(f"/v1/devices/{device['id']}/events", headers=ADMIN).json()
+    assert (event["kind"], event["epoch_old"], event["epoch_new"]) == ("outbox_quarantined", None, outbox.epoch)
+    assert ".corrupt-" in event["detail"]
+    assert SyncClient(office).sync_once(outbox).events_reported == 0  # once
+    outbox.close()
