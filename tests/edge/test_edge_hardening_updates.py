@@ -152,3 +152,17 @@ def test_no_leftovers_after_a_normal_update(toy_artifact, toy_public_key, tmp_pa
     shutil.rmtree(models, ignore_errors=True)
     assert install(StubCentral(None), toy_public_key, models, toy_artifact) == "installed"
     assert sorted(p.name for p in models.iterdir()) == ["current", "toy-seg"]
+
+
+def test_the_factorys_rollback_order_is_what_the_device_verifies(
+    toy_key, toy_artifact, toy_artifact_b, toy_public_key, tmp_path
+):
+    """One canonical form: an order made by ``edgeseg-factory rollback-order`` is accepted."""
+    factory_rollback = pytest.importorskip("factory.rollback")  # the factory is not on a device
+    models = tmp_path / "models"
+    install(StubCentral(None), toy_public_key, models, toy_artifact_b)
+    order = factory_rollback.rollback_order(V2, V1, toy_key[0])
+    report = updater(
+        StubCentral(toy_artifact, offer_for(toy_artifact, rollback=order)), toy_public_key, models
+    ).update()
+    assert (report.status, report.model_version) == ("rolled_back", V1)
