@@ -29,6 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 RETAIL = REPO / "data" / "online_retail" / "online_retail.parquet"
 
 
+def _ref(customer_id: str) -> str:
+    return hashlib.sha256(customer_id.encode()).hexdigest()[:32]
+
+
 @pytest.fixture(scope="module")
 def retail() -> pd.DataFrame:
     return load_transactions(RETAIL)[0]
@@ -97,6 +101,30 @@ def test_gate_refuses_a_program_that_cannot_express_the_logs_returns(retail: pd.
         check_skew(log, "2011-01-01", columns=LogColumns.online_retail())
 
 
+def test_a_state_built_at_head_office_continues_on_the_till(retail: pd.DataFrame, tmp_path: Path) -> None:
+    """Bootstrap: the factory's replay up to a date, then the till's events, equals events alone."""
+    log = retail.loc[retail["timestamp"] < "2011-02-01"]
+    snapshot = tmp_path / "store-snapshot.sqlite"
+    check_skew(log, "2011-01-15", columns=LogColumns.online_retail(), state_path=snapshot)
+    program = program_for_log(log, LogColumns.online_retail())
+    events = [(event, _ref(customer)) for event, customer in log_events(log, program)]
+    later = [(e, r) for e, r in events if e["timestamp"] >= "2011-01-15"]
+    with CustomerState(snapshot, clock=lambda: 2e9) as till, CustomerState(tmp_path / "alone.sqlite", program) as alone:
+        till.observe_many(later)
+        alone.observe_many(events)
+        refs = sorted({r for _, r in events})
+        assert list(till.refs()) == list(alone.refs()) == refs
+        records = {}
+        for r in refs:
+            try:
+                records[r] = alone.materialise(r, "2011-02-01")
+            except NoRecordError:
+                continue
+        continued = {r: till.materialise(r, "2011-02-01") for r in records}
+    assert len(records) > 100
+    assert compare_records(pd.DataFrame.from_dict(records, orient="index"), continued, rel_tol=1e-12) <= 1e-12
+
+
 # ------------------------------------------------------------------------------------ property
 
 CUSTOMERS = ("1", "2", "17850", "R")  # "R" is seen only through returns
@@ -106,7 +134,7 @@ BASE = pd.Timestamp("2011-01-01")
 
 
 @st.composite
-def transaction_logs(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, Any]]:
+def transaction_logs(draw: st.DrawFn, days: int = 45) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A cleaned log (the canonical frame) exercising every rule the features depend on.
 
     Coarse times (midnight, 09:00, 23:00; 0/1/59 s) give same-second lines and day
@@ -119,7 +147,7 @@ def transaction_logs(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, Any]]:
     rows = []
     for _ in range(draw(st.integers(1, 30))):
         customer = draw(st.sampled_from(CUSTOMERS))
-        day = draw(st.integers(0, 45))
+        day = draw(st.integers(0, days))
         ts = BASE + pd.Timedelta(
             days=day, hours=draw(st.sampled_from([0, 9, 23])), seconds=draw(st.sampled_from([0, 1, 59]))
         )
@@ -158,10 +186,6 @@ def transaction_logs(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, Any]]:
     return log, {"ats": ats, "category_rule": category_rule, "cancel_prefix": draw(st.sampled_from([None, "C"]))}
 
 
-def _ref(customer_id: str) -> str:
-    return hashlib.sha256(customer_id.encode()).hexdigest()[:32]
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(transaction_logs())
 def test_device_state_equals_factory_features_at_random_times(case: tuple[pd.DataFrame, dict[str, Any]]) -> None:
@@ -191,3 +215,33 @@ def test_device_state_equals_factory_features_at_random_times(case: tuple[pd.Dat
                 continue
             compare_records(expected, records)
             assert "R" not in records
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(transaction_logs(days=3), st.randoms(use_true_random=False))
+def test_events_arriving_late_within_lateness_give_the_same_records(
+    case: tuple[pd.DataFrame, dict[str, Any]], rng: Any
+) -> None:
+    log, options = case
+    program = program_for_log(log, category_rule=options["category_rule"], cancel_prefix=options["cancel_prefix"])
+    events = [(event, _ref(customer)) for event, customer in log_events(log, program)]
+    # Each event is delayed by up to half the lateness: it arrives after later events, never too
+    # late. Four days of log make a customer's late basket land after their next day's one.
+    delay = program.lateness_s / 2
+    arrival = sorted(events, key=lambda e: pd.Timestamp(e[0]["timestamp"]).timestamp() + rng.uniform(0, delay))
+    at = log["timestamp"].max() + pd.Timedelta(days=1)
+    records: list[dict[str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, order in (("in_order", events), ("late", arrival)):
+            with CustomerState(Path(tmp) / f"{name}.sqlite", program, clock=lambda: 2e9) as state:
+                for event, r in order:
+                    state.observe(event, r)
+                records.append({})
+                for r in sorted({r for _, r in events}):
+                    try:
+                        records[-1][r] = state.materialise(r, at.to_pydatetime())
+                    except NoRecordError:
+                        continue
+    assert records[0].keys() == records[1].keys()
+    if records[0]:
+        compare_records(pd.DataFrame.from_dict(records[0], orient="index"), records[1])
