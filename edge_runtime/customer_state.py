@@ -760,6 +760,8 @@ class CustomerState(AbstractContextManager["CustomerState"]):
                 if customer is None:
                     raise NoRecordError(f"customer {ref} has no state on this device (no event observed)")
                 self._remember({key: customer})
+            if at is None:  # "now" on a till whose clock lags the event's by up to future_tolerance_s
+                at_us = max(at_us, customer.seen)
             return self._record(customer, at_us, ref)
 
     # ---------------------------------------------------------------- internals

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +308,13 @@ def test_materialise_before_the_newest_line_is_refused(state: CustomerState) -> 
     with pytest.raises(EventError, match="precedes this customer's newest line") as caught:
         state.materialise(ref("1"), "2011-03-01T09:00:00")
     assert caught.value.field == "at"
+
+
+def test_now_is_never_before_an_event_the_till_stamped_slightly_ahead(state: CustomerState) -> None:
+    ahead = datetime.fromtimestamp(NOW + 120, UTC).replace(tzinfo=None)  # within future_tolerance_s
+    state.observe(basket(ts=ahead.isoformat()), ref("1"))
+    record = state.materialise(ref("1"))  # at = now, which precedes the event by two minutes
+    assert record["recency_days"] == 0.0 and record["tenure_days"] == 0.0
 
 
 def test_cancelled_flag_and_zero_price_lines_follow_the_factory_cleaning(state: CustomerState) -> None:

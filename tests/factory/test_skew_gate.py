@@ -186,7 +186,7 @@ def transaction_logs(draw: st.DrawFn, days: int = 45) -> tuple[pd.DataFrame, dic
     return log, {"ats": ats, "category_rule": category_rule, "cancel_prefix": draw(st.sampled_from([None, "C"]))}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(transaction_logs())
 def test_device_state_equals_factory_features_at_random_times(case: tuple[pd.DataFrame, dict[str, Any]]) -> None:
     log, options = case
@@ -217,7 +217,7 @@ def test_device_state_equals_factory_features_at_random_times(case: tuple[pd.Dat
             assert "R" not in records
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(transaction_logs(days=3), st.randoms(use_true_random=False))
 def test_events_arriving_late_within_lateness_give_the_same_records(
     case: tuple[pd.DataFrame, dict[str, Any]], rng: Any
