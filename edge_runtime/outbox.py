@@ -19,6 +19,8 @@ Guarantees (DESIGN §4-5):
   new epoch at seq 1, and every sync batch carries the epoch, so central never confuses the
   new file's seq 1 with the old one's (DESIGN §5, issue 10 item 2). ``sent_through`` is the
   highest seq ever sent in this epoch: an ack above it is inconsistent and marks nothing.
+  A file made before epochs keeps the legacy epoch ``""`` (central's name for the seqs it
+  already holds from it); only new files get a random one.
 * Rows are never deleted before they are synced. Past ``max_backlog`` unsynced rows the
   outbox logs a warning (once per crossing, then per further 10 % of max_backlog) and
   ``status()["backlog_exceeded"]`` is true; it keeps accepting results.
@@ -224,6 +226,10 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return type(exc) is sqlite3.DatabaseError  # no code: OperationalError & co. are not corruption
 
 
+# The epoch of an outbox made before epochs existed (central's name for it, too).
+LEGACY_EPOCH = ""
+
+
 def new_epoch() -> str:
     """A fresh outbox epoch: 32 random hex characters (128 bits, never guessed or repeated)."""
     return secrets.token_hex(16)
@@ -410,10 +416,15 @@ class Outbox:
                 f"outbox {str(self.path)!r} has schema version {rows.get('schema_version')!r}; "
                 f"this runtime reads {SCHEMA_VERSION}"
             )
-        # A file made before epochs existed gets one now: its seqs are the first epoch's.
-        self.epoch = rows.get("epoch") or new_epoch()
+        # A file made before epochs existed keeps the legacy epoch "": central stored its seqs
+        # under that one, so resending them after the upgrade is a duplicate, not a new result.
+        # Anything it holds may have been sent already (a reply lost before the upgrade).
+        self.epoch = rows.get("epoch", LEGACY_EPOCH)
         self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (self.epoch,))
-        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('sent_through', '0')")
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) SELECT 'sent_through', CAST(COALESCE(MAX(seq), 0) AS TEXT) "
+            "FROM results"
+        )
 
     # ------------------------------------------------------------------ writing
     def _model_id(self, model_version: str, classes: tuple[str, ...]) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,23 @@ def test_every_outbox_has_an_epoch_and_every_batch_carries_it(tmp_path) -> None:
     fill(fresh, 1)
     assert fresh.epoch != epoch and HEX32.match(fresh.epoch) and fresh.last_seq() == 1
     fresh.close()
+
+
+def test_an_outbox_from_before_epochs_keeps_the_legacy_epoch(tmp_path) -> None:
+    """Central holds such a file's seqs under the legacy epoch "": resending them after the
+    upgrade must be a duplicate there, and an ack for anything it holds is consistent."""
+    path = tmp_path / "o.db"
+    box = Outbox(path, device_id="d-1")
+    fill(box, 5)
+    box.close()
+    with sqlite3.connect(path) as db:  # what a file written by the previous version looks like
+        db.execute("DELETE FROM meta WHERE key IN ('epoch', 'sent_through')")
+    box = Outbox(path, device_id="d-1")
+    assert (box.epoch, box.sent_through()) == ("", 5)
+    transport = Scripted(lambda body: Response(200, b'{"acked_through": 5, "stored": 0, "duplicates": 2}'))
+    assert client(transport, batch_size=2).sync_once(box).marked == 5
+    assert transport.bodies[0]["epoch"] == ""
+    box.close()
 
 
 def test_an_ack_above_what_was_ever_sent_marks_nothing_loudly(tmp_path, caplog) -> None:
