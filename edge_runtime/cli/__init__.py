@@ -5,13 +5,15 @@ Settings come from ``edge_runtime._settings`` (config file, then ``EDGESEG_*`` v
 flags override them. Each command module (``_device``: this device alone; ``_head_office``:
 sync and update) adds its subparsers with a ``handler(args, stdout, stderr) -> int``; this
 module parses, dispatches and turns errors into exit codes: 0 success; 1 some input lines
-failed, an artifact was refused or head office failed; 2 bad usage or configuration.
+failed, an artifact was refused, head office failed or the outbox could not be read; 2 bad usage
+or configuration. No command ends in a traceback for a damaged outbox.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -55,4 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except EdgeRuntimeError as exc:
         sys.stderr.write(f"edge-runtime {args.command}: {exc}\n")
+        return 1
+    except sqlite3.Error as exc:  # damaged after it was opened: the next open quarantines it
+        sys.stderr.write(
+            f"edge-runtime {args.command}: outbox error: {type(exc).__name__}: {exc} (a corrupt outbox is moved "
+            "aside and replaced the next time it is opened)\n"
+        )
         return 1

@@ -193,3 +193,19 @@ def test_retention_settings(tmp_path) -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match="The 'retain_synced_days' setting must be > 0. Got 0.0 instead."):
         get_settings({"EDGESEG_RETAIN_SYNCED_DAYS": "0"})
+
+
+def test_an_outbox_damaged_while_open_ends_a_command_with_a_message(tmp_path, monkeypatch, capsys) -> None:
+    from edge_runtime.cli import main
+
+    def damaged(self: Outbox, limit: int) -> list[dict[str, Any]]:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(Outbox, "pending", damaged)
+    monkeypatch.setenv("EDGESEG_OUTBOX", str(tmp_path / "o.db"))
+    monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", "t")
+    monkeypatch.delenv("EDGESEG_CONFIG", raising=False)
+    assert main(["sync", "--central", "https://hq.invalid", "--device-id", "d-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("edge-runtime sync: outbox error: DatabaseError: database disk image is malformed")
+    assert "Traceback" not in err
