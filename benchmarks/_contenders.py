@@ -121,22 +121,14 @@ def single_calls(c: Contenders) -> list[SingleCall]:
 
 
 def _edge_columns(frame: pd.DataFrame, job: Job) -> dict[str, np.ndarray]:
-    """A dict of numpy columns, the edge runtime's batch input.
+    """A dict of numpy columns, the edge runtime's batch input, as a pandas user has them.
 
-    Strings go in as numpy str arrays with '' for missing (the runtime's vectorised path). The
-    runtime refuses NaN in a float column (a missing number must be None), so a number column
-    with missing values goes in as an object array with None — its per-value path.
+    Numbers go in as float64 arrays with NaN for missing and strings as numpy str arrays with ''
+    for missing: both are the runtime's vectorised paths (no per-row Python).
     """
     columns: dict[str, np.ndarray] = {}
     for c in job.num:
-        values = frame[c].to_numpy(dtype=np.float64)
-        missing = np.isnan(values)
-        if missing.any():
-            boxed = values.astype(object)
-            boxed[missing] = None
-            columns[c] = boxed
-        else:
-            columns[c] = values
+        columns[c] = frame[c].to_numpy(dtype=np.float64)
     for c in job.cat:
         # A numpy str column is the runtime's vectorised path; '' is its missing string.
         columns[c] = frame[c].astype(object).where(frame[c].notna(), "").to_numpy(dtype=str)

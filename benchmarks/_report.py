@@ -431,6 +431,7 @@ def _latency_blocks(name: str, d: dict[str, Any]) -> list[Block]:
     if d.get("model_note"):
         blocks.append(Para(f"**Model under test:** {d['model_note']}."))
     blocks.append(_latency_table(d))
+    blocks += _floor_blocks(d)
     blocks.append(
         Para(
             f"Label agreement with edgeseg on {a['records']} held-out records: edgeseg's own batch path "
@@ -442,6 +443,34 @@ def _latency_blocks(name: str, d: dict[str, Any]) -> list[Block]:
         )
     )
     return blocks
+
+
+def _floor_blocks(d: dict[str, Any]) -> list[Block]:
+    """The physical floor of one record beside what the paths measure (benchmarks/edge_floor.py)."""
+    f = d.get("floor")
+    if not f or "floor" not in f:
+        return []
+    e, floor, single = f["ensemble"], f["floor"], f["single_record"]
+    rows = [
+        ["node visits per row (mean / p99)", f"{e['visits_per_row_mean']:.1f} / {e['visits_per_row_p99']:.0f}",
+         f"{e['trees']} trees, {e['nodes']} nodes, {e['rows']:,} rows walked"],
+        ["ns per node visit", _num(floor["ns_per_visit"], 2), "float graph, 1 thread, one batch call ÷ visits"],
+        ["tree work per row", f"{_num(floor['tree_work_us_per_row'], 3)} µs", "visits × ns per visit"],
+        ["per-call overhead", f"{_num(floor['overhead_us'], 2)} µs", "session.run of an Identity graph, 1 row (p50)"],
+        ["floor: overhead + tree work", f"{_num(floor['single_record_floor_us'], 2)} µs", "what one row cannot beat"],
+    ]  # fmt: skip
+    for key, label in (
+        ("float_graph_run", "float graph session.run, pre-coded row"),
+        ("float_graph_iobinding", "float graph through IOBinding (edgeseg's call)"),
+        ("classifier_classify", "edgeseg Classifier.classify, dict → Result"),
+    ):
+        if key in single:
+            p50 = single[key]["p50_us"]
+            rows.append([label, f"{_num(p50, 2)} µs", f"p50; {p50 / floor['single_record_floor_us']:.1f}× the floor"])
+    return [
+        Para(f"Physical floor of one record on this model (graph run by the device: {f.get('graph')}):"),
+        Table(["measure", "value", "how"], rows),
+    ]
 
 
 def _batch_blocks(name: str, d: dict[str, Any]) -> list[Block]:
@@ -456,11 +485,9 @@ def _batch_blocks(name: str, d: dict[str, Any]) -> list[Block]:
     ]
     objects = next(iter(breakdown.values()))["object_columns"]
     columns = (
-        f"Number columns with missing values go in as object arrays with None ({', '.join(objects)}): the "
-        "runtime refuses NaN in a float column, so those take its per-value path; every other column is a "
-        "float64 or numpy str array."
+        f"Object columns (per-value path): {', '.join(objects)}."
         if objects
-        else "Every column went in as a float64 or numpy str array (missing strings as '')."
+        else "Every column went in as a float64 array (NaN = missing) or a numpy str array ('' = missing)."
     )
     return blocks + [Para("Where edgeseg's batch time goes — " + "; ".join(parts) + ". " + columns)]
 

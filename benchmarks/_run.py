@@ -151,6 +151,13 @@ def bench_dataset(
         for name, s in stats.items()
     }
 
+    log(f"[{spec.name}] physical floor: node visits, ns per visit, per-call overhead")
+    from benchmarks.edge_floor import measure as measure_floor
+
+    out["floor"] = measure_floor(
+        job.artifact_dir, public_key, runs=cfg.max_calls, rows=max(cfg.batch_sizes), rounds=cfg.batch_rounds
+    )
+
     out["batch"] = {}
     for rows in cfg.batch_sizes:
         log(f"[{spec.name}] batch of {rows:,} rows")

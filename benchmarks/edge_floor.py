@@ -29,6 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ def _tree_node(model: onnx.ModelProto) -> onnx.NodeProto:
     nodes = [n for n in model.graph.node if n.op_type in TREE_OPS]
     if len(nodes) != 1:
         raise ValueError(f"expected one tree-ensemble node, found {[n.op_type for n in model.graph.node]}")
-    return nodes[0]
+    found: onnx.NodeProto = nodes[0]
+    return found
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -92,12 +94,13 @@ class TreeWalk:
             [x <= value, x < value, x >= value, x > value, x == value],
             default=x != value,
         )
-        return result | (np.isnan(x) & self.missing_true[at])
+        goes: np.ndarray = result | (np.isnan(x) & self.missing_true[at])
+        return goes
 
     def visits(self, features: np.ndarray) -> np.ndarray:
         """Branch nodes evaluated per row, summed over the trees (each tree: its leaf's depth)."""
         n = len(features)
-        total = np.zeros(n, dtype=np.int64)
+        total: np.ndarray = np.zeros(n, dtype=np.int64)
         rows = np.arange(n)
         for root in self.roots:
             at = np.full(n, root)
@@ -117,7 +120,7 @@ def _with_output(model: onnx.ModelProto, name: str) -> bytes:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     copy.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    return copy.SerializeToString()
+    return bytes(copy.SerializeToString())
 
 
 def node_visits(model_bytes: bytes, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -151,7 +154,7 @@ def minimal_graph(width: int) -> bytes:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
     model.ir_version = 8
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 # ---------------------------------------------------------------------------- opset-5 operator
@@ -252,7 +255,7 @@ def tree_ensemble_v5(model_bytes: bytes) -> bytes | str:
     model.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
     model.ir_version = 10
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 # ---------------------------------------------------------------------------- timing
@@ -380,7 +383,7 @@ def measure(artifact: Path, public_key: Path | None, *, runs: int, rows: int, ro
         for threads in sorted({1, os.cpu_count() or 1}):
             for spinning in (False, True):
                 session = make_session(float_bytes, threads=threads, spinning=spinning)
-                seconds = _best_s(lambda s=session: s.run(outputs, {"features": matrix}), rounds)
+                seconds = _best_s(partial(session.run, outputs, {"features": matrix}), rounds)
                 batch[f"float_graph_threads{threads}_{'spin' if spinning else 'nospin'}_rows_per_s"] = rows / seconds
         converted = tree_ensemble_v5(float_bytes)
         if isinstance(converted, bytes):
