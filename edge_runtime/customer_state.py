@@ -42,6 +42,18 @@ Atomicity
     Every ``observe`` is one SQLite transaction (WAL): the customer's row, the catalogue and
     the watermark commit together or not at all, so a SIGKILL leaves either the state before
     the event or after it; a replay of the event then applies exactly what is missing.
+
+Limits (each one refuses or documents, none silently skews)
+    * The lines of one invoice must arrive within ``lateness`` of each other: an invoice key
+      is forgotten ``lateness`` after its last line, so a line arriving later would count the
+      invoice as a second basket. Tills send a basket at once (the Online Retail log's
+      longest invoice spans 60 s; the default lateness is a day).
+    * A replay of an event older than ``lateness`` is refused with an ``EventError`` (its
+      keys are forgotten), not applied again.
+    * Events without an invoice id need distinct ``event_id`` values: two identical events
+      with one id are one event.
+    * The record at ``at`` includes every observed line: the factory's cutoff is exclusive,
+      so the gate compares at a cutoff after the replayed lines.
 """
 
 from __future__ import annotations
@@ -57,7 +69,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -187,7 +199,6 @@ class FeatureProgram:
     future_tolerance_s: float = 300.0
     max_customer_id_chars: int = 64
     max_lines: int = 1000
-    _tz: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.name != FEATURE_PROGRAM_NAME or self.version != FEATURE_PROGRAM_VERSION:
@@ -201,6 +212,20 @@ class FeatureProgram:
                 raise ValueError(
                     f"The {name!r} parameter of FeatureProgram must be a finite number >= 0. Got {value!r} instead."
                 )
+        for name in ("invoices", "products", "countries"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"The {name!r} parameter of FeatureProgram must be true or false. Got {getattr(self, name)!r}."
+                )
+        for name in ("max_customer_id_chars", "max_lines"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"The {name!r} parameter of FeatureProgram must be an integer >= 1. Got {value!r}.")
+        if self.cancel_prefix is not None and (not isinstance(self.cancel_prefix, str) or not self.cancel_prefix):
+            raise ValueError(
+                "The 'cancel_prefix' parameter of FeatureProgram must be null or a non-empty string. "
+                f"Got {self.cancel_prefix!r}."
+            )
         if self.dormant_days <= 0:
             raise ValueError(f"The 'dormant_days' parameter of FeatureProgram must be > 0. Got {self.dormant_days!r}.")
         if self.category_rule not in _CATEGORY_RULES:
@@ -211,8 +236,8 @@ class FeatureProgram:
         if self.category_rule == "stock_code_family" and not self.products:
             raise ValueError("FeatureProgram(category_rule='stock_code_family') derives categories from products.")
         try:
-            object.__setattr__(self, "_tz", ZoneInfo(self.timezone))
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
             raise ValueError(
                 f"The 'timezone' parameter of FeatureProgram must be an IANA zone. Got {self.timezone!r}."
             ) from exc
@@ -236,14 +261,12 @@ class FeatureProgram:
 
     def to_json(self) -> dict[str, Any]:
         """The manifest's ``feature_program`` section."""
-        data = asdict(self)
-        data.pop("_tz", None)
-        return data
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeatureProgram:
         """Read a manifest section back; an unknown key is an error, not silently ignored."""
-        known = {name for name in cls.__dataclass_fields__ if not name.startswith("_")}
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"feature_program has unknown field {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -341,11 +364,10 @@ class _Validator:
         program = self.program
         if not isinstance(event, Mapping):
             raise EventError("<event>", event, "must be a mapping of field names to values")
-        unknown = sorted(str(k) for k in event if k not in _EVENT_FIELDS)
+        unknown = [k for k in event if k not in _EVENT_FIELDS]
         if unknown:
-            raise EventError(
-                unknown[0], event[unknown[0]], f"is not an event field (known: {', '.join(sorted(_EVENT_FIELDS))})"
-            )
+            k = min(unknown, key=str)
+            raise EventError(str(k), event[k], f"is not an event field (known: {', '.join(sorted(_EVENT_FIELDS))})")
         customer = event.get("customer_id")
         if customer is None:
             raise EventError("customer_id", None, "is required")
@@ -403,7 +425,7 @@ class _Validator:
             if not isinstance(line, Mapping):
                 raise EventError(f"lines[{i}]", line, "must be a mapping")
             if not line.keys() <= _LINE_FIELDS:
-                k = sorted(str(k) for k in line if k not in _LINE_FIELDS)[0]
+                k = min((k for k in line if k not in _LINE_FIELDS), key=str)
                 raise EventError(
                     f"lines[{i}].{k}", line[k], f"is not a line field (known: {', '.join(sorted(_LINE_FIELDS))})"
                 )
