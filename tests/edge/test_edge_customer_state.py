@@ -361,6 +361,23 @@ def test_feature_program_round_trips_through_the_manifest_section() -> None:
         FeatureProgram.from_json({**section, "version": 2})
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dormant_days": 0}, "'dormant_days' parameter of FeatureProgram must be > 0"),
+        ({"lateness_s": float("inf")}, "'lateness_s' parameter of FeatureProgram must be a finite number"),
+        ({"invoices": "yes"}, "'invoices' parameter of FeatureProgram must be true or false"),
+        ({"category_rule": "family"}, "'category_rule' parameter of FeatureProgram must be one of"),
+        ({"timezone": "Mars/Olympus"}, "'timezone' parameter of FeatureProgram must be an IANA zone"),
+        ({"cancel_prefix": ""}, "'cancel_prefix' parameter of FeatureProgram must be null or a non-empty string"),
+        ({"max_lines": 0}, "'max_lines' parameter of FeatureProgram must be an integer >= 1"),
+    ],
+)
+def test_a_bad_feature_program_section_is_refused_by_name(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FeatureProgram.from_json({**FeatureProgram().to_json(), **change})
+
+
 def test_stock_code_family_is_the_factory_rule() -> None:
     pytest.importorskip("pandas")
     import pandas as pd
