@@ -137,3 +137,21 @@ def test_nan_in_numpy_columns_is_missing(float_clf: Classifier, raw_clf: Classif
         single = clf.classify(with_none)
         assert batch.segments[i] == single.segment
         np.testing.assert_allclose(batch.probabilities[i], list(single.probabilities.values()), atol=1e-6)
+
+
+def test_runtime_batches_on_the_float_graph_count_drift_like_single_records(
+    small_artifact: Path, signing_public_key: Path, tmp_path: Path
+) -> None:
+    """Runtime.classify_many encodes strings for drift and codes them for the float graph."""
+    from edge_runtime import Runtime
+
+    clf = Classifier.load(small_artifact, signing_public_key)
+    records = _hard_records(clf)
+    with Runtime(clf, outbox_path=tmp_path / "a.db", device_id="d", secret="s" * 32) as batch_rt:
+        batch = batch_rt.classify_many(records)
+        batch_counts = batch_rt.drift_snapshot()["inputs"]
+    with Runtime(clf, outbox_path=tmp_path / "b.db", device_id="d", secret="s" * 32) as single_rt:
+        singles = [single_rt.classify(r).segment for r in records]
+        single_counts = single_rt.drift_snapshot()["inputs"]
+    assert list(batch.segments) == singles
+    assert batch_counts == single_counts
