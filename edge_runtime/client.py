@@ -108,8 +108,8 @@ class UrllibTransport:
     Redirects are not followed: a 3xx comes back as central's answer (the client refuses it).
     """
 
-    def __init__(self) -> None:
-        self._opener = urllib.request.build_opener(_NoRedirects())
+    # One opener for every instance (subclasses need not call __init__); like urllib's global one.
+    _opener = urllib.request.build_opener(_NoRedirects())
 
     def handle_request(self, request: Request) -> Response:
         raw = urllib.request.Request(
