@@ -1,19 +1,26 @@
-"""One device for the end-to-end test: classify N results, syncing as it goes.
+"""One device for the fault soak (test_central_e2e_faults.py), run as its own process.
 
+``classify`` (default): classify until this outbox epoch holds N results, syncing as it goes.
 With ``--artifact`` it runs the real ``Runtime`` (verified model, drift counts, outbox) on the
 artifact's golden records with varying customer ids; without, it appends synthetic results to
-the real ``Outbox``.
+the real ``Outbox``. The test SIGKILLs it at random moments, deletes or corrupts its outbox,
+and starts it again with the same arguments: it resumes from its outbox (a deleted or
+quarantined one starts a new epoch) and sends whatever was not acknowledged. It exits 0 when
+the epoch holds N results, nothing is unsynced and every outbox event reached central; it
+prints its outbox status as JSON on the last line.
 
-Run as a separate process; the test SIGKILLs it at random moments and starts it again with the
-same arguments. It resumes from its outbox: results already appended are not appended again,
-and whatever was not acknowledged is sent again.
+``update``: one ``ModelUpdater.update()`` against central; with ``--kill-at-step K`` the
+process SIGKILLs itself at the updater's K-th step (a real kill in the middle of an update).
+Exit 0 installed/up to date, 4 refused, 75 central away.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,19 +33,60 @@ from edge_runtime.sync import SyncClient
 CLASSES = ("high", "mid", "low")
 
 
+def _head_office(args: argparse.Namespace, seed: int) -> HeadOfficeClient:
+    return HeadOfficeClient(
+        args.url,
+        device_id=args.device_id,
+        token=args.token,
+        timeout=1.5,
+        retry=RetryPolicy(max_retries=3, backoff_base=0.05, backoff_cap=0.5),
+        random_state=seed,
+        allow_http=True,  # loopback only
+    )
+
+
+def _update(args: argparse.Namespace) -> int:
+    from edge_runtime.updates import ModelUpdater
+
+    steps = 0
+
+    def on_step(name: str) -> None:
+        nonlocal steps
+        steps += 1
+        if steps == args.kill_at_step:
+            print(f"killing myself after step {steps} ({name})", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    updater = ModelUpdater(
+        _head_office(args, args.seed), public_key=args.public_key, models_dir=args.models_dir, on_step=on_step
+    )
+    try:
+        report = updater.update()
+    except SyncError as exc:
+        print(f"central away: {exc}", flush=True)
+        return 75
+    print(json.dumps(report.to_dict()), flush=True)
+    return 4 if report.status == "refused" else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=("classify", "update"), default="classify")
     parser.add_argument("--url", required=True)
     parser.add_argument("--device-id", required=True)
     parser.add_argument("--token", required=True)
-    parser.add_argument("--outbox", required=True)
-    parser.add_argument("--n", type=int, required=True)
-    parser.add_argument("--model-version", required=True)
+    parser.add_argument("--outbox", default=None)
+    parser.add_argument("--n", type=int, default=0, help="results per outbox epoch")
+    parser.add_argument("--model-version", default="")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deadline", type=float, default=100.0)
     parser.add_argument("--artifact", default=None)
     parser.add_argument("--public-key", default=None)
+    parser.add_argument("--models-dir", default=None)
+    parser.add_argument("--kill-at-step", type=int, default=0)
     args = parser.parse_args()
+    if args.mode == "update":
+        return _update(args)
     rng = random.Random(args.seed + int(time.time() * 1000))
     if args.artifact:
         from edge_runtime import Runtime
@@ -58,7 +106,8 @@ def main() -> int:
         def classify_one() -> None:
             record = dict(rng.choice(records))
             if id_field:
-                record[id_field] = f"{args.device_id}-{rng.randrange(10**9)}"
+                # Unique per classification: the soak checks no customer_ref is stored twice.
+                record[id_field] = f"{args.device_id}-{rng.randrange(10**15)}"
             runtime.classify(record)
     else:
         outbox = Outbox(args.outbox, device_id=args.device_id)
@@ -71,19 +120,10 @@ def main() -> int:
                 segment=max(probabilities, key=probabilities.__getitem__),
                 probabilities=probabilities,
                 model_version=args.model_version,
-                customer_ref=f"{args.device_id}-{rng.randrange(10**9)}",
+                customer_ref=f"{args.device_id}-{rng.randrange(10**15)}",
             )
 
-    head_office = HeadOfficeClient(
-        args.url,
-        device_id=args.device_id,
-        token=args.token,
-        timeout=1.5,
-        retry=RetryPolicy(max_retries=3, backoff_base=0.05, backoff_cap=0.5),
-        random_state=rng.randrange(2**32),
-        allow_http=True,  # central listens on loopback http in the test
-    )
-    client = SyncClient(head_office, batch_size=25, max_batches=3)
+    client = SyncClient(_head_office(args, rng.randrange(2**32)), batch_size=25, max_batches=3)
     stop_at = time.monotonic() + args.deadline
     while time.monotonic() < stop_at:
         remaining = args.n - outbox.last_seq()
@@ -93,11 +133,12 @@ def main() -> int:
             client.sync_once(outbox)
         except SyncError:
             pass
-        if outbox.last_seq() >= args.n and outbox.backlog() == 0:
-            print(f"done {args.device_id}", flush=True)
+        done = outbox.last_seq() >= args.n and outbox.backlog() == 0
+        if done and not outbox.events(unreported_only=True):
+            print(json.dumps(outbox.status()), flush=True)
             return 0
         time.sleep(0.1)
-    print(f"deadline passed with backlog {outbox.backlog()}", file=sys.stderr)
+    print(f"deadline passed: {json.dumps(outbox.status())}", file=sys.stderr)
     return 3
 
 
