@@ -690,11 +690,14 @@ class CustomerState(AbstractContextManager["CustomerState"]):
 
     def __len__(self) -> int:
         """Customers with any state (including those seen only through returns)."""
-        return int(self._db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
 
     def refs(self) -> Iterator[str]:
         """Every stored customer ref (hex), in ref order."""
-        for (ref,) in self._db.execute("SELECT ref FROM customers ORDER BY ref"):
+        with self._lock:
+            rows = self._db.execute("SELECT ref FROM customers ORDER BY ref").fetchall()
+        for (ref,) in rows:
             yield bytes(ref).hex()
 
     def observe(self, event: Mapping[str, Any], ref: Ref) -> ObserveResult:

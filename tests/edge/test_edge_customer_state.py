@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -218,6 +219,45 @@ def test_a_second_writer_is_seen_by_the_first(tmp_path: Path) -> None:
         # and the first writer continues from the second one's state, not from its memory
         serve.observe(basket(ts="2011-03-03T10:00:00", invoice="536500"), ref("a"))
         assert ingest.materialise(ref("a"), "2011-03-10")["frequency"] == 3.0
+
+
+def test_concurrent_tills_on_one_state_give_the_sequential_state(tmp_path: Path) -> None:
+    program = FeatureProgram.online_retail()
+    streams = [
+        [(basket(customer=str(i % 3), ts=f"2011-03-01T1{t}:{i:02d}:00", invoice=f"{t}-{i}"), ref(str(i % 3)))
+         for i in range(40)]
+        for t in range(4)
+    ]  # fmt: skip
+    with CustomerState(tmp_path / "threads.sqlite", program, clock=lambda: NOW) as shared:
+        errors: list[BaseException] = []
+
+        def till(stream: list[tuple[dict[str, Any], str]]) -> None:
+            try:
+                for event, r in stream:
+                    shared.observe(event, r)
+                    shared.materialise(r, "2011-03-02")
+            except BaseException as exc:  # noqa: BLE001 (re-raised in the main thread)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=till, args=(stream,)) for stream in streams]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        concurrent = snapshot(shared, "2011-03-02")
+    with CustomerState(tmp_path / "sequential.sqlite", program, clock=lambda: NOW) as alone:
+        for stream in streams:
+            alone.observe_many(stream)
+        sequential = snapshot(alone, "2011-03-02")
+    assert concurrent["records"].keys() == sequential["records"].keys()
+    for r, record in sequential["records"].items():  # sums in another order: equal to rounding
+        got = concurrent["records"][r]
+        assert {k: v for k, v in got.items() if isinstance(v, str)} == {
+            k: v for k, v in record.items() if isinstance(v, str)
+        }
+        numbers = {k: v for k, v in record.items() if not isinstance(v, str)}
+        assert {k: got[k] for k in numbers} == pytest.approx(numbers, rel=1e-12)
 
 
 def test_ref_must_be_a_pseudonym_not_a_raw_id(state: CustomerState) -> None:
