@@ -107,8 +107,9 @@ def assemble_manifest(
     model = verified.candidate.model
     train_matrix = searched.preprocessor.transform(train)
     explained = explanations(
-        model, searched.preprocessor, train_matrix, y[split.train], test, y[split.test], schema, dataset.classes, seed
-    )
+        model, searched.preprocessor, train_matrix, y[split.train], test, y[split.test], schema, dataset.classes, seed,
+        metric=config.metric, fitted=searched.search.baseline_models, searched=searched.search.baselines,
+    )  # fmt: skip
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "name": name,

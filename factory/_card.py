@@ -115,15 +115,9 @@ def card_blocks(manifest: Manifest) -> list[Block]:
     ]
     baseline = metrics.baseline
     if baseline:
-        rows = [["exported model (" + search.learner + ")", _f(test["accuracy"]), _f(test["macro_f1"])]]
-        rows += [
-            [f"{name.replace('_', ' ')}: {v['description']}", _f(v["test"]["accuracy"]), _f(v["test"]["macro_f1"])]
-            for name, v in baseline.items()
-        ]
-        b += [
-            ("h", 3, "Interpretable baselines (same train and test rows)"),
-            ("table", ["model", "test accuracy", "test macro F1"], rows),
-        ]
+        from factory.explain._baseline import baseline_card_blocks
+
+        b += baseline_card_blocks(metrics, search.learner)
         if baseline.get("decision_tree", {}).get("rules"):
             b += [("p", "The depth-3 tree, readable as rules:"), ("pre", baseline["decision_tree"]["rules"])]
     b += _explain_blocks(manifest)

@@ -81,8 +81,12 @@ def explanations(
     schema: InputSchema,
     classes: list[str],
     seed: int,
+    **baseline_options: Any,
 ) -> dict[str, Any]:
-    """Global SHAP importance of the chosen model and the interpretable baselines (for the card)."""
+    """Global SHAP importance of the chosen model and the interpretable baselines (for the card).
+
+    ``baseline_options`` go to ``interpretable_baselines`` (the metric, the search's fitted
+    baselines and their trials)."""
     from factory.explain import global_importance, interpretable_baselines
 
     test_matrix = preprocessor.transform(test)
@@ -93,7 +97,9 @@ def explanations(
         importance: dict[str, Any] = global_importance(model, test_matrix[rows], schema.columns, background=background)
     except Exception as exc:  # an explainer gap must not cost the user the model; the card says so
         importance = {"method": None, "error": f"{type(exc).__name__}: {exc}"[:300], "ranking": []}
-    baseline = interpretable_baselines((train_matrix, y_train), (test_matrix, y_test), schema.columns, classes, seed)
+    baseline = interpretable_baselines(
+        (train_matrix, y_train), (test_matrix, y_test), schema.columns, classes, seed, **baseline_options
+    )
     return {"global_importance": importance, "baseline": baseline}
 
 

@@ -50,6 +50,11 @@ class Trial:
     feasible: bool
     elapsed_s: float
     error: str | None = None
+    # The verify stage's re-measure of this trial's artifact (same graph, session options and
+    # rows as above; None: not re-measured), so the log shows what the search predicted beside
+    # what the artifact measured.
+    remeasured_p50_us: float | None = None
+    remeasured_p99_us: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +74,8 @@ class SearchResult:
     trials: list[Trial] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)  # feasible, best first
     wall_time_s: float = 0.0
+    baselines: dict[str, Trial] = field(default_factory=dict)  # our own baselines' trials, by name
+    baseline_models: dict[str, Any] = field(default_factory=dict)  # and their fitted models
 
     def closest(self, n: int = 3) -> list[Trial]:
         """The infeasible trials nearest to the budgets, for the error message."""
@@ -151,9 +158,17 @@ class _BudgetedMetric:
         y_train: np.ndarray,
         *args: Any,
     ) -> tuple[float, dict[str, Any]]:
-        model = estimator.estimator
-        learner = type(estimator).__name__
         config = dict(estimator.params) if hasattr(estimator, "params") else {}
+        trial, penalty = self.evaluate(
+            estimator.estimator, _learner_name(type(estimator).__name__), config, X_val, y_val
+        )
+        measured = {"quality": trial.quality, "p99_us": trial.latency_p99_us, "size_bytes": trial.size_bytes}
+        return trial.loss + penalty, {**measured, "pred_time": 0.0}
+
+    def evaluate(
+        self, model: Any, learner: str, config: dict[str, Any], X_val: np.ndarray, y_val: np.ndarray
+    ) -> tuple[Trial, float]:
+        """Score, export and time one fitted model; log it as a trial; (trial, loss penalty)."""
         config = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool)) or v is None}
         with warnings.catch_warnings():
             # FLAML fits LightGBM on a DataFrame view; predicting on the bare matrix is intended.
@@ -183,7 +198,7 @@ class _BudgetedMetric:
             penalty = OVER_BUDGET_PENALTY + min(overshoot, 10.0)
         trial = Trial(
             index=len(self.result.trials),
-            learner=_learner_name(learner),
+            learner=learner,
             config=config,
             quality=quality,
             loss=loss,
@@ -201,7 +216,21 @@ class _BudgetedMetric:
             del self.result.candidates[self.keep :]
         if self.progress is not None:
             self.progress(trial, self.best_feasible(), trial.elapsed_s)
-        return loss + penalty, {"quality": quality, "p99_us": p99, "size_bytes": size, "pred_time": 0.0}
+        return trial, penalty
+
+    def add_baselines(self, train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray]) -> None:
+        """Our own baselines as candidates: fitted on the same rows, scored, exported and timed
+        exactly as FLAML's trials (docs/DESIGN.md §2, "Baselines are candidates"), so the
+        exported model is never worse on validation than the best of them that fits the budgets."""
+        from factory.explain import baseline_models
+
+        for name, model in baseline_models(self.config.seed).items():
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning)
+                model.fit(*train)
+            trial, _ = self.evaluate(model, f"baseline_{name}", {"baseline": name}, *validation)
+            self.result.baselines[name] = trial
+            self.result.baseline_models[name] = model
 
 
 _LEARNER_NAMES = {
@@ -225,11 +254,12 @@ def run_search(
     *,
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
-    keep: int = 5,
+    keep: int = 50,
     progress: ProgressHook | None = None,
     measure: LatencyMeasurer = measure_candidate,
 ) -> SearchResult:
-    """Run FLAML on our preprocessed matrices; return every trial and the best feasible ones."""
+    """Run FLAML on our preprocessed matrices, then our baselines on the same rows; return every
+    trial and the ``keep`` best feasible ones (the verify stage falls back through them in order)."""
     from flaml.automl import AutoML
 
     scorer = _BudgetedMetric(config, context, keep=keep, progress=progress, measure=measure)
@@ -253,5 +283,6 @@ def run_search(
         verbose=0,
         early_stop=False,
     )
+    scorer.add_baselines(train, validation)
     scorer.result.wall_time_s = time.monotonic() - started
     return scorer.result

@@ -23,7 +23,7 @@ from factory._config import BuildConfig
 from factory._data import check_target, load_table
 from factory._latency import DeviceProfile, LatencyMeasurer, measure_candidate
 from factory._manifest import frame_fingerprint
-from factory._parity import encode_frame
+from factory._parity import encode_frame, stress_rows
 from factory._schema import InputSchema, infer_schema, make_preprocessor, normalise_frame
 from factory._search import ExportContext, ProgressHook, SearchResult, run_search
 from factory._settings import TEST_FRACTION, VALIDATION_FRACTION
@@ -176,6 +176,20 @@ def split_data(labelled: Labelled, config: BuildConfig) -> Dataset:
     return Dataset(schema=schema, frame=frame, classes=classes, y=y, split=split_indices(y, config.seed))
 
 
+def latency_rows(dataset: Dataset) -> pd.DataFrame:
+    """The rows every candidate is timed on, in the search and again on the artifact: validation
+    rows as they are, then the kinds a till also sends — one input missing, every input missing,
+    unseen categories (``factory._parity.stress_rows``) — a quarter of them, so a graph whose
+    cost depends on the row (an unseen string, an imputed number) is timed on such rows too."""
+    real = dataset.validation.iloc[: LATENCY_ROWS - LATENCY_ROWS // 4]
+    stressed = stress_rows(dataset.validation, dataset.schema, LATENCY_ROWS // 8, seed=0)
+    n_missing = stressed.n_missing
+    parts = [real, stressed.frame.iloc[:n_missing]]
+    if stressed.n_unseen:
+        parts.append(stressed.frame.iloc[n_missing:])
+    return pd.concat(parts, ignore_index=True).iloc[:LATENCY_ROWS]
+
+
 @dataclass(frozen=True)
 class Searched:
     """Stage 4: the fitted preprocessing, how candidates are exported and timed, and the search."""
@@ -201,12 +215,11 @@ def search_models(
     train = dataset.train
     preprocessor = make_preprocessor(dataset.schema, numeric_imputer=config.numeric_imputer, seed=config.seed)
     preprocessor.fit(train)
-    latency_rows = dataset.validation.iloc[:LATENCY_ROWS]
     context = ExportContext(
         preprocessor=preprocessor,
         schema=dataset.schema,
         classes=dataset.classes,
-        latency_feeds=encode_frame(latency_rows, dataset.schema),
+        latency_feeds=encode_frame(latency_rows(dataset), dataset.schema),
         profile=profile or config.load_device_profile(),
     )
     search = run_search(

@@ -102,6 +102,8 @@ def verify(
             parity_failed = True
         else:
             latency = measure(session, context.latency_feeds, context.profile)
+            # Beside the search's own measurement in search_log.jsonl: did the search predict it?
+            candidate.trial.remeasured_p50_us, candidate.trial.remeasured_p99_us = latency.p50_us, latency.p99_us
             if latency.p99_us <= budgets.latency_p99_us and len(model_bytes) <= budgets.size_bytes:
                 labels, proba = onnx_predict(session, test, dataset.schema)
                 floated = gate_float_graph(candidate.graph, native, test, dataset.schema, dataset.classes, stressed)
@@ -114,6 +116,13 @@ def verify(
         rejected.append({"trial_index": candidate.trial.index, "reason": reason})
     if parity_failed:
         raise ParityError("no feasible candidate passed the parity gate: " + " | ".join(failures))
+    closest = min(
+        (c.trial for c in search.candidates if c.trial.remeasured_p99_us is not None),
+        key=lambda t: (t.remeasured_p99_us or 0.0, t.size_bytes),
+    )
     raise BudgetError(
-        "no feasible candidate stayed within budget when its artifact was re-measured: " + " | ".join(failures)
+        f"none of the {len(search.candidates)} feasible candidates stayed within budget when its artifact was "
+        f"re-measured (p99 <= {budgets.latency_p99_us:g} µs, size <= {budgets.size_bytes / 1024:g} KB); closest: "
+        f"trial {closest.index} ({closest.learner}) re-measured p99 {closest.remeasured_p99_us:.1f} µs "
+        f"(search measured {closest.latency_p99_us:.1f} µs), {closest.size_bytes} bytes: " + " | ".join(failures)
     )

@@ -212,12 +212,17 @@ def _summary(result: BuildResult, console: Any) -> None:
             f"{hold['accuracy_with_propagated']:.4f}",
         )
     baseline = metrics.baseline or {}
-    if "logistic_regression" in baseline:
-        table.add_row(
-            "baselines (test)",
-            f"logistic {baseline['logistic_regression']['test']['accuracy']:.4f} · depth-3 tree "
-            f"{baseline['decision_tree']['test']['accuracy']:.4f} (accuracy)",
+    if baseline:  # our own baselines were candidates: what they scored where the choice was made
+        shown = []
+        for name, entry in baseline.items():
+            found = entry.get("search") or {}
+            quality = found.get("validation_quality")
+            shown.append(f"{name.replace('_', ' ')} {'—' if quality is None else f'{quality:.4f}'}")
+        chosen = metrics.validation_quality
+        exported = f"{search.learner.removeprefix('baseline_').replace('_', ' ')} " + (
+            "—" if chosen is None else f"{chosen:.4f}"
         )
+        table.add_row("baselines (validation)", f"{metric}: " + " · ".join(shown) + f"; exported {exported}")
     table.add_row("artifact", f"{result.artifact_dir}  ({CARD_HTML_FILE})")
     console.print(table)
 

@@ -1,30 +1,57 @@
-"""Interpretable baselines beside the chosen model: logistic regression and a depth-3 tree.
+"""Our own baselines: a scaled logistic regression and a depth-3 tree, candidates and yardsticks.
 
-Both are trained on the same preprocessed training rows as the search and scored on the same
-test rows, so the card can show what the compact AutoML model buys over a model a person can
-read. The tree's rules are kept as text for the card.
+They are *search candidates* (``factory._search`` fits them on the same preprocessed training
+rows as FLAML's trials, scores them on the same validation rows with the build's metric, exports
+and times them the same way), so the exported model is never worse on validation than the best
+baseline that fits the budgets — when a baseline is best, the baseline is what is exported
+(docs/DESIGN.md §2, "Baselines are candidates"). The card shows each one's validation metric,
+its test metric and test accuracy beside the exported model's, and says which was exported and
+why; the tree's rules are kept as text for it. The scaler is inside the exported graph
+(skl2onnx converts ``StandardScaler`` + ``LogisticRegression`` as one pipeline).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, export_text
 
-__all__ = ["interpretable_baselines"]
+__all__ = ["BASELINE_DESCRIPTIONS", "baseline_card_blocks", "baseline_models", "interpretable_baselines"]
 
 TREE_DEPTH = 3
+BASELINE_DESCRIPTIONS = {
+    "logistic_regression": "standardised features, multinomial logistic regression (L2, C=1)",
+    "decision_tree": f"decision tree, max_depth={TREE_DEPTH}",
+}
 
 
-def _quality(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
+def baseline_models(seed: int) -> dict[str, Any]:
+    """Unfitted baselines by name (the names of ``metrics.baseline`` in the manifest)."""
+    from sklearn.linear_model import LogisticRegression
+
+    logistic: Pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
     return {
+        "logistic_regression": logistic,
+        "decision_tree": DecisionTreeClassifier(max_depth=TREE_DEPTH, random_state=seed),
+    }
+
+
+def _quality(y: np.ndarray, proba: np.ndarray, n_classes: int, metric: str | None) -> dict[str, float]:
+    from factory._search import score
+
+    predicted = proba.argmax(axis=1)
+    out = {
         "accuracy": float(accuracy_score(y, predicted)),
         "macro_f1": float(f1_score(y, predicted, average="macro", labels=list(range(n_classes)), zero_division=0)),
     }
+    if metric is not None and metric not in out:
+        out[metric] = score(metric, y, proba, n_classes)[0]
+    return out
 
 
 def interpretable_baselines(
@@ -33,24 +60,119 @@ def interpretable_baselines(
     features: list[str],
     classes: list[str],
     seed: int,
+    *,
+    metric: str | None = None,
+    fitted: Mapping[str, Any] | None = None,
+    searched: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
+    """Each baseline's test accuracy, macro F1 and ``metric`` (and, for the ones the search
+    tried — ``searched``: name -> its ``Trial`` — its validation quality, latency and size).
 
+    ``fitted`` reuses the search's fitted baselines (name -> model); missing ones are fitted
+    here on ``train``.
+    """
     x_train, y_train = train
     x_test, y_test = test
     k = len(classes)
-    logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    logistic.fit(x_train, y_train)
-    tree = DecisionTreeClassifier(max_depth=TREE_DEPTH, random_state=seed).fit(x_train, y_train)
-    rules = export_text(tree, feature_names=list(features), class_names=list(classes), decimals=3)
-    return {
-        "logistic_regression": {
-            "description": "standardised features, multinomial logistic regression (L2, C=1)",
-            "test": _quality(y_test, logistic.predict(x_test), k),
-        },
-        "decision_tree": {
-            "description": f"decision tree, max_depth={TREE_DEPTH}",
-            "test": _quality(y_test, tree.predict(x_test), k),
-            "rules": rules,
-        },
-    }
+    models = dict(fitted or {})
+    for name, model in baseline_models(seed).items():
+        if name not in models:
+            models[name] = model.fit(x_train, y_train)
+    out: dict[str, Any] = {}
+    for name, model in models.items():
+        entry: dict[str, Any] = {
+            "description": BASELINE_DESCRIPTIONS[name],
+            "test": _quality(y_test, np.asarray(model.predict_proba(x_test)), k, metric),
+        }
+        trial = (searched or {}).get(name)
+        if trial is not None:
+            entry["search"] = {
+                "trial_index": trial.index,
+                "validation_quality": trial.quality,
+                "feasible": trial.feasible,
+                "latency_p99_us": trial.latency_p99_us if np.isfinite(trial.latency_p99_us) else None,
+                "size_bytes": trial.size_bytes,
+                "error": trial.error,
+            }
+        if name == "decision_tree":
+            entry["rules"] = export_text(model, feature_names=list(features), class_names=list(classes), decimals=3)
+        out[name] = entry
+    return out
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def baseline_card_blocks(metrics: Any, learner: str) -> list[tuple[Any, ...]]:
+    """The card's "never worse than our own baselines" section: every baseline's validation
+    metric (the one the choice was made on), test metric and test accuracy beside the exported
+    model's, which was exported and why, and — where the metric and accuracy disagree — both.
+
+    ``metrics`` is the manifest's typed ``Metrics``; ``learner`` the exported trial's learner.
+    """
+    baseline: Mapping[str, Any] = metrics.baseline or {}
+    if not baseline:
+        return []
+    metric, test = metrics.metric, metrics.test
+    exported_name = learner.removeprefix("baseline_") if learner.startswith("baseline_") else None
+    rows: list[list[Any]] = []
+    if exported_name is None:
+        rows.append(
+            [f"exported model ({learner})", _fmt(metrics.validation_quality), _fmt(test.get(metric)),
+             _fmt(test["accuracy"]), "exported"]
+        )  # fmt: skip
+    for name, entry in baseline.items():
+        searched = entry.get("search") or {}
+        if name == exported_name:
+            status = "exported"
+        elif not searched:
+            status = "not searched"
+        elif searched.get("error"):
+            status = "not exportable"
+        elif not searched.get("feasible"):
+            status = f"over budget (p99 {_fmt(searched.get('latency_p99_us'))} µs)"
+        else:
+            status = "lost on validation"
+        rows.append(
+            [f"{name.replace('_', ' ')}: {entry['description']}", _fmt(searched.get("validation_quality")),
+             _fmt(entry["test"].get(metric)), _fmt(entry["test"]["accuracy"]), status]
+        )  # fmt: skip
+    tried = {n: e["search"] for n, e in baseline.items() if e.get("search") and e["search"].get("feasible")}
+    best = max(tried, key=lambda n: tried[n]["validation_quality"] * (-1 if metric == "log_loss" else 1), default=None)
+    if exported_name is not None:
+        why = (
+            f"The **{exported_name.replace('_', ' ')}** baseline is exported: no searched model within the budgets "
+            f"beat its validation {metric} ({_fmt(metrics.validation_quality)})."
+        )
+    elif best is not None:
+        why = (
+            f"The searched **{learner}** model is exported: its validation {metric} "
+            f"{_fmt(metrics.validation_quality)} is at least the best baseline's ({best.replace('_', ' ')}, "
+            f"{_fmt(tried[best]['validation_quality'])})."
+        )
+    else:
+        why = f"The searched **{learner}** model is exported; no baseline met the budgets."
+    blocks: list[tuple[Any, ...]] = [
+        ("h", 3, "Never worse than our own baselines (same rows; chosen on validation)"),
+        ("p", why),
+        ("table", ["model", f"validation {metric}", f"test {metric}", "test accuracy", "status"], rows),
+    ]
+    if metric != "accuracy":
+        exported_test = (test.get(metric), test["accuracy"])
+        for name, entry in baseline.items():
+            if name == exported_name:
+                continue
+            other = (entry["test"].get(metric), entry["test"]["accuracy"])
+            if None in (*exported_test, *other):
+                continue
+            sign = -1 if metric == "log_loss" else 1
+            better_metric = sign * (exported_test[0] - other[0]) > 0
+            better_accuracy = exported_test[1] > other[1]
+            if better_metric != better_accuracy and exported_test[1] != other[1]:
+                blocks.append(
+                    ("p", f"On the test rows {metric} and accuracy disagree against the {name.replace('_', ' ')}: "
+                     f"exported {metric} {_fmt(exported_test[0])} vs {_fmt(other[0])}, accuracy "
+                     f"{_fmt(exported_test[1])} vs {_fmt(other[1])}. The search optimises {metric}.")
+                )  # fmt: skip
+    return blocks

@@ -229,7 +229,7 @@ def test_public_api() -> None:
     segments += " build_segment_table discover_segments scale_features"
     assert factory.segments.__all__ == segments.split()
     assert factory.labels.__all__ == ["FEW_LABEL_METHODS", "FewLabelResult", "propagate_labels"]
-    explain = "ShapResult confusion_matrix_png global_importance importance_png interpretable_baselines"
+    explain = "ShapResult baseline_models confusion_matrix_png global_importance importance_png interpretable_baselines"
     explain += " pareto_png reference_record shap_values"
     assert factory.explain.__all__ == explain.split()
     for package in (factory.segments, factory.labels, factory.explain):

@@ -164,7 +164,10 @@ def test_verify_refuses_when_every_artifact_re_measures_over_budget(config: Buil
     with pytest.raises(BudgetError) as caught:
         verify(_searched(dataset), dataset, config, measure=FixedLatency(51.0, 80.0))
     message = str(caught.value)
-    assert message.startswith("no feasible candidate stayed within budget when its artifact was re-measured: ")
+    assert message.startswith(
+        "none of the 2 feasible candidates stayed within budget when its artifact was re-measured"
+    )
+    assert "closest: trial 0 (lgbm) re-measured p99 51.0 µs (search measured 20.0 µs)" in message
     assert "trial 0 (lgbm): re-measured p99 51.0 µs" in message and "trial 1 (rf): re-measured p99 80.0 µs" in message
 
 
