@@ -137,7 +137,8 @@ def _batches(device_id: str, model_version: str, n: int, batch_size: int) -> lis
                 "seq": seq,
                 "customer_ref": hashlib.sha256(f"{device_id}{seq}".encode()).hexdigest()[:32],
                 "segment": CLASSES[seq % 3],
-                "probabilities": {"high": 0.61, "mid": 0.27, "low": 0.12},
+                # central refuses a segment that is not the most probable class
+                "probabilities": {c: 0.61 if c == CLASSES[seq % 3] else 0.195 for c in CLASSES},
                 "model_version": model_version,
                 "classified_at": "2026-11-27T10:00:00.000Z",
             }
