@@ -456,7 +456,8 @@ def _floor_blocks(d: dict[str, Any]) -> list[Block]:
          f"{e['trees']} trees, {e['nodes']} nodes, {e['rows']:,} rows walked"],
         ["ns per node visit", _num(floor["ns_per_visit"], 2), "float graph, 1 thread, one batch call ÷ visits"],
         ["tree work per row", f"{_num(floor['tree_work_us_per_row'], 3)} µs", "visits × ns per visit"],
-        ["per-call overhead", f"{_num(floor['overhead_us'], 2)} µs", "session.run of an Identity graph, 1 row (p50)"],
+        ["per-call overhead", f"{_num(floor['overhead_us'], 2)} µs",
+         "an Identity graph, 1 row, p50 (the lower of session.run and IOBinding)"],
         ["floor: overhead + tree work", f"{_num(floor['single_record_floor_us'], 2)} µs", "what one row cannot beat"],
     ]  # fmt: skip
     for key, label in (
