@@ -93,6 +93,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _refused(reason: object) -> int:
+    """Exit code 1 with the reason on stderr: central refused (unknown device, bad artifact)."""
+    print(f"edgeseg-central: {reason}", file=sys.stderr)
+    return 1
+
+
 def _device(args: argparse.Namespace, settings: Settings) -> int:
     from central.services import devices
 
@@ -112,8 +118,7 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 device = devices.revoke_device(session, args.device_id)
             except LookupError as exc:
-                print(f"edgeseg-central: {exc.args[0]}", file=sys.stderr)
-                return 1
+                return _refused(exc.args[0])
             print(f"revoked {device.id} (store {device.store})")
             return 0
     finally:
@@ -149,8 +154,7 @@ def _model(args: argparse.Namespace, settings: Settings) -> int:
                     create_store=args.create,
                 )
             except (ServiceError, ValidationError, OSError) as exc:
-                print(f"edgeseg-central: {exc}", file=sys.stderr)
-                return 1
+                return _refused(exc)
             print(f"published {model.model_version} ({', '.join(model.classes)}) to {target}")
             return 0
     finally:

@@ -82,13 +82,7 @@ def list_devices(session: Session) -> list[Device]:
 
 def record_model_report(session: Session, device: Device, report: ModelReportCreate) -> ModelReport:
     """Keep what ``device`` said about a model; "installed" also moves its current version."""
-    row = ModelReport(
-        device_id=device.id,
-        model_version=report.model_version,
-        status=report.status,
-        reason=report.reason,
-        created_at=utc_now(),
-    )
+    row = ModelReport(device_id=device.id, created_at=utc_now(), **report.model_dump())
     session.add(row)
     if report.status == "installed":
         device.model_version = report.model_version
@@ -98,15 +92,9 @@ def record_model_report(session: Session, device: Device, report: ModelReportCre
 
 def record_device_event(session: Session, device: Device, event: DeviceEventCreate) -> DeviceEvent:
     """Keep what ``device`` says about itself (e.g. a corrupt outbox moved aside); commits."""
-    row = DeviceEvent(
-        device_id=device.id,
-        kind=event.kind,
-        epoch_old=event.epoch_old,
-        epoch_new=event.epoch_new,
-        at=event.at.astimezone(UTC).replace(tzinfo=None),
-        detail=event.detail,
-        created_at=utc_now(),
-    )
+    fields = event.model_dump()
+    fields["at"] = event.at.astimezone(UTC).replace(tzinfo=None)  # stored as naive UTC, like every time
+    row = DeviceEvent(device_id=device.id, created_at=utc_now(), **fields)
     session.add(row)
     session.commit()
     return row

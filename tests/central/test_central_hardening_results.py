@@ -154,19 +154,17 @@ def test_rows_stored_before_hashes_existed_are_still_content_checked(database_ur
 # ----------------------------------------------------------------------------- item 9
 def _crafted_cases():  # type: ignore[no-untyped-def]
     future = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    out_of_range = [
+        pytest.param(
+            make_result(1, classified_at=moment),
+            "results[0].classified_at: Value error, is outside the range of representable UTC times "
+            f"(years 1 to 9999) (got '{moment}')",
+            id=f"year-{moment[:4]}-in-utc",
+        )
+        for moment in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00")
+    ]
     return [
-        pytest.param(
-            make_result(1, classified_at="0001-01-01T00:00:00+14:00"),
-            "results[0].classified_at: Value error, is outside the range of representable UTC times "
-            "(years 1 to 9999) (got '0001-01-01T00:00:00+14:00')",
-            id="time-before-year-1-in-utc",
-        ),
-        pytest.param(
-            make_result(1, classified_at="9999-12-31T23:59:59-14:00"),
-            "results[0].classified_at: Value error, is outside the range of representable UTC times "
-            "(years 1 to 9999) (got '9999-12-31T23:59:59-14:00')",
-            id="time-after-year-9999-in-utc",
-        ),
+        *out_of_range,
         pytest.param(
             make_result(1, classified_at=future.isoformat()),
             f"results[0].classified_at: {future.isoformat()} is more than 86400 s ahead of central's clock "
@@ -178,25 +176,21 @@ def _crafted_cases():  # type: ignore[no-untyped-def]
             "results[0].segment: 'high' is not the most probable class ('mid': 0.7 > 0.1)",
             id="segment-not-argmax",
         ),
-        pytest.param(
-            make_result(1, probabilities={"high": "0.7", "mid": 0.2, "low": 0.1}),
-            "results[0].probabilities.high: Value error, must be a JSON number (got '0.7')",
-            id="probability-as-string",
+        *(
+            pytest.param(
+                make_result(1, probabilities={"high": value, "mid": 0, "low": 0}),
+                f"results[0].probabilities.high: Value error, must be a JSON number (got {value!r})",
+                id=f"probability-as-{type(value).__name__}",
+            )
+            for value in ("1.0", True)
         ),
-        pytest.param(
-            make_result(1, probabilities={"high": True, "mid": 0, "low": 0}),
-            "results[0].probabilities.high: Value error, must be a JSON number (got True)",
-            id="probability-as-bool",
-        ),
-        pytest.param(
-            make_result(1, customer_ref="c\x001"),
-            "results[0].customer_ref: Value error, must not contain a NUL character (got 'c\\x001')",
-            id="nul-in-customer-ref",
-        ),
-        pytest.param(
-            make_result(1, model_version="retail-tier/2026\x00"),
-            "results[0].model_version: Value error, must not contain a NUL character (got 'retail-tier/2026\\x00')",
-            id="nul-in-model-version",
+        *(
+            pytest.param(
+                make_result(1, **{field: value}),
+                f"results[0].{field}: Value error, must not contain a NUL character (got {value!r})",
+                id=f"nul-in-{field}",
+            )
+            for field, value in (("customer_ref", "c\x001"), ("model_version", "retail-tier/2026\x00"))
         ),
         pytest.param(
             make_result(1, model_version="retail-tier/.."),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter
 
 from central.api.deps import AdminDep, OwnDevice, SessionDep
-from central.api.responses import ADMIN_ERRORS, DEVICE_ERRORS
+from central.api.responses import ADMIN_ERRORS, DEVICE_ERRORS, creates
 from central.schemas import (
     DeviceCreate,
     DeviceCreated,
@@ -20,7 +20,7 @@ from central.services import devices
 router = APIRouter(prefix="/devices", tags=["devices"])
 
 
-@router.post("", response_model=DeviceCreated, status_code=status.HTTP_201_CREATED, responses=ADMIN_ERRORS)
+@creates(router, "", DeviceCreated, ADMIN_ERRORS)
 def create_device(body: DeviceCreate, session: SessionDep, _admin: AdminDep) -> DeviceCreated:
     """Register a device; the answer carries its token, which central never shows again."""
     device, token = devices.create_device(session, body.store)
@@ -51,12 +51,7 @@ def list_device_events(device_id: str, session: SessionDep, _admin: AdminDep) ->
     return [DeviceEventPublic.model_validate(e, from_attributes=True) for e in events]
 
 
-@router.post(
-    "/{device_id}/events",
-    response_model=DeviceEventPublic,
-    status_code=status.HTTP_201_CREATED,
-    responses=DEVICE_ERRORS,
-)
+@creates(router, "/{device_id}/events", DeviceEventPublic, DEVICE_ERRORS)
 def post_device_event(
     device_id: str, body: DeviceEventCreate, device: OwnDevice, session: SessionDep
 ) -> DeviceEventPublic:
@@ -66,12 +61,7 @@ def post_device_event(
     return DeviceEventPublic.model_validate(event, from_attributes=True)
 
 
-@router.post(
-    "/{device_id}/model-report",
-    response_model=ModelReportPublic,
-    status_code=status.HTTP_201_CREATED,
-    responses=DEVICE_ERRORS,
-)
+@creates(router, "/{device_id}/model-report", ModelReportPublic, DEVICE_ERRORS)
 def post_model_report(
     device_id: str, body: ModelReportCreate, device: OwnDevice, session: SessionDep
 ) -> ModelReportPublic:

@@ -8,10 +8,10 @@ with its trusted key (``EDGESEG_PUBLIC_KEY_PATH``) exactly as a device does befo
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Request, Response
 
 from central.api.deps import AdminDep, CurrentDevice, SessionDep, SettingsDep
-from central.api.responses import ADMIN_ERRORS, DEVICE_ERRORS, error
+from central.api.responses import ADMIN_ERRORS, DEVICE_ERRORS, NO_TRUSTED_KEY, creates, error
 from central.schemas import (
     CurrentModelPublic,
     ModelCreate,
@@ -25,16 +25,11 @@ from central.services import models
 router = APIRouter(tags=["models"])
 
 
-@router.post(
-    "/models",
-    response_model=ModelPublic,
-    status_code=status.HTTP_201_CREATED,
-    responses={
-        **ADMIN_ERRORS,
-        409: error("the rollout would move a store back to an older version"),
-        413: error("artifact too large"),
-        503: error("no trusted key, or the database is unavailable"),
-    },
+_OLDER = error("the rollout would move a store back to an older version: that needs a rollback order")
+
+
+@creates(
+    router, "/models", ModelPublic, {**ADMIN_ERRORS, **NO_TRUSTED_KEY, 409: _OLDER, 413: error("artifact too large")}
 )
 def upload_model(body: ModelCreate, session: SessionDep, settings: SettingsDep, _admin: AdminDep) -> ModelPublic:
     """Verify and register an artifact, then roll it out (``rollout_to``)."""
@@ -54,12 +49,7 @@ def list_models(session: SessionDep, _admin: AdminDep) -> list[ModelPublic]:
     return [ModelPublic.model_validate(m, from_attributes=True) for m in models.list_models(session)]
 
 
-@router.post(
-    "/rollouts",
-    response_model=RolloutPublic,
-    status_code=status.HTTP_201_CREATED,
-    responses={**ADMIN_ERRORS, 409: error("an older version than the store runs: that needs a rollback order")},
-)
+@creates(router, "/rollouts", RolloutPublic, {**ADMIN_ERRORS, 409: _OLDER})
 def create_rollout(body: RolloutCreate, session: SessionDep, _admin: AdminDep) -> RolloutPublic:
     """Point a store (or, with ``store: null``, every store) at a registered model, never an
     older one than it runs (``POST /v1/rollbacks``); a store without devices needs ``create_store``."""
@@ -67,16 +57,10 @@ def create_rollout(body: RolloutCreate, session: SessionDep, _admin: AdminDep) -
     return RolloutPublic.model_validate(entry, from_attributes=True)
 
 
-@router.post(
-    "/rollbacks",
-    response_model=RolloutPublic,
-    status_code=status.HTTP_201_CREATED,
-    responses={
-        **ADMIN_ERRORS,
-        409: error("the order was used before, or the store does not run its from_version"),
-        503: error("no trusted key, or the database is unavailable"),
-    },
-)
+_ORDER_CONFLICT = error("the order was used before, or the store does not run its from_version")
+
+
+@creates(router, "/rollbacks", RolloutPublic, {**ADMIN_ERRORS, **NO_TRUSTED_KEY, 409: _ORDER_CONFLICT})
 def create_rollback(
     body: RollbackCreate, session: SessionDep, settings: SettingsDep, _admin: AdminDep
 ) -> RolloutPublic:
