@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[factory,central,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[factory,central,spark,dev]"
 	touch $(STAMP)
 
 build-model: $(STAMP)

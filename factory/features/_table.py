@@ -4,15 +4,71 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ._columns import CUSTOMER_ID
+from factory.errors import FactoryInputError
+
+from ._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP
 from ._customer import build_customer_features
 from ._log import load_transactions
-from ._value_tier import default_cutoff, future_value_tier
+from ._report import CleaningReport
+from ._value_tier import cutoff_for_span, value_tier_from_spend
+
+#: Where the log is cleaned and aggregated: pandas in this process, or PySpark DataFrames.
+ENGINES = ("pandas", "spark")
+
+
+@dataclass(frozen=True)
+class LoadedLog:
+    """A cleaned transaction log on one engine, as the jobs use it.
+
+    ``features(cutoff, dormant_days)`` is :func:`build_customer_features` on that engine (a
+    pandas frame indexed by customer either way: one row per customer fits on the driver even
+    when the log does not); ``window_spend(start, end)`` the net spend per customer of the lines
+    in ``[start, end)``. ``first``/``last`` are the kept lines' first and last timestamps.
+    """
+
+    report: CleaningReport
+    first: pd.Timestamp
+    last: pd.Timestamp
+    features: Callable[[pd.Timestamp, float], pd.DataFrame]
+    window_spend: Callable[[pd.Timestamp, pd.Timestamp], pd.Series]
+    engine: str = "pandas"
+
+
+def load_log(path: str | Path, *, engine: str = "pandas", spark_master: str | None = None) -> LoadedLog:
+    """Read and clean a transaction log with ``engine`` (``"pandas"`` or ``"spark"``).
+
+    The Spark engine reads a file or a folder of part files (Parquet or CSV) with PySpark and
+    gives the same report, features and spend as pandas (``factory.features._spark``).
+    """
+    if engine == "spark":
+        from ._spark import load_log_spark
+
+        return load_log_spark(path, master=spark_master)
+    if engine != "pandas":
+        raise FactoryInputError(
+            f"The 'engine' parameter of load_log must be one of {ENGINES!r}. Got {engine!r} instead."
+        )
+    log, report = load_transactions(path)
+    if log.empty:
+        raise FactoryInputError(f"transaction log {path}: no line is left after cleaning")
+
+    def window_spend(start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+        window = log.loc[(log[TIMESTAMP] >= start) & (log[TIMESTAMP] < end)]
+        return window.groupby(CUSTOMER_ID)[AMOUNT].sum()
+
+    return LoadedLog(
+        report=report,
+        first=log[TIMESTAMP].min(),
+        last=log[TIMESTAMP].max(),
+        features=lambda cutoff, dormant_days: build_customer_features(log, cutoff, dormant_days=dormant_days),
+        window_spend=window_spend,
+    )
 
 
 def default_log_path() -> Path:
@@ -30,6 +86,8 @@ def build_value_tier_table(
     horizon_days: float = 90,
     dormant_days: float = 30,
     cutoff: pd.Timestamp | str | None = None,
+    engine: str = "pandas",
+    spark_master: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load a log, build customer features at a cutoff and label each customer's value tier.
 
@@ -43,6 +101,9 @@ def build_value_tier_table(
         The dormant rule's window before the cutoff (see ``build_customer_features``).
     cutoff:
         Defaults to :func:`default_cutoff` (last timestamp − horizon, at midnight).
+    engine, spark_master:
+        ``"pandas"`` (default) or ``"spark"`` (on ``spark_master``, default ``local[2]``; the
+        same table, see :func:`load_log`).
 
     Returns
     -------
@@ -57,11 +118,15 @@ def build_value_tier_table(
     started = time.perf_counter()
     log, features, info = feature_job(
         path,
-        cutoff if cutoff is not None else (lambda log: default_cutoff(log, horizon_days)),
+        cutoff if cutoff is not None else (lambda first, last: cutoff_for_span(first, last, horizon_days)),
         dormant_days=dormant_days,
         dormant_note="dormant customers are kept and flagged",
+        engine=engine,
+        spark_master=spark_master,
     )
-    tier, tier_info = future_value_tier(log, info["cutoff"], features.index, horizon_days=horizon_days)
+    tier, tier_info = value_tier_from_spend(
+        log.window_spend, log.last, pd.Timestamp(info["cutoff"]), features.index, horizon_days=horizon_days
+    )
     table = features.assign(value_tier=tier).reset_index()
     table[CUSTOMER_ID] = table[CUSTOMER_ID].astype("str")
     info.update(
@@ -75,21 +140,24 @@ def build_value_tier_table(
 
 def feature_job(
     path: str | Path | None,
-    cutoff: pd.Timestamp | str | Callable[[pd.DataFrame], pd.Timestamp],
+    cutoff: pd.Timestamp | str | Callable[[pd.Timestamp, pd.Timestamp], pd.Timestamp],
     *,
     dormant_days: float,
     dormant_note: str,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    engine: str = "pandas",
+    spark_master: str | None = None,
+) -> tuple[LoadedLog, pd.DataFrame, dict[str, Any]]:
     """The common start of the bundled jobs (value tier, segment discovery): load the log, build
-    the features at the cutoff (a date, or a rule applied to the log) and the ``info`` every job
-    reports. Returns ``(log, features indexed by customer, info)``."""
+    the features at the cutoff (a date, or a rule applied to the log's first and last timestamps)
+    and the ``info`` every job reports. Returns ``(log, features indexed by customer, info)``."""
     source = default_log_path() if path is None else Path(path)
-    log, cleaning = load_transactions(source)
-    at = cutoff(log) if callable(cutoff) else cutoff
-    features = build_customer_features(log, at, dormant_days=dormant_days)
+    log = load_log(source, engine=engine, spark_master=spark_master)
+    at = pd.Timestamp(cutoff(log.first, log.last) if callable(cutoff) else cutoff)
+    features = log.features(at, dormant_days)
     info: dict[str, Any] = {
         "source": str(source),
-        "cleaning": cleaning,
+        "engine": engine,
+        "cleaning": log.report,
         "cutoff": pd.Timestamp(at).isoformat(),
         "dormant_days": dormant_days,
         "dormant_rule": (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,16 +24,21 @@ def default_cutoff(log: pd.DataFrame, horizon_days: float = 90) -> pd.Timestamp:
     ``[cutoff, cutoff + horizon)`` inside the observed log, so nobody is labelled "lapsed"
     merely because the log ends; the last, partial day of the log falls outside the window.
     """
-    owner = "default_cutoff"
-    check_log(log, owner)
-    horizon = positive_number(horizon_days, "horizon_days", owner)
+    check_log(log, "default_cutoff")
     if log.empty:
-        raise FactoryInputError(f"{owner}: the log is empty")
-    cutoff = (log[TIMESTAMP].max() - pd.Timedelta(days=horizon)).normalize()
-    if cutoff <= log[TIMESTAMP].min():
+        raise FactoryInputError("default_cutoff: the log is empty")
+    return cutoff_for_span(log[TIMESTAMP].min(), log[TIMESTAMP].max(), horizon_days)
+
+
+def cutoff_for_span(first: pd.Timestamp, last: pd.Timestamp, horizon_days: float = 90) -> pd.Timestamp:
+    """:func:`default_cutoff` from the log's first and last timestamps (any engine's log)."""
+    owner = "default_cutoff"
+    horizon = positive_number(horizon_days, "horizon_days", owner)
+    cutoff = (last - pd.Timedelta(days=horizon)).normalize()
+    if cutoff <= first:
         raise FactoryInputError(
             f"The 'horizon_days' parameter of {owner} leaves no history before the cutoff: "
-            f"the log spans {log[TIMESTAMP].min()} to {log[TIMESTAMP].max()}. "
+            f"the log spans {first} to {last}. "
             f"Got {horizon_days!r} instead."
         )
     return cutoff
@@ -90,22 +95,44 @@ def future_value_tier(
     owner = "future_value_tier"
     check_log(log, owner)
     cutoff = as_cutoff(cutoff, owner)
+
+    def window_spend(start: pd.Timestamp, stop: pd.Timestamp) -> pd.Series:
+        window = log.loc[(log[TIMESTAMP] >= start) & (log[TIMESTAMP] < stop)]
+        return window.groupby(CUSTOMER_ID)[AMOUNT].sum()
+
+    return value_tier_from_spend(
+        window_spend, log[TIMESTAMP].max(), cutoff, customers, horizon_days=horizon_days, quantiles=quantiles
+    )
+
+
+def value_tier_from_spend(
+    window_spend: Callable[[pd.Timestamp, pd.Timestamp], pd.Series],
+    last_timestamp: pd.Timestamp,
+    cutoff: pd.Timestamp,
+    customers: pd.Index,
+    *,
+    horizon_days: float = 90,
+    quantiles: Sequence[float] = (0.5, 0.8, 0.95),
+) -> tuple[pd.Series, dict[str, object]]:
+    """:func:`future_value_tier` for any engine's log: ``window_spend(start, end)`` is the net
+    spend per customer id of the lines in ``[start, end)`` (the pandas or Spark aggregation),
+    ``last_timestamp`` the log's last line. The tiers are made here, on the driver."""
+    owner = "future_value_tier"
     horizon = positive_number(horizon_days, "horizon_days", owner)
     qs = _check_quantiles(quantiles, owner)
     customers = pd.Index(customers, name=CUSTOMER_ID)
     if not customers.is_unique:
         raise FactoryInputError(f"The 'customers' parameter of {owner} must not repeat a customer id.")
     end = cutoff + pd.Timedelta(days=horizon)
-    if end > log[TIMESTAMP].max():
+    if end > last_timestamp:
         raise FactoryInputError(
             f"The 'horizon_days' parameter of {owner} makes the label window "
             f"[{cutoff.isoformat()}, {end.isoformat()}) run past the end of the log "
-            f"({log[TIMESTAMP].max().isoformat()}); use an earlier cutoff. "
+            f"({last_timestamp.isoformat()}); use an earlier cutoff. "
             f"Got {horizon_days!r} instead."
         )
 
-    window = log.loc[(log[TIMESTAMP] >= cutoff) & (log[TIMESTAMP] < end)]
-    spend = window.groupby(CUSTOMER_ID)[AMOUNT].sum().reindex(customers, fill_value=0.0)
+    spend = window_spend(cutoff, end).reindex(customers, fill_value=0.0)
     spend = spend.astype("float64")
     buyers = spend > 0
     codes = np.zeros(len(spend), dtype=np.int64)

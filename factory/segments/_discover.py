@@ -162,7 +162,7 @@ def build_segment_table(
     started = time.perf_counter()
     _, features, info = feature_job(
         path,
-        cutoff if cutoff is not None else (lambda log: log["timestamp"].max().normalize() + pd.Timedelta(days=1)),
+        cutoff if cutoff is not None else (lambda first, last: last.normalize() + pd.Timedelta(days=1)),
         dormant_days=dormant_days,
         dormant_note="dormant customers are their own segment, never dropped",
     )
