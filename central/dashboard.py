@@ -36,6 +36,7 @@ class Bar:
 class DashboardView:
     generated_at: str
     devices: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # what devices reported about themselves
     segments: list[tuple[str, str]] = field(default_factory=list)  # (name, colour)
     mix_bars: list[Bar] = field(default_factory=list)
     mix_days: list[tuple[float, str]] = field(default_factory=list)
@@ -70,8 +71,20 @@ def build_view(session: Session, *, threshold: float, days: int = 30) -> Dashboa
                 "backlog": "?" if d.backlog is None else d.backlog,
                 "model_version": d.model_version or "—",
                 "acked_through": d.acked_through,
+                "epoch": d.epoch[:8] or "—",
                 "results": d.results_count,
                 "status": "revoked" if d.revoked_at else "active",
+            }
+        )
+
+    for e in devices.recent_device_events(session):
+        view.events.append(
+            {
+                "device_id": e.device_id,
+                "kind": e.kind,
+                "epochs": f"{(e.epoch_old or '—')[:8]} → {(e.epoch_new or '—')[:8]}",
+                "detail": e.detail,
+                "when": _ago(e.at, now),
             }
         )
 

@@ -17,6 +17,7 @@ __all__ = [
     "create_device",
     "device_for_token",
     "list_device_events",
+    "recent_device_events",
     "list_devices",
     "list_model_reports",
     "mark_seen",
@@ -103,6 +104,11 @@ def record_device_event(session: Session, device: Device, event: DeviceEventCrea
 def list_device_events(session: Session, device_id: str) -> list[DeviceEvent]:
     """A device's events, oldest first."""
     return list(session.scalars(select(DeviceEvent).where(DeviceEvent.device_id == device_id).order_by(DeviceEvent.id)))
+
+
+def recent_device_events(session: Session, limit: int = 20) -> list[DeviceEvent]:
+    """The newest events of every device, newest first (the dashboard's alerts)."""
+    return list(session.scalars(select(DeviceEvent).order_by(DeviceEvent.id.desc()).limit(limit)))
 
 
 def list_model_reports(session: Session, device_id: str) -> list[ModelReport]:

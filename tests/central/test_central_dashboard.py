@@ -105,8 +105,8 @@ def test_dashboard_renders_devices_mix_drift_and_accuracy(populated_central) -> 
             assert rows.count() == 2
             first = rows.nth(0).locator("td").all_inner_texts()
             assert first[:3] == [devices[0]["id"], "leeds", "active"]
-            assert first[4:7] == ["0", "30", "30"]
-            assert first[7] == MODEL_VERSION
+            assert first[4:8] == ["0", "—", "30", "30"]  # backlog, outbox epoch (legacy ""), acked, results
+            assert first[8] == MODEL_VERSION
             assert rows.nth(1).locator("td").all_inner_texts()[4] == "5"
 
             assert page.locator("#segment-mix h2").inner_text() == "Segment mix over time (60 results)"

@@ -274,6 +274,12 @@ def test_devices_report_a_quarantined_outbox(api) -> None:
         {"detail": "epoch_new: String should match pattern '^([0-9a-f]{32})?$' (got 'zz')"},
     )
     assert api.client.get(url, headers=bearer(device["token"])).status_code == 403
+    # Head office sees it on the dashboard (escaped like everything a device sends).
+    api.client.post(url, json={**event, "detail": "<script>x</script>"}, headers=bearer(device["token"]))
+    page = api.client.get("/dashboard", headers=ADMIN).text
+    assert 'id="device-events"' in page and "outbox_quarantined" in page
+    assert f"— → {EPOCH[:8]}" in page  # the legacy epoch "" shows as a dash
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>x" not in page
 
 
 # ----------------------------------------------------------------------------- item 13
