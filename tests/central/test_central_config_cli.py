@@ -152,6 +152,25 @@ def test_cli_model_publish(env, capsys, tmp_path, central_signing_key, test_arti
     assert capsys.readouterr().err == ("edgeseg-central: artifact is missing model.onnx, manifest.json, manifest.sig\n")
 
 
+def test_cli_model_rollback_takes_a_signed_order(env, capsys, tmp_path, central_signing_key, test_artifact) -> None:
+    from factory.rollback import rollback_order
+
+    newer = write_artifact(tmp_path, central_signing_key[0], version="20261202T000000Z")
+    assert main(["model", "publish", str(test_artifact)]) == 0
+    assert main(["model", "publish", str(newer)]) == 0
+    capsys.readouterr()
+    order = rollback_order("retail-tier/20261202T000000Z", MODEL_VERSION, central_signing_key[0])
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(order))
+    assert main(["model", "rollback", str(path)]) == 0
+    assert capsys.readouterr().out == f"rolled all stores back from retail-tier/20261202T000000Z to {MODEL_VERSION}\n"
+    assert main(["model", "rollback", str(path), "--store", "leeds"]) == 1
+    assert capsys.readouterr().err == f"edgeseg-central: rollback order {order['order_id']} was already used\n"
+    path.write_text(json.dumps({**order, "to_version": "../x"}))
+    assert main(["model", "rollback", str(path)]) == 1
+    assert "to_version" in capsys.readouterr().err
+
+
 def test_cli_serve_answers_on_loopback(env, tmp_path) -> None:
     port = free_port()
     process = subprocess.Popen(
