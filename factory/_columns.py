@@ -67,8 +67,14 @@ DATE_FORMATS: tuple[str, ...] = (
     "%m/%d/%Y %H:%M",
     "%d %b %Y",
     "%d %B %Y",
+    "%d-%b-%Y",
     "%b %d, %Y",
     "%B %d, %Y",
+    "%d-%b-%y",  # 4-Sep-12 (the marketing-campaign table's own export)
+    "%d-%m-%y",
+    "%d/%m/%y",
+    "%m/%d/%y",
+    "%d.%m.%y",
     "%Y%m%d",
 )
 

@@ -181,7 +181,8 @@ def _dates(n: int, fmt: str, seed: int = 0) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "fmt", ["%d-%m-%Y", "%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d %b %Y"]
+    "fmt",
+    ["%d-%m-%Y", "%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d %b %Y", "%d-%b-%y"],
 )
 def test_common_date_formats_are_detected(fmt: str) -> None:
     found = detect_date_format(_dates(200, fmt))
