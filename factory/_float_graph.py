@@ -268,3 +268,20 @@ def gate_float_graph(
         logger.warning("float-only graph refused by the parity gate (the device runs model.onnx): %s", exc)
         return f"float graph refused by the parity gate: {exc}"
     return derived._replace(parity=parity)
+
+
+def device_timing(
+    raw: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], n_num: int, n_cat: int
+) -> tuple[bytes, dict[str, np.ndarray]]:
+    """What a latency budget times: the graph the device will run, and the rows as it feeds them.
+
+    The float graph (and ``feeds`` coded from its vocabulary) when it can be derived, else
+    the raw graph and ``feeds`` as given. Budgets are about the device (DESIGN §2), and a
+    device runs the float graph whenever the artifact has one; timing the raw graph instead
+    refused models a till would have run within budget (wide string tables most).
+    """
+    try:
+        derived = derive_float_graph(raw, n_num, n_cat)
+    except CannotDerive:
+        return (raw if isinstance(raw, bytes) else raw.SerializeToString()), feeds
+    return derived.model_bytes, {FEATURES: float_features(feeds, CategoryCodes(derived.codes))}

@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline
 
 from edge_runtime.session import make_session
 from factory._config import Budgets, BuildConfig
+from factory._float_graph import device_timing
 from factory._latency import DeviceProfile, LatencyMeasurer, measure_candidate
 from factory._onnx_export import export_graph
 from factory._schema import InputSchema
@@ -126,6 +127,11 @@ class ExportContext:
     def graph(self, model: Any) -> onnx.ModelProto:
         return export_graph(self.preprocessor, model, self.schema, self.classes)
 
+    @property
+    def widths(self) -> tuple[int, int]:
+        """(number inputs, string inputs): the graph's ``num`` and ``cat`` widths."""
+        return len(self.schema.num), len(self.schema.cat)
+
 
 class _BudgetedMetric:
     """FLAML custom metric: quality on validation, plus latency and size of the real graph."""
@@ -183,7 +189,9 @@ class _BudgetedMetric:
             graph = self.context.graph(model)
             blob = graph.SerializeToString()
             size = len(blob)
-            latency = self.measure(make_session(blob), self.context.latency_feeds, self.context.profile)
+            # timed as the device runs it: the float-only graph when it can be derived
+            timed, feeds = device_timing(graph, self.context.latency_feeds, *self.context.widths)
+            latency = self.measure(make_session(timed), feeds, self.context.profile)
             p50, p99 = latency.p50_us, latency.p99_us
         except Exception as exc:  # a converter gap makes this candidate unusable, not the search
             error = f"{type(exc).__name__}: {exc}"[:300]

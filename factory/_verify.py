@@ -22,7 +22,7 @@ import pandas as pd
 from edge_runtime.artifact import Parity
 from edge_runtime.session import make_session
 from factory._config import BuildConfig
-from factory._float_graph import FloatGraphExport, gate_float_graph
+from factory._float_graph import FloatGraphExport, device_timing, gate_float_graph
 from factory._latency import LatencyMeasurer, LatencyReport, measure_artifact
 from factory._parity import StressRows, check_parity, onnx_predict, stress_rows
 from factory._search import Candidate, SearchResult
@@ -101,17 +101,21 @@ def verify(
             reason = str(exc)
             parity_failed = True
         else:
-            # A fresh session, as the search timed it and as a till's single-row session is: the
-            # gate's batch run grows this one's memory arena, which measured ~1.5 µs slower per row.
-            latency = measure(make_session(model_bytes), context.latency_feeds, context.profile)
+            floated = gate_float_graph(candidate.graph, native, test, dataset.schema, dataset.classes, stressed)
+            float_graph = floated if isinstance(floated, FloatGraphExport) else None
+            # Timed as the device will run it (the float graph when it passed its gate), on a
+            # fresh session, as the search timed it and as a till's single-row session is: the
+            # gate's batch run grows a session's memory arena, measured ~1.5 µs slower per row.
+            timed, feeds = (model_bytes, context.latency_feeds)
+            if float_graph is not None:
+                timed, feeds = device_timing(model_bytes, context.latency_feeds, *context.widths)
+            latency = measure(make_session(timed), feeds, context.profile)
             # Beside the search's own measurement in search_log.jsonl: did the search predict it?
             candidate.trial.remeasured_p50_us, candidate.trial.remeasured_p99_us = latency.p50_us, latency.p99_us
             if latency.p99_us <= budgets.latency_p99_us and len(model_bytes) <= budgets.size_bytes:
                 labels, proba = onnx_predict(session, test, dataset.schema)
-                floated = gate_float_graph(candidate.graph, native, test, dataset.schema, dataset.classes, stressed)
                 return Verified(
-                    candidate, model_bytes, session, parity, latency, stressed, labels, proba, rejected,
-                    floated if isinstance(floated, FloatGraphExport) else None,
+                    candidate, model_bytes, session, parity, latency, stressed, labels, proba, rejected, float_graph
                 )  # fmt: skip
             reason = f"re-measured p99 {latency.p99_us:.1f} µs, {len(model_bytes)} bytes"
         failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {reason}")

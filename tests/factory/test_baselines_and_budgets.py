@@ -98,13 +98,19 @@ def test_the_exported_model_is_never_worse_on_validation_than_a_feasible_baselin
         assert metrics["validation_quality"] >= entry["search"]["validation_quality"]
     card = (result.artifact_dir / "card.md").read_text()
     assert "validation accuracy" in card and "test accuracy" in card
-    # The search and the artifact were timed on the same rows, with missing and unseen values.
+    # The search and the artifact were timed on the same rows, with missing and unseen values,
+    # fed as the device feeds the graph it runs (the float graph: numbers, then string codes).
     search_feeds, artifact_feeds = measure.feeds[0], measure.feeds[-1]
-    for name in ("num", "cat"):
-        np.testing.assert_array_equal(search_feeds[name], artifact_feeds[name])
-    assert np.isnan(search_feeds["num"]).all(axis=1).any()  # a row with every number missing
-    assert (search_feeds["cat"] == "__never_seen_in_training__").any()  # unseen categories
-    assert (search_feeds["cat"] == "__missing__").any()
+    np.testing.assert_array_equal(search_feeds["features"], artifact_feeds["features"])
+    n_num = len(result.schema.num)
+    float_graph = result.typed_manifest.float_graph
+    assert float_graph is not None
+    vocabularies = float_graph.codes
+    numbers, codes = search_feeds["features"][:, :n_num], search_feeds["features"][:, n_num:]
+    assert np.isnan(numbers).all(axis=1).any()  # a row with every number missing
+    missing = [v.index("__missing__") if "__missing__" in v else -1 for v in vocabularies]
+    assert (codes == missing).all(axis=1).any()  # a row with every string missing
+    assert (codes == -1).all(axis=1).any()  # unseen categories take the LabelEncoder's -1
 
 
 def test_the_search_log_shows_the_search_and_artifact_latency_and_the_build_falls_back_in_order(

@@ -24,7 +24,7 @@ LEARNERS = ("lgbm", "xgboost", "rf", "lrl1")
 
 
 @pytest.fixture(scope="module")
-def table(segmentation_csv) -> tuple:  # type: ignore[no-untyped-def]
+def table(segmentation_csv) -> tuple:  # type: ignore[no-untyped-def,type-arg]
     schema, classes, frame, y = segmentation_table(segmentation_csv)
     return schema, classes, frame.iloc[:6000], y[:6000], frame.iloc[6000:6800]
 

@@ -142,7 +142,12 @@ def test_verify_writes_the_best_candidate_when_it_re_measures_within_budget(
     assert verified.candidate is searched.search.candidates[0] and verified.rejected == []
     assert verified.latency.p99_us == BUDGET_US
     (session, feeds, profile), = measure.calls  # fmt: skip
-    assert isinstance(session, ort.InferenceSession) and feeds is searched.context.latency_feeds
+    # timed as the device runs it: the float graph, on the latency rows coded from its vocabulary
+    assert verified.float_graph is not None and [i.name for i in session.get_inputs()] == ["features"]
+    from edge_runtime.encoding import CategoryCodes, float_features
+
+    want = float_features(searched.context.latency_feeds, CategoryCodes(verified.float_graph.codes))
+    assert isinstance(session, ort.InferenceSession) and np.array_equal(feeds["features"], want, equal_nan=True)
     assert profile is searched.context.profile
     assert verified.parity.passed and verified.parity.rows == len(dataset.test) + len(verified.stressed.frame)
     assert verified.test_proba.shape == (len(dataset.test), len(dataset.classes))
