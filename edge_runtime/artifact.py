@@ -591,6 +591,10 @@ class Manifest(_Part):
     device_graph: str | None = _field(_choice(*DEVICE_GRAPHS), "optional")  # absent = "raw"
     float_graph: FloatGraph | None = _field(FloatGraph.from_json, "optional")
     dates: tuple[DateInput, ...] | None = _field(_list_of(DateInput.from_json), "optional")
+    # The till's feature program (edge_runtime.customer_state.FeatureProgram.from_json reads it,
+    # checking every parameter) and the build's skew gate summary (factory.skew.check_skew).
+    feature_program: Mapping[str, Any] | None = _field(_object, "optional")
+    skew_gate: Mapping[str, Any] | None = _field(_object, "optional")
     has_id_field: bool = _presence_flag()
 
     def __post_init__(self) -> None:

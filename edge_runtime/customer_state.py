@@ -104,7 +104,7 @@ _EPOCH: Final = datetime(1970, 1, 1)  # naive: timestamps are wall-clock in the 
 _NO_TIME: Final = -(2**63)
 
 #: Every feature the program can produce, in the factory's column order (``factory.features.FEATURE_COLUMNS``
-#: should be this tuple: one list of names for both implementations).
+#: is this tuple: one list of names for both implementations).
 FEATURE_NAMES: Final = (
     "recency_days",
     "frequency",
@@ -924,6 +924,8 @@ class CustomerState(AbstractContextManager["CustomerState"]):
                 skipped += 1
                 continue
             amount = quantity * price
+            if cancelled and amount > 0:  # a cancellation subtracts, whatever its quantity's sign
+                amount = -amount
             y = amount - net_c  # net: every line, purchase or return
             t = net + y
             net_c = (t - net) - y

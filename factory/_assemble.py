@@ -110,6 +110,11 @@ def assemble_manifest(
         model, searched.preprocessor, train_matrix, y[split.train], test, y[split.test], schema, dataset.classes, seed,
         metric=config.metric, fitted=searched.search.baseline_models, searched=searched.search.baselines,
     )  # fmt: skip
+    # The default job's feature program and skew gate are manifest sections, not data report lines.
+    data_report = dict(config.data_report) if config.data_report is not None else None
+    till = {}
+    if data_report is not None and "feature_program" in data_report:
+        till = {key: data_report.pop(key) for key in ("feature_program", "skew_gate")}
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -162,10 +167,13 @@ def assemble_manifest(
             "source": data.source,
             "rows": len(data.raw),
             "fingerprint": data.fingerprint,
-            "report": config.data_report,
+            "report": data_report,
             "schema": schema.report(),  # each column: the type chosen and why (factory._schema)
         },  # fmt: skip
     }
+    if till:  # a transaction-log job: how the till makes these inputs, and the gate that proved it
+        manifest["feature_program"] = till["feature_program"]
+        manifest["skew_gate"] = till["skew_gate"]
     if schema.dates:  # the device derives these number inputs from the date strings (edge_runtime.dates)
         manifest["dates"] = [spec.to_manifest() for spec in schema.dates]
     if labelled.segments_report is not None:

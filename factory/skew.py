@@ -245,11 +245,13 @@ def check_skew(
     rel_tol: float = 1e-6,
     abs_tol: float = 1e-9,
     state_path: str | Path | None = None,
+    features: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Replay ``log`` before ``cutoff`` through the device implementation and compare.
 
     ``program`` defaults to :func:`program_for_log`; ``state_path`` keeps the device state
-    (a temporary file otherwise). Returns the manifest's summary: customers, features,
+    (a temporary file otherwise); ``features``: the factory's table at ``cutoff`` when the
+    caller has built it already (else it is built here). Returns the manifest's summary: customers, features,
     values compared, the largest relative difference, lines replayed and replay lines/s.
 
     Raises
@@ -261,7 +263,7 @@ def check_skew(
     cutoff = as_cutoff(cutoff, owner)
     if program is None:
         program = program_for_log(log, columns, dormant_days=dormant_days)
-    expected = build_customer_features(log, cutoff, dormant_days=dormant_days)
+    expected = build_customer_features(log, cutoff, dormant_days=dormant_days) if features is None else features
     features = list(expected.columns)
     if features != list(program.features):
         raise SkewError(

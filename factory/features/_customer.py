@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from edge_runtime.customer_state import FEATURE_NAMES
 from factory.errors import FactoryInputError
 
 from ._columns import AMOUNT, CATEGORY, COUNTRY, CUSTOMER_ID, INVOICE_ID, IS_RETURN, PRODUCT, QUANTITY, TIMESTAMP
@@ -14,21 +15,8 @@ from ._params import as_cutoff, positive_number
 _DAY = pd.Timedelta(days=1)
 
 #: Every feature column in output order; optional ones appear only when the log allows them.
-FEATURE_COLUMNS = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "tenure_days",
-    "avg_basket_value",
-    "avg_basket_items",
-    "return_rate",
-    "product_breadth",
-    "category_breadth",
-    "top_category_share",
-    "inter_purchase_days",
-    "country",
-    "is_dormant",
-)
+#: One list for the factory and the till: the device's incremental implementation defines it.
+FEATURE_COLUMNS = FEATURE_NAMES
 
 
 def _most_frequent(past: pd.DataFrame, column: str, customers: pd.Index) -> pd.Series:

@@ -182,7 +182,8 @@ def load_transactions(
     4. a row with a missing, zero or negative unit price is dropped (free samples, bad-debt
        adjustments and write-offs are not customer spend);
     5. cancellations (invoice id with ``columns.cancel_prefix``) and negative quantities are
-       **kept**, flagged ``is_return``, and subtract from spend;
+       **kept**, flagged ``is_return``, and subtract from spend (a cancellation's amount is
+       ``-|quantity × unit price|`` even when its quantity is positive);
     6. exact duplicate rows are counted and, by default, **kept**: a line-item log without a
        line number cannot tell a double export from a customer scanning the same item twice
        in one basket, and dropping real purchases is the worse error for spend features.
@@ -266,6 +267,9 @@ def _clean(
         if columns.cancel_prefix:
             cancelled = log[INVOICE_ID].str.startswith(columns.cancel_prefix)
             is_return |= cancelled
+            # A cancellation subtracts whatever the sign of its quantity (the till's rule too:
+            # edge_runtime.customer_state); a positive one would otherwise raise net spend.
+            log[AMOUNT] = log[AMOUNT].where(~cancelled, -log[AMOUNT].abs())
     if columns.product is not None:
         log[PRODUCT] = raw[columns.product].astype("str").str.strip()
     if columns.category is not None:

@@ -206,6 +206,7 @@ def spark_transactions(
     if columns.country is not None:
         canonical[COUNTRY] = _strip(F.col(columns.country))
     canonical[IS_RETURN] = F.coalesce(quantity < 0, F.lit(False)) | cancelled
+    canonical[AMOUNT] = F.when(cancelled, -F.abs(amount)).otherwise(amount)  # as pandas: a cancellation subtracts
 
     frame = raw.select(*(value.alias(key) for key, value in canonical.items()), cancelled.alias("_cancelled"))
     price = F.col(UNIT_PRICE)

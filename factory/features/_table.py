@@ -12,9 +12,9 @@ import pandas as pd
 
 from factory.errors import FactoryInputError
 
-from ._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP
+from ._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP, LogColumns
 from ._customer import build_customer_features
-from ._log import load_transactions
+from ._log import _choose_columns, _header, _reader_kind, load_transactions
 from ._report import CleaningReport
 from ._value_tier import cutoff_for_span, value_tier_from_spend
 
@@ -30,6 +30,9 @@ class LoadedLog:
     pandas frame indexed by customer either way: one row per customer fits on the driver even
     when the log does not); ``window_spend(start, end)`` the net spend per customer of the lines
     in ``[start, end)``. ``first``/``last`` are the kept lines' first and last timestamps.
+    ``frame``/``columns``: the cleaned pandas log and the column mapping it was read with (the
+    skew gate replays it through the till's implementation); None on Spark, where the log
+    need not fit on the driver.
     """
 
     report: CleaningReport
@@ -38,6 +41,8 @@ class LoadedLog:
     features: Callable[[pd.Timestamp, float], pd.DataFrame]
     window_spend: Callable[[pd.Timestamp, pd.Timestamp], pd.Series]
     engine: str = "pandas"
+    frame: pd.DataFrame | None = None
+    columns: LogColumns | None = None
 
 
 def load_log(path: str | Path, *, engine: str = "pandas", spark_master: str | None = None) -> LoadedLog:
@@ -54,7 +59,8 @@ def load_log(path: str | Path, *, engine: str = "pandas", spark_master: str | No
         raise FactoryInputError(
             f"The 'engine' parameter of load_log must be one of {ENGINES!r}. Got {engine!r} instead."
         )
-    log, report = load_transactions(path)
+    columns = _choose_columns(_header(Path(path), _reader_kind(Path(path)))) if Path(path).is_file() else None
+    log, report = load_transactions(path, columns)
     if log.empty:
         raise FactoryInputError(f"transaction log {path}: no line is left after cleaning")
 
@@ -68,6 +74,8 @@ def load_log(path: str | Path, *, engine: str = "pandas", spark_master: str | No
         last=log[TIMESTAMP].max(),
         features=lambda cutoff, dormant_days: build_customer_features(log, cutoff, dormant_days=dormant_days),
         window_spend=window_spend,
+        frame=log,
+        columns=columns,
     )
 
 
@@ -149,7 +157,12 @@ def feature_job(
 ) -> tuple[LoadedLog, pd.DataFrame, dict[str, Any]]:
     """The common start of the bundled jobs (value tier, segment discovery): load the log, build
     the features at the cutoff (a date, or a rule applied to the log's first and last timestamps)
-    and the ``info`` every job reports. Returns ``(log, features indexed by customer, info)``."""
+    and the ``info`` every job reports. Returns ``(log, features indexed by customer, info)``.
+
+    On the pandas engine the features pass the skew gate (``factory.skew.check_skew``: the log
+    replayed through the till's implementation gives the same table) and ``info`` carries the
+    manifest's ``feature_program`` and ``skew_gate``; a ``SkewError`` (naming customer, feature
+    and both values) fails the job."""
     source = default_log_path() if path is None else Path(path)
     log = load_log(source, engine=engine, spark_master=spark_master)
     at = pd.Timestamp(cutoff(log.first, log.last) if callable(cutoff) else cutoff)
@@ -168,4 +181,10 @@ def feature_job(
         "dormant_customers": int((features["is_dormant"] == "yes").sum()),
         "feature_columns": list(features.columns),
     }
+    if log.frame is not None:
+        from factory.skew import check_skew  # factory.skew imports this package: import on use
+
+        gate = check_skew(log.frame, at, columns=log.columns, dormant_days=dormant_days, features=features)
+        info["feature_program"] = gate.pop("feature_program")
+        info["skew_gate"] = gate
     return log, features, info

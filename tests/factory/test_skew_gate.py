@@ -245,3 +245,43 @@ def test_events_arriving_late_within_lateness_give_the_same_records(
     assert records[0].keys() == records[1].keys()
     if records[0]:
         compare_records(pd.DataFrame.from_dict(records[0], orient="index"), records[1])
+
+
+def test_a_cancellation_with_a_positive_quantity_subtracts_in_the_factory_and_on_the_till(tmp_path: Path) -> None:
+    """A 'C' invoice is a return whatever the sign its till printed: both sides subtract |qty × price|."""
+    log_file = tmp_path / "cancel.csv"
+    log_file.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "536365,85123A,HEART,6,2011-03-01 10:00:00,2.55,17850,United Kingdom\n"
+        "536366,71053,LANTERN,4,2011-03-02 10:00:00,3.39,17850,United Kingdom\n"
+        "C536367,85123A,HEART,2,2011-03-03 10:00:00,2.55,17850,United Kingdom\n"  # positive quantity
+        "C536368,71053,LANTERN,-1,2011-03-03 11:00:00,3.39,17850,United Kingdom\n",
+        encoding="utf-8",
+    )
+    log = load_transactions(log_file, LogColumns.online_retail())[0]
+    assert log.loc[log["invoice_id"] == "C536367", "amount"].tolist() == [-5.1]
+    row = build_customer_features(log, "2011-03-10").loc["17850"]
+    assert row["monetary"] == pytest.approx(6 * 2.55 + 4 * 3.39 - 2 * 2.55 - 3.39)
+    assert row["return_rate"] == pytest.approx((2 * 2.55 + 3.39) / (6 * 2.55 + 4 * 3.39))
+    assert check_skew(log, "2011-03-10", columns=LogColumns.online_retail())["customers"] == 1
+    program = program_for_log(log, LogColumns.online_retail())
+    with CustomerState(tmp_path / "s.sqlite", program, clock=lambda: 2e9) as till:
+        for event, customer in log_events(log, program):
+            till.observe(event, _ref(customer))
+        assert till.materialise(_ref("17850"), "2011-03-10")["monetary"] == pytest.approx(row["monetary"])
+
+
+def test_the_default_job_passes_the_gate_and_hands_the_program_to_the_manifest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from factory.features import build_value_tier_table
+
+    table, info = build_value_tier_table(cutoff="2011-02-01")
+    assert info["feature_program"] == FeatureProgram.online_retail().to_json()
+    gate = info["skew_gate"]
+    assert (gate["customers"], gate["cutoff"]) == (len(table), "2011-02-01T00:00:00")
+    assert gate["max_relative_difference"] <= gate["rel_tol"] == 1e-6
+    # A till rule that drifted fails the job itself, naming the customer, feature and values.
+    monkeypatch.setattr(device, "stock_code_family", _three_digit_family)
+    with pytest.raises(SkewError, match=r"skew gate: customer '\d+' feature '(category_breadth|top_category_share)'"):
+        build_value_tier_table(cutoff="2011-02-01")
