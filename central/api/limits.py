@@ -91,7 +91,7 @@ class BodyLimitMiddleware:
                 if not text.isdigit():
                     await _answer(send, 400, f"Content-Length {text!r} is not a non-negative integer")
                     return
-                declared = int(text)
+                declared = max(int(text), declared or 0)  # repeated: the largest counts
         if declared is not None and declared > limit:
             await _answer(send, 413, detail)
             return
