@@ -41,7 +41,9 @@ from factory._settings import (
     DEFAULT_OUT_DIR,
     DEFAULT_SEED,
     DEFAULT_SIZE_BUDGET_KB,
+    DEFAULT_SPARK_MASTER,
     DEFAULT_TIME_BUDGET_S,
+    ENGINES,
     LABEL_SOURCES,
     METRICS,
     NUMERIC_IMPUTERS,
@@ -176,6 +178,14 @@ class BuildConfig:
         "kmeans",
         StrOptions(CLUSTER_METHODS),
         help="--labels clusters: k-means with silhouette, or Gaussian mixture with BIC",
+    )
+    engine: str = _param(
+        "pandas",
+        StrOptions(ENGINES),
+        help="spark: the transaction log becomes features with PySpark and the search's trials run on Spark",
+    )
+    spark_master: str = _param(
+        DEFAULT_SPARK_MASTER, Text(), help="--engine spark: where Spark runs, local[N] or spark://host:7077"
     )
     # Python API only: what a job that made the table already knows about it.
     label_rule: Mapping[str, Any] | None = _param(

@@ -267,7 +267,14 @@ def run_search(
     measure: LatencyMeasurer = measure_candidate,
 ) -> SearchResult:
     """Run FLAML on our preprocessed matrices, then our baselines on the same rows; return every
-    trial and the ``keep`` best feasible ones (the verify stage falls back through them in order)."""
+    trial and the ``keep`` best feasible ones (the verify stage falls back through them in order).
+    With ``config.engine == "spark"`` the trials run on Spark (``factory._spark_search``)."""
+    if config.engine == "spark":
+        from factory._spark_search import run_spark_search
+
+        return run_spark_search(
+            config, context, train=train, validation=validation, keep=keep, progress=progress, measure=measure
+        )
     from flaml.automl import AutoML
 
     scorer = _BudgetedMetric(config, context, keep=keep, progress=progress, measure=measure)

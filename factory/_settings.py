@@ -20,6 +20,10 @@ SUPPORTED_LEARNERS = ("lgbm", "xgboost", "xgb_limitdepth", "rf", "extra_tree", "
 LABEL_SOURCES = ("given", "clusters", "few")
 NUMERIC_IMPUTERS = ("median", "knn")
 CLUSTER_METHODS = ("kmeans", "gmm")
+# Where the log becomes features and where the search's trials run: pandas and FLAML in this
+# process, or PySpark DataFrames and FLAML's trials on Spark (the 'spark' extra).
+ENGINES = ("pandas", "spark")
+DEFAULT_SPARK_MASTER = "local[2]"
 
 # Held-out fractions: FLAML tunes on train and scores on validation; test is never seen by the
 # search and feeds the reported metrics and the parity gate.

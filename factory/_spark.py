@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["DEFAULT_SPARK_MASTER", "require_pyspark", "spark_session"]
+from factory._settings import DEFAULT_SPARK_MASTER
 
-DEFAULT_SPARK_MASTER = "local[2]"
+__all__ = ["DEFAULT_SPARK_MASTER", "local_cores", "require_pyspark", "spark_session"]
 
 # Spark's own log lines (stage progress, "native-hadoop library" warnings) at ERROR only.
 _LOG4J2 = """\

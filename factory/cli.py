@@ -3,6 +3,7 @@
     edgeseg-factory build --data customers.csv --target segment --drop ID
     edgeseg-factory build-default            # bundled Online Retail, future value tier
     edgeseg-factory build-default --labels clusters      # ... discovered, named segments
+    edgeseg-factory build-default --engine spark --log logs/   # features and search on Spark
     edgeseg-factory build --data t.csv --labels few --target segment  # a few labels, spread
     edgeseg-factory inspect --data customers.csv --target churn   # how each column is read
 
@@ -81,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         "build-default", help="build the bundled job: Online Retail, 90-day future value tier"
     )
     default.add_argument("--horizon-days", type=int, default=90, help="future window for the tier label")
+    default.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="transaction log: Parquet/CSV file or folder of part files (default: the bundled Online Retail)",
+    )
     default.add_argument(
         "--labels",
         dest="job",
@@ -229,18 +236,21 @@ def _summary(result: BuildResult, console: Any) -> None:
 
 def _default_job(args: argparse.Namespace, console: Any) -> tuple[Any, dict[str, Any]]:
     """The bundled Online Retail table and the BuildConfig fields its job implies."""
-    common = {"id_column": "customer_id", "source_name": "online_retail.parquet"}
+    common = {"id_column": "customer_id", "source_name": args.log.name if args.log else "online_retail.parquet"}
+    engine = {"engine": args.engine, "spark_master": args.spark_master}  # where the log becomes features
     if args.job == "clusters":
         from factory.segments import build_segment_table
 
         console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → discovered segments")
-        table, info = build_segment_table(dormant_days=args.dormant_days)
+        table, info = build_segment_table(args.log, dormant_days=args.dormant_days, **engine)
         job = {"target": "segment", "labels": "clusters", "name": args.name or "retail-segments"}
     else:
         from factory.features import CleaningReport, build_value_tier_table
 
         console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → 90-day value tier")
-        table, info = build_value_tier_table(horizon_days=args.horizon_days, dormant_days=args.dormant_days)
+        table, info = build_value_tier_table(
+            args.log, horizon_days=args.horizon_days, dormant_days=args.dormant_days, **engine
+        )
         cleaning = info.get("cleaning")
         for line in cleaning.lines() if isinstance(cleaning, CleaningReport) else []:
             console.print(f"  {line}")

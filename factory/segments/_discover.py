@@ -150,12 +150,18 @@ def discover_segments(
 
 
 def build_segment_table(
-    path: str | Path | None = None, *, dormant_days: float = 30, cutoff: pd.Timestamp | str | None = None
+    path: str | Path | None = None,
+    *,
+    dormant_days: float = 30,
+    cutoff: pd.Timestamp | str | None = None,
+    engine: str = "pandas",
+    spark_master: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Transaction log → RFM+X table for segment discovery (no label window needed).
 
     The cutoff defaults to midnight after the log's last line, so every line is history: the
-    segments describe the customers as they are at the end of the data.
+    segments describe the customers as they are at the end of the data. ``engine="spark"``
+    builds the table with PySpark (``factory.features.load_log``).
     """
     from factory.features._table import feature_job
 
@@ -165,6 +171,8 @@ def build_segment_table(
         cutoff if cutoff is not None else (lambda first, last: last.normalize() + pd.Timedelta(days=1)),
         dormant_days=dormant_days,
         dormant_note="dormant customers are their own segment, never dropped",
+        engine=engine,
+        spark_master=spark_master,
     )
     table = features.reset_index()
     table["customer_id"] = table["customer_id"].astype("str")
