@@ -84,6 +84,7 @@ __all__ = [
     "CustomerState",
     "EventError",
     "FeatureProgram",
+    "NoFeatureProgramError",
     "NoRecordError",
     "ObserveResult",
     "stock_code_family",
@@ -167,6 +168,11 @@ class NoRecordError(EdgeRuntimeError, LookupError):
     The factory leaves such customers out of its table (no purchase, no basis for spend
     features), so the device refuses to invent one.
     """
+
+
+class NoFeatureProgramError(EdgeRuntimeError, ValueError):
+    """The model was not trained on a transaction log: it names no feature program, so the
+    device has no rules to turn till events into its inputs (send it feature records instead)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,24 +13,58 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from edge_runtime.classifier import BatchResult, Classifier, PublicKey, Result
+from edge_runtime.customer_state import CustomerState, FeatureProgram, NoFeatureProgramError
 from edge_runtime.drift import DriftHistograms
 from edge_runtime.exceptions import ModelLoadError, OutboxError, SchemaError
 from edge_runtime.outbox import Outbox
 
-__all__ = ["Runtime"]
+__all__ = ["CustomerResult", "Observed", "Runtime", "customer_state_path_for"]
 
 logger = logging.getLogger("edge_runtime")
 
 _new_result = tuple.__new__  # skips NamedTuple's keyword-handling __new__ on the hot path
 MIN_SECRET_BYTES = 16
 CUSTOMER_REF_HEX_CHARS = 32  # 128 bits of HMAC-SHA256: unlinkable without the secret
+
+
+def customer_state_path_for(outbox_path: str | Path) -> Path:
+    """Where a Runtime keeps the till's customer state by default: beside the outbox
+    (``outbox.db`` -> ``outbox.customers.sqlite``), so one device folder holds both."""
+    path = Path(outbox_path)
+    return path.with_name(f"{path.stem}.customers.sqlite")
+
+
+class Observed(NamedTuple):
+    """What ``Runtime.observe`` did with one till event (``ObserveResult`` plus the customer)."""
+
+    customer_ref: str
+    applied: int  # lines applied now
+    duplicates: int  # lines applied before (a replayed event): not counted twice
+    skipped: int  # lines the factory's cleaning drops (zero quantity or price)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+class CustomerResult(NamedTuple):
+    """A customer's segment from the till state: the Result (in the outbox, with its seq) and
+    the input record it was computed from (recency, tenure and dormancy at ``at``)."""
+
+    result: Result
+    record: dict[str, float | str | None]
+    customer_ref: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.result.to_dict(), "customer_ref": self.customer_ref, "record": self.record}
 
 
 class Runtime:
@@ -41,6 +75,9 @@ class Runtime:
     (``customer_ref = HMAC-SHA256(secret, raw id)[:32 hex]``); the raw id is never stored.
     ``durability``: ``"process"`` (survives a killed process) or ``"power"`` (survives power
     loss, one fsync per result).
+    ``customer_state_path``: the till's customer feature state (``observe`` /
+    ``classify_customer``; default :func:`customer_state_path_for` the outbox), opened on
+    first use with the model's ``feature_program``.
     """
 
     def __init__(
@@ -55,6 +92,7 @@ class Runtime:
         max_backlog: int = 1_000_000,
         out_of_range: str = "count",
         outbox_options: Mapping[str, Any] | None = None,
+        customer_state_path: str | Path | None = None,
     ) -> None:
         key = secret.encode("utf-8") if isinstance(secret, str) else secret
         if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
@@ -76,6 +114,13 @@ class Runtime:
             outbox_path, device_id=device_id, durability=durability, max_backlog=max_backlog, **(outbox_options or {})
         )  # outbox_options: retention, disk and drift checkpoint keywords of Outbox
         self.device_id = device_id
+        self.durability = durability
+        self.customer_state_path = (
+            customer_state_path_for(outbox_path) if customer_state_path is None else Path(customer_state_path)
+        )
+        self._state: CustomerState | None = None
+        self._state_lock = threading.Lock()
+        self._ref_of = self.customer_ref  # bound once: the state calls it per event
 
     # ------------------------------------------------------------------ models
     @property
@@ -116,6 +161,11 @@ class Runtime:
         # Drift histograms restart with the new model's reference bins.
         self._active = (classifier, DriftHistograms(classifier.manifest))
         self._previous = old
+        if self._state is not None and self._state.program != _program_of(classifier):
+            with self._state_lock:  # the state follows the served model's program (reopened on use)
+                state, self._state = self._state, None
+                if state is not None:
+                    state.close()
         logger.info("serving model %s (previous %s)", classifier.model_version, old.model_version)
 
     # ------------------------------------------------------------------ classification
@@ -145,10 +195,13 @@ class Runtime:
 
         ``explain=True`` adds the per-input contributions (not stored in the outbox: raw
         feature values never leave the device)."""
+        classifier = self._active[0]
+        return self._classify(record, self._customer_ref(record, classifier.validator.id_field), explain)
+
+    def _classify(self, record: Mapping[str, Any], ref: str | None, explain: bool) -> Result:
         classifier, drift = self._active
         result, row = classifier.classify_encoded(record, explain=explain)
         drift.observe(row.num, row.cat)
-        ref = self._customer_ref(record, classifier.validator.id_field)
         segment, probabilities = result.segment, result.probabilities
         try:
             seq = self.outbox.append_values(
@@ -190,6 +243,56 @@ class Runtime:
             np.asarray(seqs, dtype=np.int64),
         )  # fmt: skip
 
+    # ------------------------------------------------------------------ till events
+    @property
+    def customer_state(self) -> CustomerState:
+        """The till's customer state for the served model's feature program (opened on first use).
+
+        Raises NoFeatureProgramError when the model names no feature program, and ValueError
+        when the state file was built under another program.
+        """
+        state = self._state
+        if state is not None:
+            return state
+        with self._state_lock:
+            if self._state is None:
+                program = _program_of(self._active[0])
+                if program is None:
+                    raise NoFeatureProgramError(
+                        f"model {self.model_version} has no feature_program in its manifest: it was not trained on "
+                        "a transaction log, so till events cannot be turned into its inputs (classify feature records)"
+                    )
+                self._state = CustomerState(self.customer_state_path, program, durability=self.durability)
+            return self._state
+
+    def observe(self, event: Mapping[str, Any]) -> Observed:
+        """Apply one till event to its customer's state, atomically and once per (invoice, line).
+
+        Raises ``EventError`` (naming the field; nothing applied) for a bad, future or too-late
+        event, ``NoFeatureProgramError`` for a model not trained on a transaction log.
+        """
+        state = self.customer_state
+        refs: list[str] = []
+
+        def ref_of(customer_id: str) -> str:
+            refs.append(self._ref_of(customer_id))
+            return refs[-1]
+
+        done = state.observe(event, ref_of)
+        return Observed(refs[-1], done.applied, done.duplicates, done.skipped)
+
+    def classify_customer(self, customer_id: str | int, at: datetime | str | float | None = None) -> CustomerResult:
+        """The customer's segment from their till state at ``at`` (default now), stored in the
+        outbox like :meth:`classify`, with the record it used.
+
+        ``recency_days``, ``tenure_days`` and ``is_dormant`` are computed at ``at``: a customer
+        turns dormant with time alone. Raises ``NoRecordError`` for a customer without a
+        purchase on this device.
+        """
+        ref = self.customer_ref(customer_id)
+        record = self.customer_state.materialise(ref, at)
+        return CustomerResult(self._classify(record, ref, False), record, ref)
+
     # ------------------------------------------------------------------ state
     def drift_snapshot(self, *, reset: bool = False) -> dict[str, Any]:
         """Histogram counts per input since the last reset (see DriftHistograms.snapshot).
@@ -213,10 +316,27 @@ class Runtime:
         }
 
     def close(self) -> None:
-        self.outbox.close()
+        try:
+            self.outbox.close()
+        finally:
+            with self._state_lock:
+                if self._state is not None:
+                    self._state.close()
+                    self._state = None
 
     def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _program_of(classifier: Classifier) -> FeatureProgram | None:
+    """The model's feature program (None for a model not trained on a transaction log)."""
+    section = classifier.manifest.feature_program
+    if section is None:
+        return None
+    try:
+        return FeatureProgram.from_json(section)
+    except ValueError as exc:  # signed, but not a program this device implements
+        raise ModelLoadError(f"model {classifier.model_version}: feature_program refused: {exc}") from exc

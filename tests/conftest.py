@@ -96,3 +96,23 @@ def other_artifact(segmentation_csv: Path, artifacts_dir: Path, signing_public_k
     return _build_segmentation(
         segmentation_csv, artifacts_dir, name="seg-other", time_budget_s=4, learners=("rf", "lrl1"), seed=2
     )
+
+
+#: The cutoff of the till tests' model: features from the bundled log strictly before it.
+TILL_CUTOFF = "2011-09-10"
+
+
+@pytest.fixture(scope="session")
+def till_artifact(artifacts_dir: Path, signing_public_key: Path) -> Path:
+    """A real signed model of the default job (Online Retail → RFM+X → value tier) whose manifest
+    carries the feature program and the skew gate: what a till serves (issue 11)."""
+    from factory import build
+    from factory.features import build_value_tier_table
+
+    table, info = build_value_tier_table(cutoff=TILL_CUTOFF)
+    report = {key: value.to_dict() if hasattr(value, "to_dict") else value for key, value in info.items()}
+    result = build(
+        table, target="value_tier", id_column="customer_id", name="retail-till", out_dir=artifacts_dir,
+        time_budget_s=5, learners=("lgbm",), seed=0, data_report=report,
+    )  # fmt: skip
+    return result.artifact_dir
