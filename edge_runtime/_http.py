@@ -6,6 +6,13 @@ Routes:
   "model_version", "seq"}``; or ``{"records": [...]}`` -> ``200 {"results": [...]}``.
   A schema violation -> ``422 {"detail", "field", "rule", "row"}``; unreadable JSON -> 400;
   a body over 1 MiB -> 413; the outbox failing -> 503 (nothing was returned, so nothing lost).
+* ``POST /events`` -- body: one till event (docs: edge_runtime.customer_state) -> the event is
+  applied to the customer's state once, then ``200 {"customer_ref", "applied", "duplicates",
+  "skipped", "segment", "probabilities", "model_version", "seq", "record"}``: the customer's
+  segment after the event (stored in the outbox), at ``?at=<ISO time>`` if given, else now.
+  A bad event -> ``400 {"detail", "field", "rule"}`` and no state changed; a customer seen
+  only through returns -> 200 with ``"segment": null``; ``at`` before the customer's newest
+  line -> 422 (the event stays applied); a model without a feature program -> 409.
 * ``GET /health`` -> ``200 {"status": "ok", "model_version"}``.
 * ``GET /status`` -> ``200`` the Runtime's status (model, input stats, outbox backlog).
 
@@ -30,10 +37,13 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+from edge_runtime.customer_state import EventError, NoRecordError
 from edge_runtime.exceptions import OutboxError, SchemaError
 from edge_runtime.runtime import Runtime
 
@@ -165,6 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         if not self._trusted_caller():
             return
+        route = urlsplit(self.path)
+        if route.path == "/events":
+            self._events(parse_qs(route.query))
+            return
         if self.path != "/classify":
             self._refuse(404, f"no route POST {self.path}")
             return
@@ -186,6 +200,43 @@ class _Handler(BaseHTTPRequestHandler):
         except OutboxError as exc:
             logger.error("classification not stored: %s", exc)
             self._send(503, {"detail": str(exc)})
+
+    def _events(self, query: dict[str, list[str]]) -> None:
+        """``POST /events``: apply one till event, answer the customer's segment after it."""
+        at = query.pop("at", [None])
+        if query or len(at) != 1:
+            self._refuse(400, "POST /events takes one optional query parameter, 'at' (an ISO 8601 time)")
+            return
+        if at[0] is not None:
+            try:
+                datetime.fromisoformat(at[0])
+            except ValueError:
+                self._refuse(400, f"query parameter 'at' must be an ISO 8601 time, got {at[0][:40]!r}")
+                return
+        ok, event = self._read_json_body()
+        if not ok:
+            return
+        try:
+            answer: dict[str, Any] = self.runtime.observe(event).to_dict()
+        except EventError as exc:
+            self._send(400, {"detail": str(exc), "field": exc.field, "rule": exc.rule})
+            return
+        except ValueError as exc:  # no feature program, or a state file of another program
+            self._send(409, {"detail": str(exc)})
+            return
+        try:  # the event is applied (and stays applied): now the customer's segment after it
+            answer.update(self.runtime.classify_customer(event["customer_id"], at[0]).to_dict())
+        except NoRecordError as exc:  # seen only through returns so far: nothing to classify
+            answer.update(segment=None, detail=str(exc))
+        except EventError as exc:  # ?at= before this customer's newest line
+            answer.update(segment=None, detail=str(exc), field=exc.field)
+            self._send(422, answer)
+            return
+        except OutboxError as exc:
+            logger.error("classification not stored: %s", exc)
+            self._send(503, {**answer, "detail": str(exc)})
+            return
+        self._send(200, answer)
 
 
 def make_server(

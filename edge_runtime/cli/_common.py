@@ -96,8 +96,10 @@ def load_classifier(settings: Settings) -> Classifier:
     return Classifier.load(settings.artifact, settings.public_key)
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """The Runtime of ``classify`` and ``serve``; close it with :func:`close_runtime`."""
+def open_runtime(settings: Settings, customer_state_path: Path | None = None) -> Runtime:
+    """The Runtime of ``classify``, ``serve`` and ``ingest``; close it with :func:`close_runtime`.
+
+    ``customer_state_path``: the till's customer state (default: beside the outbox)."""
     from edge_runtime.runtime import Runtime
 
     if not settings.secret:
@@ -107,6 +109,7 @@ def open_runtime(settings: Settings) -> Runtime:
             load_classifier(settings), outbox_path=settings.outbox, device_id=settings.device_id,
             secret=settings.secret, public_key=settings.public_key, durability=settings.durability,
             max_backlog=settings.max_backlog, outbox_options=outbox_options(settings),
+            customer_state_path=customer_state_path,
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

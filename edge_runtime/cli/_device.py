@@ -1,4 +1,4 @@
-"""The commands that work on this device alone: classify, serve, status, verify, calibrate."""
+"""The commands that work on this device alone: classify, ingest, serve, status, verify, calibrate."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -23,6 +24,7 @@ from edge_runtime.cli._common import (
     settings_from,
     stop_on_sigterm,
 )
+from edge_runtime.customer_state import EventError, NoRecordError
 from edge_runtime.exceptions import ModelLoadError, SchemaError
 from edge_runtime.sync import DriftSpool
 
@@ -47,7 +49,17 @@ def register(sub: Any) -> None:
     add_model_arguments(p, runtime=True)
     p.set_defaults(handler=run_classify)
 
-    p = sub.add_parser("serve", help="serve POST /classify, GET /health, GET /status")
+    p = sub.add_parser("ingest", help="apply till events (JSONL) to the customer state; --classify: their segments")
+    p.add_argument("input", nargs="?", default="-", help="JSONL file of till events, or - for stdin (default)")
+    p.add_argument(
+        "--classify", action="store_true", help="then classify every customer of the file (outbox; JSONL to stdout)"
+    )
+    p.add_argument("--at", help="classify at this ISO 8601 time (default: now)")
+    _add_state_argument(p)
+    add_model_arguments(p, runtime=True)
+    p.set_defaults(handler=run_ingest)
+
+    p = sub.add_parser("serve", help="serve POST /classify, POST /events, GET /health, GET /status")
     p.add_argument("--host", help="loopback address (EDGESEG_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="(EDGESEG_PORT, default 8765)")
     p.add_argument(
@@ -56,6 +68,7 @@ def register(sub: Any) -> None:
         type=float,
         help="seconds; drift counts are spooled every min(60, this) (EDGESEG_DRIFT_INTERVAL_S)",
     )
+    _add_state_argument(p)
     add_model_arguments(p, runtime=True)
     p.set_defaults(handler=run_serve)
 
@@ -73,6 +86,13 @@ def register(sub: Any) -> None:
     p.add_argument("--reference", type=Path, help="the build machine's calibrate profile")
     p.add_argument("--runs", type=int, default=2000, help="timed runs per graph (default 2000)")
     p.set_defaults(handler=run_calibrate)
+
+
+def _add_state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--customer-state", dest="customer_state_path", type=Path,
+        help="the till's customer feature state (SQLite; default: beside the outbox)",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- classify
@@ -174,12 +194,69 @@ def run_classify(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------------- ingest
+def run_ingest(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Apply a file of till events in order, one transaction each; a refused line is named on
+    stderr (line number, field, rule) and changes nothing. Prints the counts as JSON (after the
+    segments with ``--classify``); exit 1 when a line was refused."""
+    if args.at is not None:
+        try:
+            datetime.fromisoformat(args.at)
+        except ValueError as exc:
+            raise UsageError(f"--at must be an ISO 8601 time, got {args.at!r}") from exc
+    settings = settings_from(args)
+    runtime = open_runtime(settings, args.customer_state_path)
+    try:
+        stream: TextIO = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        runtime.close()
+        raise UsageError(f"cannot read {args.input!r}: {exc.strerror}") from exc
+    counts = dict.fromkeys(("events", "applied", "duplicate", "refused", "lines_applied", "lines_duplicate"), 0)
+    customers: dict[str, None] = {}  # raw ids in first-seen order (only printed locally, never stored)
+    try:
+        try:  # a model without a feature program, or a state of another program, before any line
+            runtime.customer_state  # noqa: B018
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            counts["events"] += 1
+            try:
+                event = json.loads(line)
+                observed = runtime.observe(event)
+            except (ValueError, EventError) as exc:  # EventError is a ValueError: it names the field
+                counts["refused"] += 1
+                stderr.write(f"line {number}: {exc if isinstance(exc, EventError) else f'invalid JSON: {exc}'}\n")
+                continue
+            counts["applied" if observed.applied else "duplicate"] += 1
+            counts["lines_applied"] += observed.applied
+            counts["lines_duplicate"] += observed.duplicates
+            customers[str(event["customer_id"]).strip()] = None
+        if args.classify:
+            counts["classified"] = counts["no_record"] = 0
+            for customer_id in customers:
+                try:
+                    out = runtime.classify_customer(customer_id, args.at)
+                except NoRecordError:
+                    counts["no_record"] += 1  # seen only through returns: no input record yet
+                    continue
+                stdout.write(json.dumps({"customer_id": customer_id, **out.to_dict()}) + "\n")
+                counts["classified"] += 1
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+        close_runtime(runtime, settings)
+    stdout.write(json.dumps(counts) + "\n")
+    return 1 if counts["refused"] else 0
+
+
 # ---------------------------------------------------------------------- other commands
 def run_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from edge_runtime._http import make_server
 
     settings = settings_from(args)
-    runtime = open_runtime(settings)
+    runtime = open_runtime(settings, args.customer_state_path)
     try:
         server = make_server(runtime, settings.host, settings.port, allowed_origins=settings.serve_allowed_origins)
     except (ValueError, OSError) as exc:

@@ -109,3 +109,90 @@ def test_state_outlives_the_process(till_artifact: Path, signing_public_key: Pat
     with Runtime(till_artifact, **kwargs) as rt:
         assert rt.classify_customer("17850", at="2011-09-10").record == first
         assert json.loads(json.dumps(first)) == first
+
+
+# ---------------------------------------------------------------------------- CLI and serve
+@pytest.fixture
+def till_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, till_artifact: Path, signing_public_key: Path) -> Path:
+    for name in ("EDGESEG_CONFIG", "EDGESEG_HOST", "EDGESEG_PORT", "EDGESEG_DURABILITY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EDGESEG_ARTIFACT", str(till_artifact))
+    monkeypatch.setenv("EDGESEG_PUBLIC_KEY", str(signing_public_key))
+    monkeypatch.setenv("EDGESEG_OUTBOX", str(tmp_path / "outbox.db"))
+    monkeypatch.setenv("EDGESEG_DEVICE_ID", "till-cli")
+    monkeypatch.setenv("EDGESEG_SECRET", SECRET)
+    return tmp_path
+
+
+def test_ingest_applies_a_file_names_bad_lines_and_classifies(
+    till_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_runtime.cli import main
+
+    bad = basket(ts="2011-09-03T10:00:00", invoice="T9")
+    bad["lines"][2]["quantity"] = "six"
+    events = [basket(), basket("12347", invoice="T2"), basket(), bad, basket(ts="2011-09-05T09:00:00", invoice="T3")]
+    path = till_env / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n{not json\n", encoding="utf-8")
+    assert main(["ingest", str(path), "--classify", "--at", "2011-09-10"]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "line 4: event field 'lines[2].quantity': must be a number (got 'six')",
+        "line 6: invalid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+    ]
+    *segments, counts = (json.loads(line) for line in out.splitlines())
+    assert counts == {"events": 6, "applied": 3, "duplicate": 1, "refused": 2, "lines_applied": 15,
+                      "lines_duplicate": 5, "classified": 2, "no_record": 0}  # fmt: skip
+    shown = [(s["customer_id"], s["seq"], s["record"]["frequency"]) for s in segments]
+    assert shown == [("17850", 1, 2.0), ("12347", 2, 1.0)]
+    # Ingesting the same file again applies nothing twice.
+    assert main(["ingest", str(path)]) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["lines_applied"] == 0
+
+
+def test_ingest_refuses_a_model_without_a_feature_program(
+    till_env: Path, small_artifact: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_runtime.cli import main
+
+    monkeypatch.setenv("EDGESEG_ARTIFACT", str(small_artifact))
+    (till_env / "e.jsonl").write_text(json.dumps(basket()) + "\n", encoding="utf-8")
+    assert main(["ingest", str(till_env / "e.jsonl")]) == 2
+    assert "has no feature_program in its manifest" in capsys.readouterr().err
+
+
+def _post(port: int, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    answer = (response.status, json.loads(response.read()))
+    conn.close()
+    return answer
+
+
+def test_post_events_answers_the_segment_after_the_event(runtime: Runtime) -> None:
+    import threading
+
+    from edge_runtime._http import make_server
+
+    server = make_server(runtime, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        status, answer = _post(port, "/events?at=2011-09-10", basket())
+        assert status == 200 and (answer["applied"], answer["seq"], answer["record"]["frequency"]) == (5, 1, 1.0)
+        assert answer["segment"] in runtime.classifier.classes
+        status, answer = _post(port, "/events", basket(unit="x"))
+        assert (status, answer["field"]) == (400, "unit")
+        ret = basket("R1", invoice="C1", lines=[{"product": "85123A", "quantity": -1.0, "unit_price": 2.55}])
+        status, answer = _post(port, "/events", ret)
+        assert (status, answer["applied"], answer["segment"]) == (200, 1, None)
+        status, answer = _post(port, "/events?at=2011-01-01", basket(invoice="T5"))
+        assert (status, answer["field"], answer["applied"]) == (422, "at", 5)
+        status, answer = _post(port, "/events?when=now", basket())
+        assert status == 400 and "'at'" in answer["detail"]
+    finally:
+        server.shutdown()
+        server.server_close()
