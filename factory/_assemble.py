@@ -25,6 +25,7 @@ from factory._settings import MISSING_TOKEN
 from factory._stages import Dataset, Labelled, Searched, TableData
 from factory._verify import Verified
 from factory.explain import reference_record
+from factory.explain._baseline import refit_baselines
 
 __all__ = ["DEVICE_EXPLAIN_METHOD", "assemble_manifest"]
 
@@ -104,11 +105,12 @@ def assemble_manifest(
     """manifest.json's content (JSON-safe), before the write stage adds hash, size and key id."""
     schema, split, y, seed = dataset.schema, dataset.split, dataset.y, config.seed
     train, test = dataset.train, dataset.test
-    model = verified.candidate.model
+    model = verified.native_model
     train_matrix = searched.preprocessor.transform(train)
     explained = explanations(
         model, searched.preprocessor, train_matrix, y[split.train], test, y[split.test], schema, dataset.classes, seed,
-        metric=config.metric, fitted=searched.search.baseline_models, searched=searched.search.baselines,
+        metric=config.metric, searched=searched.search.baselines, refit_rows=verified.refit_rows,
+        fitted=refit_baselines(searched, dataset) if verified.refit_rows else searched.search.baseline_models,
     )  # fmt: skip
     # The default job's feature program and skew gate are manifest sections, not data report lines.
     data_report = dict(config.data_report) if config.data_report is not None else None
@@ -133,7 +135,7 @@ def assemble_manifest(
         },
         "metrics": {
             "metric": config.metric,
-            "validation_quality": verified.candidate.trial.quality,
+            "validation_quality": verified.candidate.trial.quality,  # as searched, before any refit
             "test": held_out_metrics(y[split.test], verified.test_proba, dataset.classes),
             "n_train": len(split.train),
             "n_val": len(split.validation),

@@ -125,7 +125,7 @@ def build(
         manifest=written.to_json(),
         typed_manifest=written,
         search=searched.search,
-        native_pipeline=Pipeline([*searched.preprocessor.steps, ("model", verified.candidate.model)]),
+        native_pipeline=Pipeline([*searched.preprocessor.steps, ("model", verified.native_model)]),
         config=config,
         schema=dataset.schema,
         frame=dataset.frame,

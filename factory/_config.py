@@ -163,6 +163,12 @@ class BuildConfig:
     key_dir: str | Path | None = _param(
         None, PathLike(), NoneOr(), help="signing key folder (default $EDGESEG_KEY_DIR or ~/.config/edgeseg/keys)"
     )
+    refit_full: bool = _param(
+        True,
+        InstanceOf(bool),
+        group=None,
+        help="refit the chosen candidate on train + validation rows before export (gated and timed again)",
+    )
     numeric_imputer: str = _param(
         "median",
         StrOptions(NUMERIC_IMPUTERS),
