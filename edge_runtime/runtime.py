@@ -26,14 +26,29 @@ from edge_runtime.customer_state import CustomerState, FeatureProgram, NoFeature
 from edge_runtime.drift import DriftHistograms
 from edge_runtime.exceptions import ModelLoadError, OutboxError, SchemaError
 from edge_runtime.outbox import Outbox
+from edge_runtime.state_snapshot import SECRET_CHECK_ID, SnapshotError, SnapshotInfo, install_snapshot
 
-__all__ = ["CustomerResult", "Observed", "Runtime", "customer_state_path_for"]
+__all__ = ["CustomerResult", "Observed", "Runtime", "customer_ref_for", "customer_state_path_for"]
 
 logger = logging.getLogger("edge_runtime")
 
 _new_result = tuple.__new__  # skips NamedTuple's keyword-handling __new__ on the hot path
 MIN_SECRET_BYTES = 16
 CUSTOMER_REF_HEX_CHARS = 32  # 128 bits of HMAC-SHA256: unlinkable without the secret
+
+
+def customer_ref_for(secret: str | bytes, raw_id: str | int) -> str:
+    """The pseudonym a Runtime with ``secret`` stores for ``raw_id`` (``Runtime.customer_ref``).
+
+    Head office builds a store's customer-state snapshot with it, so the snapshot's customers
+    are the ones the till looks up; it needs the deployment's secret for that.
+    """
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    raw = str(int(raw_id)) if isinstance(raw_id, int) and not isinstance(raw_id, bool) else raw_id
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"a customer id must be a non-empty string or an integer. Got {raw_id!r} instead.")
+    digest = hmac.new(key, raw.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return digest[:CUSTOMER_REF_HEX_CHARS]
 
 
 def customer_state_path_for(outbox_path: str | Path) -> Path:
@@ -78,6 +93,8 @@ class Runtime:
     ``customer_state_path``: the till's customer feature state (``observe`` /
     ``classify_customer``; default :func:`customer_state_path_for` the outbox), opened on
     first use with the model's ``feature_program``.
+    ``contract``: the input contract of the models it loads, ``"strict"`` (default) or
+    ``"lenient"`` (``Classifier.load``).
     """
 
     def __init__(
@@ -93,6 +110,7 @@ class Runtime:
         out_of_range: str = "count",
         outbox_options: Mapping[str, Any] | None = None,
         customer_state_path: str | Path | None = None,
+        contract: str = "strict",
     ) -> None:
         key = secret.encode("utf-8") if isinstance(secret, str) else secret
         if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
@@ -104,10 +122,11 @@ class Runtime:
         self._hmac = hmac.new(key, digestmod=hashlib.sha256)
         self.public_key = public_key
         self.out_of_range = out_of_range
+        self.contract = contract  # the input contract of every model this runtime loads
         if isinstance(model, Classifier):
             classifier = model
         else:
-            classifier = Classifier.load(model, public_key, out_of_range=out_of_range)
+            classifier = Classifier.load(model, public_key, out_of_range=out_of_range, contract=contract)
         self._active = (classifier, DriftHistograms(classifier.manifest))
         self._previous: Classifier | None = None
         self.outbox = Outbox(
@@ -140,7 +159,7 @@ class Runtime:
         ``rollback``. On any ModelLoadError the running model stays and the error is raised."""
         key = public_key if public_key is not None else self.public_key
         try:
-            new = Classifier.load(artifact_dir, key, out_of_range=self.out_of_range)
+            new = Classifier.load(artifact_dir, key, out_of_range=self.out_of_range, contract=self.contract)
         except ModelLoadError as exc:
             logger.error("refused model %s (keeping %s): %s", artifact_dir, self.model_version, exc)
             raise
@@ -209,7 +228,9 @@ class Runtime:
             )
         except Exception as exc:  # sqlite3 errors: disk full, read-only file, locked
             raise OutboxError(f"result not stored in the outbox: {exc}") from exc
-        return _new_result(Result, (segment, probabilities, classifier.model_version, seq, result.explanation))
+        return _new_result(
+            Result, (segment, probabilities, classifier.model_version, seq, result.explanation, *result[5:])
+        )
 
     def classify_many(self, records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> BatchResult:
         """Classify a batch and store it in the outbox in one transaction (contiguous seqs)."""
@@ -292,6 +313,30 @@ class Runtime:
         ref = self.customer_ref(customer_id)
         record = self.customer_state.materialise(ref, at)
         return CustomerResult(self._classify(record, ref, False), record, ref)
+
+    def bootstrap_customer_state(
+        self, snapshot_dir: str | Path, public_key: PublicKey | None = None, *, replace: bool = False
+    ) -> SnapshotInfo:
+        """Install head office's signed customer-state snapshot (``edge_runtime.state_snapshot``).
+
+        Verified like a model (signature, then the state file's sha256), and refused unless it
+        was built for the served model's feature program and this deployment's secret; events
+        observed afterwards continue it. ``replace``: overwrite a state that holds events.
+        """
+        program = _program_of(self._active[0])
+        if program is None:
+            raise NoFeatureProgramError(f"model {self.model_version} has no feature_program: no customer state to seed")
+        key = public_key if public_key is not None else self.public_key
+        if key is None:
+            raise SnapshotError("no trusted public key to verify the snapshot with (pass public_key)")
+        with self._state_lock:
+            if self._state is not None:
+                self._state.close()
+                self._state = None
+            return install_snapshot(
+                snapshot_dir, key, self.customer_state_path, program=program,
+                secret_check=self.customer_ref(SECRET_CHECK_ID), replace=replace,
+            )  # fmt: skip
 
     # ------------------------------------------------------------------ state
     def drift_snapshot(self, *, reset: bool = False) -> dict[str, Any]:

@@ -30,6 +30,7 @@ __all__ = [
     "sha256_file",
     "verify_artifact",
     "verify_manifest_bytes",
+    "verify_signed_bytes",
 ]
 
 
@@ -68,26 +69,40 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def verify_signed_bytes(
+    data: bytes,
+    signature_bytes: bytes,
+    public_key: Ed25519PublicKey,
+    *,
+    names: tuple[str, str] = (MANIFEST_FILE, SIGNATURE_FILE),
+) -> None:
+    """Check a ``.sig`` envelope (``{"algorithm": "ed25519", "signature": base64}``) over the
+    exact ``data`` bytes; SignatureError otherwise. ``names``: the signed file and the
+    signature file, for the message (a manifest, or a customer-state snapshot's)."""
+    signed_name, signature_name = names
+    try:
+        envelope = json.loads(signature_bytes)
+        signature = base64.b64decode(envelope["signature"], validate=True)
+        algorithm = envelope["algorithm"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SignatureError(f"{signature_name} is malformed: {exc}") from exc
+    if algorithm != "ed25519":
+        raise SignatureError(f"{signature_name}: algorithm {algorithm!r} is not 'ed25519'")
+    try:
+        public_key.verify(signature, data)
+    except InvalidSignature as exc:
+        raise SignatureError(
+            f"{signed_name} signature does not verify with the trusted key {key_id(public_key)}"
+        ) from exc
+
+
 def verify_manifest_bytes(manifest_bytes: bytes, signature_bytes: bytes, public_key: Ed25519PublicKey) -> Manifest:
     """Check the signature file against the manifest bytes; return the validated manifest.
 
     SignatureError when the signature does not verify; ManifestError (signed, but not a
     manifest this runtime reads, e.g. another format_version) when the contract refuses it.
     """
-    try:
-        envelope = json.loads(signature_bytes)
-        signature = base64.b64decode(envelope["signature"], validate=True)
-        algorithm = envelope["algorithm"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SignatureError(f"{SIGNATURE_FILE} is malformed: {exc}") from exc
-    if algorithm != "ed25519":
-        raise SignatureError(f"{SIGNATURE_FILE}: algorithm {algorithm!r} is not 'ed25519'")
-    try:
-        public_key.verify(signature, manifest_bytes)
-    except InvalidSignature as exc:
-        raise SignatureError(
-            f"{MANIFEST_FILE} signature does not verify with the trusted key {key_id(public_key)}"
-        ) from exc
+    verify_signed_bytes(manifest_bytes, signature_bytes, public_key)
     try:
         parsed = json.loads(manifest_bytes)
     except ValueError as exc:  # signed garbage: still refuse it clearly

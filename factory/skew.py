@@ -25,7 +25,7 @@ import hashlib
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from factory.features import LogColumns, build_customer_features
 from factory.features._columns import CATEGORY, COUNTRY, CUSTOMER_ID, INVOICE_ID, PRODUCT, TIMESTAMP
 from factory.features._params import as_cutoff
 
-__all__ = ["SkewError", "check_skew", "compare_records", "log_events", "program_for_log"]
+__all__ = ["SkewError", "check_skew", "compare_records", "log_events", "program_for_log", "replay_log"]
 
 #: Events per transaction in the replay (each event is still all-or-nothing).
 REPLAY_BATCH = 500
@@ -278,7 +278,7 @@ def check_skew(
     with tempfile.TemporaryDirectory(prefix="edgeseg-skew-") as tmp:
         path = Path(state_path) if state_path is not None else Path(tmp) / "customer_state.sqlite"
         with CustomerState(path, program, clock=lambda: clock_s) as state:
-            replay_s, lines, ids = _replay(state, past, program)
+            replay_s, lines, ids = replay_log(state, past, program)
             device = {}
             for customer_id, ref in ids.items():
                 try:
@@ -302,8 +302,19 @@ def check_skew(
     }
 
 
-def _replay(state: CustomerState, past: pd.DataFrame, program: FeatureProgram) -> tuple[float, int, dict[str, str]]:
-    """Feed the events to the device in batches; returns (device seconds, lines, id → ref)."""
+def replay_log(
+    state: CustomerState,
+    past: pd.DataFrame,
+    program: FeatureProgram,
+    ref: Callable[[str], str] | None = None,
+) -> tuple[float, int, dict[str, str]]:
+    """Feed a log's lines to the device state as till events in time order, in batches.
+
+    ``ref`` makes a customer's pseudonym (default: the gate's stand-in, SHA-256 of the id; a
+    store snapshot passes the deployment's ``edge_runtime.runtime.customer_ref_for``).
+    Returns (device seconds, lines, customer id → ref).
+    """
+    make_ref = _ref if ref is None else ref
     ids: dict[str, str] = {}
     batch: list[tuple[dict[str, Any], str]] = []
     lines = 0
@@ -316,10 +327,10 @@ def _replay(state: CustomerState, past: pd.DataFrame, program: FeatureProgram) -
         return time.perf_counter() - start
 
     for event, customer_id in log_events(past, program):
-        ref = ids.get(customer_id)
-        if ref is None:
-            ref = ids[customer_id] = _ref(customer_id)
-        batch.append((event, ref))
+        pseudonym = ids.get(customer_id)
+        if pseudonym is None:
+            pseudonym = ids[customer_id] = make_ref(customer_id)
+        batch.append((event, pseudonym))
         lines += len(event["lines"])
         if len(batch) >= REPLAY_BATCH:
             spent += flush()

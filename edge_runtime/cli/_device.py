@@ -25,7 +25,8 @@ from edge_runtime.cli._common import (
     stop_on_sigterm,
 )
 from edge_runtime.customer_state import EventError, NoRecordError
-from edge_runtime.exceptions import ModelLoadError, SchemaError
+from edge_runtime.exceptions import ModelLoadError, SchemaError, SignatureError
+from edge_runtime.state_snapshot import SnapshotError
 from edge_runtime.sync import DriftSpool
 
 if TYPE_CHECKING:
@@ -58,6 +59,13 @@ def register(sub: Any) -> None:
     _add_state_argument(p)
     add_model_arguments(p, runtime=True)
     p.set_defaults(handler=run_ingest)
+
+    p = sub.add_parser("bootstrap-state", help="install head office's signed customer-state snapshot for this till")
+    p.add_argument("snapshot_dir", type=Path, help="folder with snapshot.json, snapshot.sig, customer_state.sqlite")
+    p.add_argument("--replace", action="store_true", help="overwrite a customer state that already holds events")
+    _add_state_argument(p)
+    add_model_arguments(p, runtime=True)
+    p.set_defaults(handler=run_bootstrap_state)
 
     p = sub.add_parser("serve", help="serve POST /classify, POST /events, GET /health, GET /status")
     p.add_argument("--host", help="loopback address (EDGESEG_HOST, default 127.0.0.1)")
@@ -249,6 +257,21 @@ def run_ingest(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         close_runtime(runtime, settings)
     stdout.write(json.dumps(counts) + "\n")
     return 1 if counts["refused"] else 0
+
+
+def run_bootstrap_state(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Verify (signature, state sha256, program, deployment secret) and install a snapshot."""
+    settings = settings_from(args)
+    runtime = open_runtime(settings, args.customer_state_path)
+    try:
+        try:
+            info = runtime.bootstrap_customer_state(args.snapshot_dir, settings.public_key, replace=args.replace)
+        except SignatureError as exc:  # not "model refused": it is the snapshot that failed
+            raise SnapshotError(f"snapshot refused: {exc}") from exc
+        stdout.write(json.dumps({"installed": str(runtime.customer_state_path), **info.to_dict()}) + "\n")
+    finally:
+        runtime.close()
+    return 0
 
 
 # ---------------------------------------------------------------------- other commands
