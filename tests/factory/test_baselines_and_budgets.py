@@ -63,7 +63,7 @@ def test_a_baseline_is_exported_when_no_searched_model_fits_the_budget_and_the_c
 
     measure = PhasedLatency(monkeypatch, search_us=80.0, baseline_us=10.0)
     result = build(
-        _linear_table(), target="churn", metric="roc_auc", out_dir=tmp_path, time_budget_s=3, learners=["lgbm"],
+        _linear_table(), target="churn", metric="roc_auc", out_dir=tmp_path, time_budget_s=8, learners=["lgbm"],
         name="linear", measure=measure,
     )  # fmt: skip
     manifest = result.manifest
@@ -75,6 +75,11 @@ def test_a_baseline_is_exported_when_no_searched_model_fits_the_budget_and_the_c
     card = (result.artifact_dir / "card.md").read_text()
     assert f"The **{best.replace('_', ' ')}** baseline is exported" in card
     assert "| exported |" in card
+    # Chosen on validation, then refit on train + validation rows (and so are the card's baselines).
+    n_fit = manifest["metrics"]["n_train"] + manifest["metrics"]["n_val"]
+    assert result.native_pipeline[-1] is not result.search.baseline_models[best]
+    assert all(f"refit on {n_fit} rows" in entry["description"] for entry in baselines.values())
+    assert "refit on the training and validation rows together" in card
     # The baseline graph (scaler inside for the logistic regression) passed the same parity gate
     # and runs on the device like any model.
     assert manifest["parity"]["passed"]
@@ -90,7 +95,7 @@ def test_the_exported_model_is_never_worse_on_validation_than_a_feasible_baselin
 
     measure = PhasedLatency(monkeypatch, search_us=10.0, baseline_us=10.0)  # everything fits
     result = build(
-        _linear_table(seed=1), target="churn", metric="accuracy", out_dir=tmp_path, time_budget_s=3,
+        _linear_table(seed=1), target="churn", metric="accuracy", out_dir=tmp_path, time_budget_s=8,
         learners=["extra_tree"], name="linear", measure=measure,
     )  # fmt: skip
     metrics = result.manifest["metrics"]
@@ -148,7 +153,7 @@ def test_the_search_log_shows_the_search_and_artifact_latency_and_the_build_fall
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("factory._build.verify", verify)
         result = build(
-            _linear_table(seed=2), target="churn", out_dir=tmp_path, time_budget_s=3, learners=["lgbm"],
+            _linear_table(seed=2), target="churn", out_dir=tmp_path, time_budget_s=8, learners=["lgbm"],
             name="fallback", measure=remeasure,
         )  # fmt: skip
     candidates = result.search.candidates
@@ -186,7 +191,7 @@ def test_when_no_artifact_holds_the_error_names_the_closest(tmp_path: Path, monk
     with pytest.raises(BudgetError, match=r"none of the \d+ feasible candidates .* closest: trial \d+ \(\w+\) "
                        r"re-measured p99 6\d\.\d µs \(search measured 20\.0 µs\)"):  # fmt: skip
         build(
-            _linear_table(seed=3), target="churn", out_dir=tmp_path, time_budget_s=3, learners=["lgbm"],
+            _linear_table(seed=3), target="churn", out_dir=tmp_path, time_budget_s=8, learners=["lgbm"],
             name="none", measure=measure,
         )  # fmt: skip
     assert not (tmp_path / "none").exists()  # nothing written
