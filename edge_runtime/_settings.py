@@ -15,6 +15,8 @@ Variables (flags of ``edge-runtime`` override them; a config file is overridden 
 ``EDGESEG_DEVICE_ID``       this device's id (default: the host name)
 ``EDGESEG_SECRET``          per-deployment secret for pseudonymising customer ids
 ``EDGESEG_DURABILITY``      ``process`` (default) or ``power``
+``EDGESEG_CONTRACT``        input contract: ``strict`` (default: inputs training never saw
+                            missing are required, unknown field names refused) or ``lenient``
 ``EDGESEG_MAX_BACKLOG``     unsynced results before the runtime warns (default 1,000,000)
 ``EDGESEG_HOST`` / ``_PORT`` ``serve`` address (default 127.0.0.1:8765)
 ``EDGESEG_CENTRAL_URL``     head office base URL (``sync``, ``update``)
@@ -31,6 +33,12 @@ Variables (flags of ``edge-runtime`` override them; a config file is overridden 
 ``EDGESEG_MIN_FREE_MB``     warn when the outbox's disk has less free space (default 256 MB)
 ``EDGESEG_SERVE_ALLOWED_ORIGINS`` comma-separated browser origins ``serve`` accepts (default
                             none: a request carrying an ``Origin`` header is refused)
+``EDGESEG_DP_EPSILON``      differential-privacy budget ε per device per UTC day for the noised
+                            drift and segment-mix reports ``sync`` sends (default 1.0; ``0``
+                            sends exact counts: development only, docs/PRIVACY.md)
+``EDGESEG_DP_REPORTS_PER_DAY`` noised reports per UTC day, each spending ε / this (default 4)
+``EDGESEG_DP_MECHANISM``    ``laplace`` (default, pure ε-DP) or ``gaussian`` (needs δ)
+``EDGESEG_DP_DELTA``        δ per day of the Gaussian mechanism (default 0; 1e-6 is typical)
 =========================== ================================================================
 
 The key folder rule is the artifact contract's (``edge_runtime.artifact.default_key_dir``).
@@ -47,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.artifact import PUBLIC_KEY_NAME, default_public_key_path
+from edge_runtime.privacy import DEFAULT_DP_EPSILON, DEFAULT_DP_REPORTS_PER_DAY, PrivacyBudget
 
 __all__ = [
     "DEFAULT_MAX_STRING_LENGTH",
@@ -59,6 +68,7 @@ __all__ = [
 # Cap on a string field when the manifest gives no max_length (the factory's own cap).
 DEFAULT_MAX_STRING_LENGTH = 256
 DURABILITIES = ("process", "power")
+CONTRACTS = ("strict", "lenient")  # edge_runtime._schema's input contracts
 DEFAULT_MAX_BACKLOG = 1_000_000
 # Rows per classify_many call above which the threaded batch session is used.
 BATCH_SESSION_MIN_ROWS = 256
@@ -86,6 +96,7 @@ class Settings:
     device_id: str = ""
     secret: str | None = field(default=None, repr=False)
     durability: str = "process"
+    contract: str = "strict"
     max_backlog: int = DEFAULT_MAX_BACKLOG
     host: str = "127.0.0.1"
     port: int = 8765
@@ -99,12 +110,19 @@ class Settings:
     retain_synced_days: float = DEFAULT_RETAIN_SYNCED_DAYS
     min_free_mb: float = DEFAULT_MIN_FREE_MB
     serve_allowed_origins: tuple[str, ...] = ()
+    dp_epsilon: float = DEFAULT_DP_EPSILON
+    dp_reports_per_day: int = DEFAULT_DP_REPORTS_PER_DAY
+    dp_mechanism: str = "laplace"
+    dp_delta: float = 0.0
 
     def __post_init__(self) -> None:
+        self.privacy_budget()  # refuses a bad ε, δ, mechanism or report count by name
         if self.durability not in DURABILITIES:
             raise ValueError(
                 f"The 'durability' setting must be one of {DURABILITIES}. Got {self.durability!r} instead."
             )
+        if self.contract not in CONTRACTS:
+            raise ValueError(f"The 'contract' setting must be one of {CONTRACTS}. Got {self.contract!r} instead.")
         if self.max_backlog < 1:
             raise ValueError(f"The 'max_backlog' setting must be >= 1. Got {self.max_backlog!r} instead.")
         for name in ("sync_interval_s", "drift_interval_s"):
@@ -118,6 +136,17 @@ class Settings:
                 "The 'retain_synced_rows' and 'min_free_mb' settings must be >= 0. "
                 f"Got {self.retain_synced_rows!r} and {self.min_free_mb!r} instead."
             )
+
+    def privacy_budget(self) -> PrivacyBudget | None:
+        """The noise budget of synced aggregates; None (exact counts) when ``dp_epsilon`` is 0."""
+        if self.dp_epsilon == 0:
+            return None
+        return PrivacyBudget(
+            epsilon=self.dp_epsilon,
+            reports_per_day=self.dp_reports_per_day,
+            mechanism=self.dp_mechanism,
+            delta=self.dp_delta,
+        )
 
     def read_device_token(self) -> str | None:
         """The head office token: the token file's content if one is set, else the variable."""
@@ -156,6 +185,7 @@ _CONVERTERS: dict[str, Any] = {
     "device_id": str,
     "secret": str,
     "durability": str,
+    "contract": str,
     "max_backlog": int,
     "host": str,
     "port": int,
@@ -169,6 +199,10 @@ _CONVERTERS: dict[str, Any] = {
     "retain_synced_days": float,
     "min_free_mb": float,
     "serve_allowed_origins": _origins,
+    "dp_epsilon": float,
+    "dp_reports_per_day": int,
+    "dp_mechanism": str,
+    "dp_delta": float,
 }
 
 

@@ -706,6 +706,21 @@ class CustomerState(AbstractContextManager["CustomerState"]):
         for (ref,) in rows:
             yield bytes(ref).hex()
 
+    def forget(self, ref: str) -> bool:
+        """Erase the customer ``ref``'s state (an erasure request, docs/PRIVACY.md); True if
+        there was any. The freed pages are zeroed (``secure_delete``) and the WAL truncated,
+        so the customer's bytes do not stay readable in the file."""
+        key = self._ref(ref)
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete=ON")
+            deleted = self._db.execute("DELETE FROM customers WHERE ref = ?", (key,)).rowcount
+            self._hot.pop(key, None)
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # pragma: no cover - a reader's snapshot; the next checkpoint does it
+                pass
+        return deleted > 0
+
     def observe(self, event: Mapping[str, Any], ref: Ref) -> ObserveResult:
         """Apply one till event for the customer ``ref``, atomically and idempotently.
 

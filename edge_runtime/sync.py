@@ -26,6 +26,15 @@ dashboard shows it. ``sync`` sends drift once per run when the spool holds anyth
 central can never accept (404: model not registered, 422: bins do not match its reference)
 are dropped with a warning; any other failure keeps them for the next round.
 
+**Privacy** (docs/PRIVACY.md). With a :class:`~edge_runtime.privacy.PrivacyBudget` the drift
+counts and the segment mix (results per class since the last report) leave only noised, as
+``/v1/privacy/reports`` (at most ``reports_per_day`` a UTC day; counts beyond wait in the
+spool for the next day, and a report central refuses with 409 for the budget waits too). A
+noised report is kept in the file until central accepts it and resent as made. With an
+:class:`ErasureTarget` each round first asks central for erasures (``GET
+/v1/devices/{id}/erasures``), applies them to the outbox and the customer state
+(:func:`~edge_runtime.privacy.erase_customer`) and confirms each, before any result is sent.
+
 Requests, retries and backoff are :class:`~edge_runtime.client.HeadOfficeClient`'s; this
 module decides what to send and what an answer proves::
 
@@ -45,13 +54,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
+import numpy as np
+
 from edge_runtime.client import HeadOfficeClient
 from edge_runtime.exceptions import RetryableError, SyncError
+from edge_runtime.privacy import PrivacyBudget, PrivacyLedger, erase_customer, new_generator, private_report, utc_day
 
 __all__ = [
     "BATCH_PATH",
     "DRIFT_PATH",
     "DriftSpool",
+    "ErasureTarget",
     "PendingDrift",
     "SyncClient",
     "SyncReport",
@@ -62,6 +75,8 @@ log = logging.getLogger(__name__)
 BATCH_PATH = "/v1/results:batch"
 DRIFT_PATH = "/v1/drift"
 EVENTS_PATH = "/v1/devices/{device_id}/events"
+PRIVATE_PATH = "/v1/privacy/reports"
+ERASURES_PATH = "/v1/devices/{device_id}/erasures"
 _EVENT_DETAIL_CHARS = 2000
 # Central's answers that mean these counts will never be accepted: keeping them would resend
 # them forever. 404: the model is not registered there; 422: the bins do not match it.
@@ -111,6 +126,9 @@ class SyncReport:
     drift_flagged: list[str] = field(default_factory=list)
     pruned: int = 0
     events_reported: int = 0
+    private_reports: int = 0
+    private_held: int = 0
+    erasures_applied: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,6 +254,14 @@ class DriftSpool:
             db.close()
 
 
+@dataclass(frozen=True)
+class ErasureTarget:
+    """Where a device applies erasures: its outbox file and its customer state file."""
+
+    outbox_path: Path
+    customer_state_path: Path | None = None
+
+
 def _same_bins(a: Mapping[str, list[int]], b: Mapping[str, list[int]]) -> bool:
     return a.keys() == b.keys() and all(len(a[k]) == len(b[k]) for k in a)
 
@@ -253,7 +279,16 @@ def drift_payload(device_id: str, model_version: str, histograms: Mapping[str, I
 class SyncClient:
     """Drains an outbox (and a drift spool) to central in bounded batches; safe to interrupt."""
 
-    def __init__(self, head_office: HeadOfficeClient, *, batch_size: int = 500, max_batches: int | None = None) -> None:
+    def __init__(
+        self,
+        head_office: HeadOfficeClient,
+        *,
+        batch_size: int = 500,
+        max_batches: int | None = None,
+        privacy: PrivacyBudget | None = None,
+        erasure: ErasureTarget | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
                 f"The 'batch_size' parameter of SyncClient must be an int >= 1. Got {batch_size!r} instead."
@@ -265,6 +300,9 @@ class SyncClient:
         self.head_office = head_office
         self.batch_size = batch_size
         self.max_batches = max_batches
+        self.privacy = privacy
+        self.erasure = erasure
+        self._rng = rng if rng is not None else new_generator()
         self._highest_ack = 0
 
     @property
@@ -295,11 +333,15 @@ class SyncClient:
         """
         report = SyncReport()
         try:
+            if self.erasure is not None:
+                self._apply_erasures(self.erasure, report)
             self._send_results(outbox, report)
             self._send_events(outbox, report)
             if report.marked:
                 report.pruned = outbox.prune()
-            if drift is not None:
+            if drift is not None and self.privacy is not None:
+                self._send_private(drift, self.privacy, report)
+            elif drift is not None:
                 self._send_drift(drift, report)
         except SyncError as exc:
             report.backlog = _safe_backlog(outbox)
@@ -427,6 +469,69 @@ class SyncClient:
             spool.discard(pending.ids)
             report.drift_reports += 1
             report.drift_rows += pending.rows
+            report.drift_flagged = sorted({*report.drift_flagged, *answer.get("flagged", ())})
+
+    def _apply_erasures(self, target: ErasureTarget, report: SyncReport) -> None:
+        """Apply and confirm what central asks to erase; central without the route is fine."""
+        path = ERASURES_PATH.format(device_id=self.device_id)
+        try:
+            answer = self.head_office.request_json("GET", path, on_retry=report.count_retry)
+        except RetryableError:
+            raise
+        except SyncError as exc:
+            if exc.status != 404:
+                report.errors.append(str(exc))
+                log.warning("could not read erasures from central: %s", exc)
+            return
+        for item in answer.get("erasures", ()):
+            removed = erase_customer(target.outbox_path, str(item["customer_ref"]), target.customer_state_path)
+            self.head_office.request_json("POST", f"{path}/{int(item['id'])}", removed, on_retry=report.count_retry)
+            report.erasures_applied += 1
+            log.info("erasure %s applied: %s", item["id"], removed)
+
+    def _send_private(self, spool: DriftSpool, budget: PrivacyBudget, report: SyncReport) -> None:
+        """Noise what is spooled (and the segment mix) into at most the day's remaining
+        reports, then send every noised report not yet accepted."""
+        ledger = PrivacyLedger(spool.path)
+        day = utc_day()
+        drift = {p.model_version: p for p in spool.pending()}
+        mix, mix_through = ledger.segment_mix()
+        for version in sorted({*drift, *mix}):
+            if ledger.reports_made(day) >= budget.reports_per_day:
+                report.private_held += 1
+                log.info(
+                    "privacy budget of %s spent (%d reports); counts of %s wait", day, budget.reports_per_day, version
+                )
+                continue
+            pending = drift.get(version)
+            payload = private_report(
+                device_id=self.device_id,
+                model_version=version,
+                histograms=pending.histograms if pending is not None else {},
+                segments=mix.get(version, {}),
+                budget=budget,
+                rng=self._rng,
+                day=day,
+            )
+            ledger.commit_report(payload, day=day, drift_ids=pending.ids if pending else (), mix_through=mix_through)
+        for payload in ledger.outgoing():
+            try:
+                answer = self.head_office.request_json("POST", PRIVATE_PATH, payload, on_retry=report.count_retry)
+            except SyncError as exc:
+                if exc.status == 409:  # central's budget for today is spent: send it tomorrow
+                    report.private_held += 1
+                    log.info("central holds this device's privacy budget spent: %s", exc)
+                    continue
+                if exc.status not in _DRIFT_NEVER_ACCEPTED:
+                    raise
+                log.warning(
+                    "central will not take the noised report of %s, dropping it: %s", payload["model_version"], exc
+                )
+                report.errors.append(str(exc))
+                ledger.delivered(str(payload["report_id"]))
+                continue
+            ledger.delivered(str(payload["report_id"]))
+            report.private_reports += 1
             report.drift_flagged = sorted({*report.drift_flagged, *answer.get("flagged", ())})
 
     def report_drift(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:

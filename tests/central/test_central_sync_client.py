@@ -285,7 +285,7 @@ def test_public_names() -> None:
         "parse_retry_after",
     ]  # fmt: skip
     assert sorted(sync.__all__) == [
-        "BATCH_PATH", "DRIFT_PATH", "DriftSpool", "PendingDrift", "SyncClient", "SyncReport",
+        "BATCH_PATH", "DRIFT_PATH", "DriftSpool", "ErasureTarget", "PendingDrift", "SyncClient", "SyncReport",
     ]  # fmt: skip
     assert sorted(updates.__all__) == [
         "CURRENT_LINK", "CURRENT_PATH", "ModelUpdater", "PREVIOUS_LINK", "STEPS", "UpdateReport",
