@@ -36,6 +36,7 @@ __all__ = [
     "Outcome",
     "OutboxEpoch",
     "Result",
+    "ResultKey",
     "Rollout",
     "utc_now",
 ]
@@ -96,11 +97,15 @@ class OutboxEpoch(Base):
 
 
 class Result(Base):
+    """A classified result. On PostgreSQL the table is partitioned by month of ``received_at``
+    (migration 0003, ``central.core.partitions``): the primary key there is ``(id, received_at)``
+    and exactly-once lives in ``result_keys``, whose primary key no partition boundary splits."""
+
     __tablename__ = "results"
     __table_args__ = (
-        UniqueConstraint("device_id", "epoch", "seq", name="uq_results_device_epoch_seq"),
         Index("ix_results_customer_ref", "customer_ref"),
         Index("ix_results_classified_at", "classified_at"),
+        {"postgresql_partition_by": "RANGE (received_at)"},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -113,9 +118,26 @@ class Result(Base):
     model_version: Mapped[str] = mapped_column(String(200))
     classified_at: Mapped[datetime] = mapped_column(DateTime)
     received_at: Mapped[Timestamp]
-    # sha256 of the canonical content (services.results.content_hash): a replay of the same
-    # (device, epoch, seq) must carry the same content. NULL on rows stored before it existed.
-    content_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ResultKey(Base):
+    """Each ``(device_id, epoch, seq)`` ever stored, once: the exactly-once ledger.
+
+    Unpartitioned, so its primary key is global (a unique key of the partitioned ``results``
+    would have to include the partition column). Keeps the sha256 of the canonical content
+    (``services.results.content_hash``): a replay with other content is a conflict. Retention
+    deletes a key only when its result is gone and its seq is at or below the epoch's watermark,
+    which then answers for it (``central.core.partitions.apply_retention``).
+    """
+
+    __tablename__ = "result_keys"
+
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    # No index: only retention reads it, once a month, and every index slows each insert.
+    received_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Model(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from central.core.partitions import include_name
 from central.models import Base
 
 config = context.config
@@ -16,12 +17,13 @@ def run_migrations_online() -> None:
     if connection is None:  # plain `alembic` command line use: the URL in the config
         engine = create_engine(config.get_main_option("sqlalchemy.url"))
         with engine.begin() as conn:
-            context.configure(connection=conn, target_metadata=target_metadata)
+            context.configure(connection=conn, target_metadata=target_metadata, include_name=include_name)
             context.run_migrations()
         return
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_name=include_name,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

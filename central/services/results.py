@@ -5,12 +5,15 @@ characters; "" for devices that predate epochs), so an outbox that is recreated 
 starts at seq 1 again without colliding with the old one (docs/DESIGN.md §5).
 
 The whole batch is checked before anything is written, so a 4xx stores nothing. Exactly-once is
-content-checked: each row keeps the sha256 of its canonical content (``content_hash``), and a
-replay of a stored ``(device, epoch, seq)`` with other content is a 409 ``Conflict`` naming the
-seq, never a duplicate the device would then mark synced. Rows go in with ``INSERT … ON
-CONFLICT (device_id, epoch, seq) DO NOTHING RETURNING seq`` (SQLite and PostgreSQL both speak
-it). The watermark of ``outbox_epochs`` only moves forward, reading at most one batch's worth of
-rows past it, so an ack costs O(batch) instead of a scan of the outbox's history.
+content-checked and kept by ``result_keys`` (one row per ``(device, epoch, seq)``, primary key
+across every monthly partition of ``results``, with the sha256 of the canonical content,
+``content_hash``): a replay of a stored key with other content is a 409 ``Conflict`` naming the
+seq, never a duplicate the device would then mark synced. Keys go in with ``INSERT … ON CONFLICT
+(device_id, epoch, seq) DO NOTHING RETURNING seq`` and only the rows whose key went in are
+stored (PostgreSQL: one statement). A seq at or below the epoch's watermark whose key retention
+removed is a duplicate too. The watermark of ``outbox_epochs`` only moves forward, reading at
+most one batch's worth of keys past it, so an ack costs O(batch) instead of a scan of the
+outbox's history.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from sqlalchemy import Table, or_, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from central.models import Device, Model, OutboxEpoch, Result, Rollout, utc_now
+from central.core.partitions import ensure_month
+from central.models import Device, Model, OutboxEpoch, Result, ResultKey, Rollout, utc_now
 from central.schemas import ResultCreate
 from central.services.errors import BatchRejected, Conflict
 
@@ -178,22 +182,30 @@ def validate_batch(
             )
 
 
-# PostgreSQL: one statement with eight array parameters. A multi-row VALUES list with 4000
+# PostgreSQL: one statement with array parameters. A multi-row VALUES list with 4000
 # placeholders spends most of its time in the driver's query conversion (measured 3x slower).
+# The keys go in first; only the rows whose key went in reach the partitioned results table.
 _PG_INSERT = text(
     """
+    WITH u AS (
+        SELECT * FROM unnest(CAST(:seqs AS bigint[]), CAST(:customer_refs AS text[]),
+                             CAST(:segments AS text[]), CAST(:probabilities AS text[]),
+                             CAST(:model_versions AS text[]), CAST(:classified_ats AS timestamp[]),
+                             CAST(:hashes AS text[]))
+             AS u(seq, customer_ref, segment, probabilities, model_version, classified_at,
+                  content_sha256)
+    ), k AS (
+        INSERT INTO result_keys (device_id, epoch, seq, content_sha256, received_at)
+        SELECT :device_id, :epoch, u.seq, u.content_sha256, :received_at FROM u
+        ON CONFLICT (device_id, epoch, seq) DO NOTHING
+        RETURNING seq
+    )
     INSERT INTO results
         (device_id, epoch, seq, customer_ref, segment, probabilities, model_version,
-         classified_at, received_at, content_sha256)
+         classified_at, received_at)
     SELECT :device_id, :epoch, u.seq, u.customer_ref, u.segment, CAST(u.probabilities AS json),
-           u.model_version, u.classified_at, :received_at, u.content_sha256
-    FROM unnest(CAST(:seqs AS bigint[]), CAST(:customer_refs AS text[]),
-                CAST(:segments AS text[]), CAST(:probabilities AS text[]),
-                CAST(:model_versions AS text[]), CAST(:classified_ats AS timestamp[]),
-                CAST(:hashes AS text[]))
-         AS u(seq, customer_ref, segment, probabilities, model_version, classified_at,
-              content_sha256)
-    ON CONFLICT (device_id, epoch, seq) DO NOTHING
+           u.model_version, u.classified_at, :received_at
+    FROM u JOIN k ON k.seq = u.seq
     RETURNING seq
     """
 )
@@ -218,49 +230,44 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
         return list(session.execute(_PG_INSERT, params).scalars())
     if dialect != "sqlite":  # pragma: no cover - the two supported back ends
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["device_id", "epoch", "seq"])
-    return list(session.connection().execute(stmt.returning(table.c.seq), rows).scalars())
+    keys = cast(Table, ResultKey.__table__)
+    key_rows = [{k: r[k] for k in ("device_id", "epoch", "seq", "content_sha256", "received_at")} for r in rows]
+    stmt = sqlite.insert(keys).on_conflict_do_nothing(index_elements=["device_id", "epoch", "seq"])
+    fresh = set(session.connection().execute(stmt.returning(keys.c.seq), key_rows).scalars())
+    if fresh:
+        columns = set(table.c.keys())
+        session.connection().execute(
+            table.insert(), [{k: v for k, v in r.items() if k in columns} for r in rows if r["seq"] in fresh]
+        )
+    return sorted(fresh)
 
 
-def _check_replays(session: Session, device_id: str, epoch: str, rows: list[dict[str, Any]]) -> None:
-    """Raise Conflict when a row of the batch is already stored with other content.
+def _check_replays(session: Session, device_id: str, epoch: str, rows: list[dict[str, Any]]) -> set[int]:
+    """The seqs of the batch already stored; Conflict when one was stored with other content.
 
     Runs under the device row's lock, before the insert, so a 409 stores nothing.
     """
     by_seq = {r["seq"]: r for r in rows}
     stored = session.execute(
-        select(
-            Result.seq,
-            Result.content_sha256,
-            Result.segment,
-            Result.probabilities,
-            Result.model_version,
-            Result.customer_ref,
-            Result.classified_at,
-        ).where(Result.device_id == device_id, Result.epoch == epoch, Result.seq.in_(list(by_seq)))
+        select(ResultKey.seq, ResultKey.content_sha256).where(
+            ResultKey.device_id == device_id, ResultKey.epoch == epoch, ResultKey.seq.in_(list(by_seq))
+        )
     ).all()
-    for seq, digest, segment, probabilities, model_version, customer_ref, classified_at in sorted(stored):
-        if digest is None:  # stored before hashes existed (migration 0002)
-            digest = content_hash(
-                segment=segment,
-                probabilities=probabilities,
-                model_version=model_version,
-                customer_ref=customer_ref,
-                classified_at=classified_at,
-            )
+    for seq, digest in sorted(stored):
         if digest != by_seq[seq]["content_sha256"]:
             raise Conflict(
                 f"result seq {seq} of epoch {epoch or repr(epoch)} conflicts with the stored result (content differs)"
             )
+    return {seq for seq, _ in stored}
 
 
 def _advance_watermark(session: Session, device_id: str, epoch: str, watermark: int, window: int) -> int:
     """Move past every seq stored contiguously after ``watermark``, ``window`` rows at a time."""
     while True:
         seqs = session.scalars(
-            select(Result.seq)
-            .where(Result.device_id == device_id, Result.epoch == epoch, Result.seq > watermark)
-            .order_by(Result.seq)
+            select(ResultKey.seq)
+            .where(ResultKey.device_id == device_id, ResultKey.epoch == epoch, ResultKey.seq > watermark)
+            .order_by(ResultKey.seq)
             .limit(window)
         ).all()
         for seq in seqs:
@@ -296,13 +303,16 @@ def ingest(
     Raises BatchRejected (a result breaks the contract) or Conflict (a stored seq replayed
     with other content); either way nothing is stored.
     """
+    # On PostgreSQL the partition of ``now`` (every row's received_at) must exist: made once
+    # per month and worker, in its own transaction, before any lock is held.
+    now = utc_now()
+    ensure_month(session.get_bind(), now)
     # Lock the device row first: concurrent batches of one device (a retry racing the original
     # request) take turns, so the watermark they read is never stale. SQLite's BEGIN IMMEDIATE
     # already serialises writers; SQLAlchemy leaves FOR UPDATE out there.
     device = session.scalars(
         select(Device).where(Device.id == device_id).with_for_update().execution_options(populate_existing=True)
     ).one()
-    now = utc_now()
     validate_batch(session, results, cache, store=device.store, now=now, max_future_skew_s=max_future_skew_s)
     rows = [
         {
@@ -325,11 +335,12 @@ def ingest(
         }
         for r in results
     ]
-    if rows:
-        _check_replays(session, device_id, epoch, rows)
-    inserted = _insert_ignoring_duplicates(session, rows) if rows else []
+    stored = _check_replays(session, device_id, epoch, rows) if rows else set()
     outbox, new_epoch = _outbox_epoch(session, device_id, epoch)
     watermark = outbox.acked_through
+    # At or below the watermark a seq was stored, even when retention has since removed it.
+    fresh = [r for r, result in zip(rows, results, strict=True) if result.seq not in stored and result.seq > watermark]
+    inserted = _insert_ignoring_duplicates(session, fresh) if fresh else []
     if watermark + 1 in set(inserted):
         watermark = _advance_watermark(session, device_id, epoch, watermark, max(len(rows) + 1, _MIN_WINDOW))
     outbox.acked_through = watermark

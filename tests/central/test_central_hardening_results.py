@@ -101,7 +101,8 @@ def test_a_malformed_epoch_is_refused(api, device, epoch, detail) -> None:
 
 
 def test_rows_stored_before_hashes_existed_are_still_content_checked(database_url, settings, test_artifact) -> None:
-    """Migration 0002 keeps a legacy device's watermark and checks replays against its rows."""
+    """Migrations 0002-0003 keep a legacy device's watermark and check replays against its rows
+    (stored at schema 0001, before epochs and hashes existed)."""
     from fastapi.testclient import TestClient
     from sqlalchemy import text
 
@@ -119,28 +120,27 @@ def test_rows_stored_before_hashes_existed_are_still_content_checked(database_ur
             ),
             {"h": hashlib.sha256(b"old-token").hexdigest(), "now": datetime(2026, 11, 1)},
         )
+        for seq in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO results (device_id, seq, customer_ref, segment, probabilities, "
+                    "model_version, classified_at, received_at) VALUES ('d-old', :seq, :ref, 'high', "
+                    ":p, :mv, :at, :at)"
+                ),
+                {
+                    "seq": seq,
+                    "ref": f"c-{seq}",
+                    "p": '{"high": 0.7, "mid": 0.2, "low": 0.1}',
+                    "mv": MODEL_VERSION,
+                    "at": datetime(2026, 11, 26, 12),
+                },
+            )
     engine.dispose()
     app = create_app(settings)
     with TestClient(app) as client:
         api = CentralApi(client, app.state.db)
         api.publish(test_artifact)
         old = {"id": "d-old", "token": "old-token"}
-        with app.state.db.engine.begin() as conn:
-            for seq in (1, 2):
-                conn.execute(
-                    text(
-                        "INSERT INTO results (device_id, epoch, seq, customer_ref, segment, probabilities, "
-                        "model_version, classified_at, received_at) VALUES ('d-old', '', :seq, :ref, 'high', "
-                        ":p, :mv, :at, :at)"
-                    ),
-                    {
-                        "seq": seq,
-                        "ref": f"c-{seq}",
-                        "p": '{"high": 0.7, "mid": 0.2, "low": 0.1}',
-                        "mv": MODEL_VERSION,
-                        "at": datetime(2026, 11, 26, 12),
-                    },
-                )
         assert post(api, old, []).json() == ack(2, 0, 0, "")
         assert post(api, old, [make_result(1), make_result(2)]).json() == ack(2, 0, 2, "")
         conflict = post(api, old, [make_result(2, segment="low")])
