@@ -595,6 +595,10 @@ class Manifest(_Part):
     # checking every parameter) and the build's skew gate summary (factory.skew.check_skew).
     feature_program: Mapping[str, Any] | None = _field(_object, "optional")
     skew_gate: Mapping[str, Any] | None = _field(_object, "optional")
+    # A retrained model (factory.retrain): its parent, data window and data fingerprint, and the
+    # promotion gate's decision and numbers against that parent on the newest matured window.
+    lineage: Mapping[str, Any] | None = _field(_object, "optional")
+    promotion: Mapping[str, Any] | None = _field(_object, "optional")
     has_id_field: bool = _presence_flag()
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ everything, atomically and signed. Nothing is written before every check has pas
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,13 @@ from factory._evaluate import json_safe
 from factory._latency import LatencyMeasurer
 from factory._schema import InputSchema
 from factory._search import ProgressHook, SearchResult
-from factory._stages import DataSplit, load_data, make_labels, search_models, split_data
-from factory._verify import verify
+from factory._stages import Dataset, DataSplit, load_data, make_labels, search_models, split_data
+from factory._verify import Verified, verify
 
-__all__ = ["BuildResult", "build"]
+__all__ = ["BeforeWrite", "BuildResult", "build"]
+
+#: ``build(before_write=...)``: (manifest, dataset, verified) -> the manifest to sign and write.
+BeforeWrite = Callable[[dict[str, Any], Dataset, Verified], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ def build(
     *,
     progress: ProgressHook | None = None,
     measure: LatencyMeasurer | None = None,
+    before_write: BeforeWrite | None = None,
     **params: Any,
 ) -> BuildResult:
     """Search, export, verify and sign a segment classifier for a labelled customer table.
@@ -91,6 +96,8 @@ def build(
     given whole, as keywords (``build("customers.csv", target="segment", id_column="ID")``)
     or both (keywords override the config's fields); see ``BuildConfig`` for each. ``progress``
     sees every trial; ``measure`` replaces the latency measurement (tests feed fixed numbers).
+    ``before_write(manifest, dataset, verified)`` returns the manifest to sign, after every
+    check has passed and before anything is written (a retrain adds its lineage and gate).
     Raises FactoryInputError, BudgetError or ParityError; in every error case nothing is written.
     """
     if config is None:
@@ -110,6 +117,8 @@ def build(
     out_dir = Path(config.out_dir)
     version = new_version(out_dir, name)
     manifest = assemble_manifest(config, table, labelled, dataset, searched, verified, name=name, version=version)
+    if before_write is not None:
+        manifest = before_write(manifest, dataset, verified)
     written = write_build(
         out_dir / name / version,
         manifest=manifest,

@@ -169,6 +169,10 @@ def card_blocks(manifest: Manifest) -> list[Block]:
         medians = ", ".join(f"{k} {v:.4g}" for k, v in list(profile.get("medians", {}).items())[:8])
         items.append(f"**{name}**: {profile['count']} customers ({profile['share']:.1%}); medians: {medians}")
     b += [("ul", items), ("p", f"Built {manifest.created_at} with {_json(manifest.libraries)}.")]
+    if manifest.promotion is not None:
+        from factory.retrain import card_blocks as retrain_blocks
+
+        b += retrain_blocks(manifest.promotion, manifest.lineage or {})
     return b
 
 

@@ -203,6 +203,13 @@ class BuildConfig:
     source_name: str | None = _param(
         None, Text(), NoneOr(), group=None, help="the data's name in the manifest (default: the file name)"
     )
+    starting_points: Mapping[str, Any] | None = _param(
+        None,
+        MappingOf(),
+        NoneOr(),
+        group=None,
+        help="FLAML starting_points (learner -> list of configs): a retrain warm-starts from its champion's",
+    )
 
     def __post_init__(self) -> None:
         for parameter in config_parameters():

@@ -256,6 +256,13 @@ def _learner_name(class_name: str) -> str:
     return _LEARNER_NAMES.get(class_name, class_name)
 
 
+def _starting_points(config: BuildConfig) -> dict[str, Any] | None:
+    """``config.starting_points`` for the learners this search runs (None: FLAML's own)."""
+    given = config.starting_points or {}
+    points = {learner: list(given[learner]) for learner in config.learners if given.get(learner)}
+    return points or None
+
+
 def run_search(
     config: BuildConfig,
     context: ExportContext,
@@ -297,6 +304,7 @@ def run_search(
         log_file_name="",
         verbose=0,
         early_stop=False,
+        starting_points=_starting_points(config),
     )
     scorer.add_baselines(train, validation)
     scorer.result.wall_time_s = time.monotonic() - started

@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     from factory.rollback import add_rollback_parser
 
     add_rollback_parser(commands)
+    from factory.retrain import add_retrain_parser
+
+    add_retrain_parser(commands)
     from factory.state_snapshot import add_state_snapshot_parser
 
     add_state_snapshot_parser(commands)
@@ -309,6 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from factory.rollback import run_rollback_order
 
         return run_rollback_order(args)
+    if args.command == "retrain":
+        from factory.retrain import run_retrain
+
+        return run_retrain(args)
     if args.command == "state-snapshot":
         from factory.state_snapshot import run_state_snapshot
 
