@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EDGE_SCRIPT", "CENTRAL_SCRIPT", "run_script"]
+__all__ = ["EDGE_SCRIPT", "CENTRAL_SCRIPT", "FEATURES_SCALE_SCRIPT", "run_script"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 EDGE_SCRIPT = HERE / "edge_latency.py"
 CENTRAL_SCRIPT = HERE / "central_ingest.py"
+FEATURES_SCALE_SCRIPT = HERE / "features_scale.py"  # pandas vs Spark: feature building and search
 
 
 def _help_text(script: Path) -> str:

@@ -260,6 +260,43 @@ def _central_blocks(central: dict[str, Any]) -> list[Block]:
     return blocks + [Table(["measure", "value"], rows)]
 
 
+def _features_scale_blocks(scale: dict[str, Any]) -> list[Block]:
+    """Feature building and search, pandas vs Spark local[2] (benchmarks/features_scale.py)."""
+    blocks: list[Block] = [Heading(3, "Feature building and search, pandas vs Spark (benchmarks/features_scale.py)")]
+    if scale.get("status") != "ok":
+        return blocks + [Para(f"**{scale.get('status', 'pending')}**: {scale.get('note', '')}")]
+    data = scale["data"]
+    blocks.append(Para(f"`{scale.get('command', '')}` ({scale.get('seconds', 0):.0f} s)."))
+    rows = []
+    for point in data["features"]:
+        for engine in ("pandas", "spark"):
+            m = point.get(engine, {})
+            ok = m.get("status") == "ok"
+            rows.append(
+                [f"{point['lines']:,}", engine, _num(m.get("lines_per_s"), 0) if ok else m.get("note", "-"),
+                 _num(m.get("seconds"), 1) if ok else "-", _num(m.get("session_s"), 1) if ok else "-",
+                 _num(m.get("peak_rss_gib"), 2) if ok else "-"]
+            )  # fmt: skip
+    blocks.append(Table(["log lines", "engine", "lines/s", "seconds", "session start s", "peak GiB"], rows))
+    memory = data.get("pandas_memory")
+    if memory:
+        blocks.append(
+            Para(
+                f"pandas: {memory['bytes_per_line']:.0f} bytes of memory per log line; about "
+                f"{memory['lines_that_fit_24_gib'] / 1e6:.0f} M lines fit in 24 GiB."
+            )
+        )
+    searches = [
+        [s["table"], s["engine"], _num(s.get("time_budget_s"), 0), str(s.get("trials", "-")),
+         _num(s.get("best_validation_loss"), 4), _num(s.get("wall_s"), 1)]
+        for s in data.get("search", [])
+    ]  # fmt: skip
+    if searches:
+        headers = ["table", "engine", "budget s", "trials", "best validation loss", "wall s"]
+        blocks.append(Table(headers, searches))
+    return blocks
+
+
 def _machine_blocks(results: dict[str, Any]) -> list[Block]:
     m, meta = results["machine"], results["meta"]
     cfg = meta["config"]
@@ -581,6 +618,7 @@ def render_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[Block]
     blocks.append(Heading(2, "6. Outbox and central ingest"))
     blocks += _edge_blocks(results.get("edge_runtime", {"status": "pending", "note": "not run"}))
     blocks += _central_blocks(results.get("central_ingest", {"status": "pending", "note": "not run"}))
+    blocks += _features_scale_blocks(results.get("features_scale", {"status": "pending", "note": "not run"}))
 
     blocks.append(Heading(2, "Notes"))
     blocks += _notes()

@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks._config import BenchConfig
 from benchmarks._datasets import DATASETS, DatasetSpec
-from benchmarks._external import CENTRAL_SCRIPT, EDGE_SCRIPT, run_script
+from benchmarks._external import CENTRAL_SCRIPT, EDGE_SCRIPT, FEATURES_SCALE_SCRIPT, run_script
 from benchmarks._machine import load_average, machine_info
 
 __all__ = ["REPO", "bench_dataset", "run_bench"]
@@ -305,6 +305,13 @@ def run_bench(
         results["central_ingest"] = run_script(
             CENTRAL_SCRIPT, list(cfg.central_script_args), mode=cfg.mode, timeout_s=cfg.external_timeout_s
         )
+        if cfg.mode == "smoke":  # minutes of Spark: the smoke run (a test) leaves it out
+            results["features_scale"] = {"status": "skipped", "note": "not in --smoke runs"}
+        else:
+            log("feature building and search, pandas vs Spark local[2] (benchmarks/features_scale.py)")
+            results["features_scale"] = run_script(  # 10 M lines on Spark take minutes: its own limit
+                FEATURES_SCALE_SCRIPT, [], mode=cfg.mode, timeout_s=max(cfg.external_timeout_s, 7200.0)
+            )
         # Temporary paths mean nothing once the run is over: name the folder instead.
         results = json.loads(json.dumps(results, default=_plain).replace(str(work), "$WORK"))
     finished = dt.datetime.now(dt.UTC)
