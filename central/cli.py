@@ -1,11 +1,13 @@
 """``edgeseg-central``: serve the API, manage devices, publish models, migrate the database.
 
-    edgeseg-central serve [--host 127.0.0.1] [--port 8000]
+    edgeseg-central serve [--host 127.0.0.1] [--port 8000] [--workers N]
     edgeseg-central device add --store STORE [--json]
     edgeseg-central device revoke ID
     edgeseg-central model publish ARTIFACT_DIR [--store STORE [--create]]
     edgeseg-central model rollback ORDER_JSON [--store STORE]
     edgeseg-central db upgrade
+    edgeseg-central partitions ensure [--months-ahead 3]
+    edgeseg-central retention apply --keep-months N
 
 Settings come from the environment (``EDGESEG_DATABASE_URL``, ``EDGESEG_ADMIN_TOKEN``, …, see
 ``central.core.config``). Without ``EDGESEG_ADMIN_TOKEN`` the first command creates a random one
@@ -37,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes; central keeps no state between requests, so any number "
+        "works on PostgreSQL (each holds EDGESEG_DB_POOL_SIZE connections)",
+    )
 
     device = commands.add_parser("device", help="register or revoke devices").add_subparsers(
         dest="device_command", required=True
@@ -63,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations up to head")
+
+    parts = commands.add_parser("partitions", help="monthly partitions of results (PostgreSQL)")
+    ensure = parts.add_subparsers(dest="partitions_command", required=True).add_parser(
+        "ensure", help="create this month's partition and the next ones (idempotent; run daily)"
+    )
+    ensure.add_argument("--months-ahead", type=int, default=3)
+    retention = commands.add_parser("retention", help="drop old results")
+    apply = retention.add_subparsers(dest="retention_command", required=True).add_parser(
+        "apply", help="keep the current month and the N-1 before it (PostgreSQL: drops whole partitions)"
+    )
+    apply.add_argument("--keep-months", type=int, required=True)
     return parser
 
 
@@ -161,6 +180,37 @@ def _model(args: argparse.Namespace, settings: Settings) -> int:
         db.dispose()
 
 
+def _partitions(args: argparse.Namespace, settings: Settings) -> int:
+    from central.core import partitions
+
+    db = _database(settings)
+    try:
+        if args.command == "partitions":
+            if args.months_ahead < 0:
+                print(f"edgeseg-central: --months-ahead must be >= 0, got {args.months_ahead}", file=sys.stderr)
+                return 2
+            created = partitions.ensure_ahead(db.engine, args.months_ahead)
+            if db.dialect != "postgresql":
+                print(f"{db.dialect}: results is not partitioned; nothing to do")
+                return 0
+            existing = ", ".join(p.name for p in partitions.list_partitions(db.engine))
+            print(f"created {len(created)} partition(s){': ' + ', '.join(created) if created else ''}")
+            print(f"partitions: {existing}")
+            return 0
+        if args.keep_months < 1:
+            print(f"edgeseg-central: --keep-months must be >= 1, got {args.keep_months}", file=sys.stderr)
+            return 2
+        report = partitions.apply_retention(db.engine, args.keep_months)
+        dropped = ", ".join(report.dropped_partitions) or "none"
+        print(
+            f"kept results received since {report.horizon.isoformat()}: deleted {report.deleted_results} "
+            f"result(s), {report.deleted_keys} key(s) below their watermark; dropped partitions: {dropped}"
+        )
+        return 0
+    finally:
+        db.dispose()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     created = ensure_admin_token_file()
@@ -181,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _device(args, settings)
     if args.command == "model":
         return _model(args, settings)
+    if args.command in ("partitions", "retention"):
+        return _partitions(args, settings)
     db = _database(settings)
     db.dispose()
     print("database is at the newest schema")
