@@ -20,8 +20,16 @@ Rules (docs/ARTIFACT.md, ``inputs``); every violation raises ``SchemaError(field
   ``max_length`` (or :data:`DEFAULT_MAX_STRING_LENGTH`) -> ``must be at most N characters``;
   NUL characters or lone surrogates -> ``must be valid text``;
 * an unseen category is accepted (the graph encodes it as unknown, as in training) and counted;
-* fields the model does not use are ignored and counted (the manifest's ``id_field`` is not
-  "extra": the runtime pseudonymises it).
+* the input contract (``contract``, :data:`CONTRACTS`): ``"strict"`` (default) also requires
+  every input that had no missing value in training (``missing_in_training == 0``: the model
+  never learnt what a gap there means, so ``{}`` must not come back as a segment) and refuses a
+  field the model does not know, naming the closest known name (``difflib``, run only on that
+  error path); ``"lenient"`` requires only the manifest's ``required`` inputs and ignores and
+  counts unknown fields. The manifest's ``id_field`` is never "unknown": the runtime
+  pseudonymises it.
+
+``fill`` returns how many inputs of the record were missing (imputed) and how many string
+inputs held a category training never saw: :data:`CLEAN` (a shared ``(0, 0)``) on the fast path.
 
 Missing values follow ``edge_runtime.encoding``: a missing number is NaN, a missing or empty string is the
 manifest's ``missing_token``. A test checks this fast path against ``encode_records``.
@@ -34,6 +42,7 @@ input; validation is the same dict lookup per field.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +54,7 @@ from edge_runtime._settings import DEFAULT_MAX_STRING_LENGTH
 from edge_runtime.artifact import Manifest
 from edge_runtime.exceptions import SchemaError
 
-__all__ = ["InputStats", "RecordValidator"]
+__all__ = ["CLEAN", "CONTRACTS", "InputStats", "RecordValidator"]
 
 logger = logging.getLogger("edge_runtime")
 
@@ -54,12 +63,19 @@ _NAN = float("nan")
 _ABSENT = object()
 _MAX_EXTRA_NAMES = 64  # distinct extra field names remembered (a fuzzer must not grow memory)
 OUT_OF_RANGE_POLICIES = ("count", "fail")
+# The input contract: "strict" refuses gaps training never had and unknown field names.
+CONTRACTS = ("strict", "lenient")
+# What fill returns for a record with no missing input and no unseen category (no allocation).
+CLEAN = (0, 0)
 
 
 class InputStats:
     """Counters of what validation saw; never raw values. ``snapshot()`` is JSON-ready."""
 
-    __slots__ = ("records", "unknown_category", "out_of_range", "extra_fields", "refused")
+    __slots__ = (
+        "records", "unknown_category", "out_of_range", "extra_fields", "refused", "missing",
+        "records_with_missing", "records_with_unknown",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.reset()
@@ -70,6 +86,9 @@ class InputStats:
         self.unknown_category: dict[str, int] = {}
         self.out_of_range: dict[str, int] = {}
         self.extra_fields: dict[str, int] = {}
+        self.missing: dict[str, int] = {}  # per input: records where it was missing (imputed)
+        self.records_with_missing = 0
+        self.records_with_unknown = 0  # records with at least one unseen category
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -78,7 +97,30 @@ class InputStats:
             "unknown_category": dict(self.unknown_category),
             "out_of_range": dict(self.out_of_range),
             "extra_fields": dict(self.extra_fields),
+            "missing": dict(self.missing),
+            "records_with_missing": self.records_with_missing,
+            "records_with_unknown": self.records_with_unknown,
         }
+
+
+def _float32_edge(bound: float, direction: float) -> float:
+    """The farthest float64 that still rounds to ``float32(bound)`` (direction -1: low, +1: high).
+
+    Training ran in float32 and the manifest stores its float32 extremes (``1590.8199462890625``),
+    while a till sends the float64 it read (``1590.82``): a value equal to the training extreme
+    *as the model sees it* is in range (the check is inclusive after the same rounding).
+    """
+    edge = np.float32(bound)
+    beyond = np.nextafter(edge, np.float32(direction * np.inf))
+    if not np.isfinite(beyond):
+        return float(edge)
+    return (float(edge) + float(beyond)) / 2
+
+
+def _shown(x: float) -> str:
+    """A bound as short as it stays exact: ``18``, ``1590.8199462890625`` (never a rounded tie)."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
 
 
 def _bump(counter: dict[str, int], key: str, by: int = 1) -> None:
@@ -93,7 +135,12 @@ class RecordValidator:
     """
 
     def __init__(
-        self, manifest: Manifest, *, out_of_range: str = "count", codes: Sequence[Sequence[str]] | None = None
+        self,
+        manifest: Manifest,
+        *,
+        out_of_range: str = "count",
+        codes: Sequence[Sequence[str]] | None = None,
+        contract: str = "strict",
     ) -> None:
         if out_of_range not in OUT_OF_RANGE_POLICIES:
             raise ValueError(
@@ -107,13 +154,19 @@ class RecordValidator:
         num_names, cat_names = layout.num, layout.cat
         self.num_names = num_names
         self.cat_names = cat_names
-        # (index, name, low, high, required) / (index, name, known, max_length, required)
-        self._num: list[tuple[int, str, float, float, bool]] = []
+        # Required per contract: lenient = the manifest's flag; strict also every input that
+        # training never saw missing (its missing share is exactly 0).
+        self._required_by: dict[str, dict[str, bool]] = {
+            "lenient": {spec.name: spec.required for spec in manifest.inputs},
+            "strict": {spec.name: spec.required or spec.missing_in_training == 0.0 for spec in manifest.inputs},
+        }
+        # (index, name, low, high) of every number input; the required flag joins per contract
+        self._num_bounds: list[tuple[int, str, float, float]] = []
         for j, name in enumerate(num_names):
             spec = inputs[name]
-            low = -FLOAT32_MAX if spec.min is None else float(spec.min)
-            high = FLOAT32_MAX if spec.max is None else float(spec.max)
-            self._num.append((j, name, low, high, spec.required))
+            low = -FLOAT32_MAX if spec.min is None else _float32_edge(spec.min, -1.0)
+            high = FLOAT32_MAX if spec.max is None else _float32_edge(spec.max, 1.0)
+            self._num_bounds.append((j, name, low, high))
         self._max_length: dict[str, int] = {}
         self._known: dict[str, frozenset[str]] = {}
         for name in cat_names:
@@ -136,7 +189,9 @@ class RecordValidator:
                 mapping = self._code_maps[name] = {text: float(code) for code, text in enumerate(vocabulary)}
                 known_codes = {c: mapping.get(c, -1.0) for c in self._known[name]}
                 self._cat_codes.append((j, name, known_codes, self._string_code))
-        self._ranges = {name: (low, high) for _, name, low, high, _ in self._num}
+        self._ranges = {name: (low, high) for _, name, low, high in self._num_bounds}
+        # the training range as the manifest says it (messages), not the float32-widened check
+        self._shown_ranges = {name: (inputs[name].min, inputs[name].max) for name in num_names}
         self._known_sorted = {name: np.array(sorted(known), dtype=str) for name, known in self._known.items()}
         # codes of the sorted known categories (float-only graph): _known_codes[name][at]
         self._known_codes = {
@@ -144,11 +199,29 @@ class RecordValidator:
             for name, ordered in self._known_sorted.items()
             if name in self._code_maps
         }
-        self._required = {name: inputs[name].required for name in (*num_names, *cat_names)}
         self.id_field: str | None = manifest.id_field
         self.field_names = frozenset((*num_names, *cat_names))
         self.stats = InputStats()
         self._warned_range: set[str] = set()
+        self.set_contract(contract)
+
+    def set_contract(self, contract: str) -> None:
+        """Switch the input contract (``"strict"`` or ``"lenient"``); rebuilds the field tables."""
+        if contract not in CONTRACTS:
+            raise ValueError(f"The 'contract' parameter must be one of {CONTRACTS}. Got {contract!r} instead.")
+        self.contract = contract
+        self.strict = contract == "strict"
+        required = self._required_by[contract]
+        self._required = {name: required[name] for name in (*self.num_names, *self.cat_names)}
+        # (index, name, low, high, required): one tuple unpacked per number field on the hot path
+        self._num: list[tuple[int, str, float, float, bool]] = [
+            (j, name, low, high, required[name]) for j, name, low, high in self._num_bounds
+        ]
+
+    @property
+    def required_names(self) -> tuple[str, ...]:
+        """The inputs this contract requires, in layout order (numbers, then strings)."""
+        return tuple(name for name, needed in self._required.items() if needed)
 
     # ------------------------------------------------------------------ one record
     def fill(
@@ -160,12 +233,13 @@ class RecordValidator:
         cat_off: int = 0,
         row: int | None = None,
         codes: bool = False,
-    ) -> None:
+    ) -> tuple[int, int]:
         """Validate ``record`` and write it at ``num[num_off:]`` / ``cat[cat_off:]``.
 
         The hot path of ``Classifier.classify``: one dict lookup and one or two type checks
         per field; anything unusual goes to the slow ``_number`` / ``_string`` helpers.
         ``codes=True`` (a validator made with ``codes``) writes string fields as float codes.
+        Returns ``(missing inputs, unseen categories)`` of this record (:data:`CLEAN` if none).
         """
         self.stats.records += 1
         try:
@@ -174,7 +248,7 @@ class RecordValidator:
         except (AttributeError, TypeError):
             self.stats.refused += 1
             raise SchemaError("<record>", record, "must be a mapping of field names to values", row=row) from None
-        present = 0
+        present = missing = unknown = 0
         try:
             for j, name, low, high, required in self._num:
                 v = get(name, _ABSENT)
@@ -188,8 +262,10 @@ class RecordValidator:
                         num[num_off + j] = self._number(name, v, row)
                         continue
                 if required:
-                    raise SchemaError(name, None, "is required", row=row)
+                    raise SchemaError(name, None, self._missing_rule(name), row=row)
                 num[num_off + j] = _NAN
+                missing += 1
+                _bump(self.stats.missing, name)
             for j, name, known, slow in self._cat_codes if codes else self._cat:
                 v = get(name, _ABSENT)
                 if v is not _ABSENT:
@@ -200,8 +276,18 @@ class RecordValidator:
                             cat[cat_off + j] = value
                             continue
                 cat[cat_off + j] = slow(name, v, row)
-        except SchemaError:
+                # slow returned, so v is missing or a valid string: count which
+                if v is _ABSENT or v is None or v == "":
+                    missing += 1
+                    _bump(self.stats.missing, name)
+                elif v not in known:
+                    unknown += 1
+        except SchemaError as exc:
             self.stats.refused += 1
+            if self.strict and exc.rule.startswith("is required"):  # a misspelling explains the gap
+                unknown_keys = self._unknown_keys(record)
+                if unknown_keys:
+                    raise self._unknown_field(record, unknown_keys, row) from None
             raise
         except TypeError:  # an unhashable value (a list, a dict) met the `in known` test
             self.stats.refused += 1
@@ -210,7 +296,46 @@ class RecordValidator:
             if self.id_field is not None and self.id_field in record:
                 present += 1
             if size != present:
+                if self.strict:
+                    self.stats.refused += 1
+                    raise self._unknown_field(record, self._unknown_keys(record), row)
                 self._count_extras(record)
+        if missing or unknown:
+            self.stats.records_with_missing += missing > 0
+            self.stats.records_with_unknown += unknown > 0
+            return missing, unknown
+        return CLEAN
+
+    def _unknown_field(self, record: Mapping[Any, Any], keys: Sequence[Any], row: int | None) -> SchemaError:
+        """The error for a field the model does not know, naming the closest known name.
+
+        Called only on this error path: ``difflib`` never runs for a valid record.
+        """
+        key = keys[0]
+        text = key if isinstance(key, str) else repr(key)
+        by_lower = {name.lower(): name for name in self.field_names}
+        close = by_lower.get(text.lower())
+        if close is None:  # a shortened name ("recency" for "recency_days") before difflib's guess
+            close = next((name for low, name in sorted(by_lower.items()) if low.startswith(text.lower())), None)
+        if close is None:
+            matches = difflib.get_close_matches(text.lower(), list(by_lower), n=1, cutoff=0.6)
+            close = by_lower[matches[0]] if matches else None
+        hint = f"did you mean {close!r}? " if close is not None else ""
+        others = "" if len(keys) == 1 else f" ({len(keys)} unknown fields: {sorted(map(str, keys))[:8]})"
+        rule = (
+            f"is not an input of this model{others}; {hint}contract 'lenient' (--contract lenient, "
+            "EDGESEG_CONTRACT=lenient) ignores unknown fields"
+        )
+        return SchemaError(text, record[key], rule, row=row)
+
+    def _unknown_keys(self, record: Mapping[Any, Any]) -> list[Any]:
+        return [k for k in record if k not in self.field_names and k != self.id_field]
+
+    def _missing_rule(self, name: str) -> str:
+        """The rule of a required input that is missing, saying why it is required."""
+        if self._required_by["lenient"][name]:
+            return "is required"
+        return "is required (training never had it missing; contract 'lenient' imputes it)"
 
     def _unhashable(self, record: Any, row: int | None) -> SchemaError:
         for name in self.cat_names:
@@ -241,15 +366,15 @@ class RecordValidator:
         return x
 
     def _out_of_range(self, name: str, v: Any, count: int, row: int | None) -> None:
-        low, high = self._ranges[name]
-        rule = f"must be within the training range [{low:g}, {high:g}]"
+        low, high = (_shown(-FLOAT32_MAX if b is None else b) for b in self._shown_ranges[name])
+        rule = f"must be within the training range [{low}, {high}]"
         if self.fail_out_of_range:
             raise SchemaError(name, v, rule, row=row)
         _bump(self.stats.out_of_range, name, count)
         if name not in self._warned_range:  # once per field: counted in stats, not spammed
             self._warned_range.add(name)
             logger.warning(
-                "field %r: %r is outside the training range [%g, %g]; classified anyway "
+                "field %r: %r is outside the training range [%s, %s]; classified anyway "
                 "(further occurrences are only counted in stats)",
                 name,
                 v,
@@ -261,7 +386,7 @@ class RecordValidator:
         """Slow path for a string field: missing, unknown category, or invalid."""
         if v is _ABSENT or v is None or (type(v) is str and not v):
             if self._required[name]:
-                raise SchemaError(name, None if v is _ABSENT else v, "is required", row=row)
+                raise SchemaError(name, None if v is _ABSENT else v, self._missing_rule(name), row=row)
             return self.missing_token
         if not isinstance(v, str):
             raise SchemaError(name, v, "must be a string", row=row)
@@ -422,8 +547,13 @@ class RecordValidator:
         return np.ascontiguousarray(block.T)
 
     def _count_column_extras(self, columns: Mapping[str, Any], n_rows: int) -> int:
-        """Count the columns the model does not use (by name, bounded); returns ``n_rows``."""
+        """Count the columns the model does not use (by name, bounded); returns ``n_rows``.
+
+        Under the strict contract an unknown column is refused like an unknown field."""
         extras = [k for k in columns if k not in self.field_names and k != self.id_field]
+        if extras and self.strict:
+            self.stats.refused += n_rows
+            raise self._unknown_field(columns, extras, None)
         for key in extras:
             label = key if isinstance(key, str) else repr(key)
             if label in self.stats.extra_fields or len(self.stats.extra_fields) < _MAX_EXTRA_NAMES:
@@ -433,7 +563,7 @@ class RecordValidator:
     def _number_column(self, name: str, arr: np.ndarray | None, n: int) -> np.ndarray:
         if arr is None:
             if self._required[name]:
-                raise SchemaError(name, None, "is required", row=0)
+                raise SchemaError(name, None, self._missing_rule(name), row=0)
             return np.full(n, _NAN)
         kind = arr.dtype.kind
         if kind == "b":
@@ -443,7 +573,7 @@ class RecordValidator:
             for i, v in enumerate(arr.tolist()):
                 if v is None:
                     if self._required[name]:
-                        raise SchemaError(name, None, "is required", row=i)
+                        raise SchemaError(name, None, self._missing_rule(name), row=i)
                     out[i] = _NAN
                 elif type(v) is float or type(v) is int:
                     out[i] = self._number(name, v, i)
@@ -462,7 +592,7 @@ class RecordValidator:
                 i = int(np.argmax(infinite))
                 raise SchemaError(name, arr[i].item(), "must be a finite number", row=i)
             if self._required[name]:
-                raise SchemaError(name, None, "is required", row=int(np.argmax(missing)))
+                raise SchemaError(name, None, self._missing_rule(name), row=int(np.argmax(missing)))
         big = np.abs(x) > FLOAT32_MAX
         if big.any():
             i = int(np.argmax(big))
@@ -478,7 +608,7 @@ class RecordValidator:
         """One validated string column: strings for the raw graph, or (``codes``) float codes."""
         if arr is None:
             if self._required[name]:
-                raise SchemaError(name, None, "is required", row=0)
+                raise SchemaError(name, None, self._missing_rule(name), row=0)
             token = self.missing_token
             return np.full(n, self._code_maps[name].get(token, -1.0) if codes else token)
         known = self._known[name]
@@ -532,7 +662,7 @@ class RecordValidator:
     def _string_column_value(self, name: str, value: str, row: int) -> str:
         if not value:
             if self._required[name]:
-                raise SchemaError(name, value, "is required", row=row)
+                raise SchemaError(name, value, self._missing_rule(name), row=row)
             return self.missing_token
         self._check_text(name, value, row)
         return value

@@ -59,13 +59,20 @@ _new_row = tuple.__new__
 
 
 class Result(NamedTuple):
-    """One classification. ``seq`` is the outbox sequence number (None from a Classifier)."""
+    """One classification. ``seq`` is the outbox sequence number (None from a Classifier).
+
+    ``missing_inputs``: inputs of the record that were missing and imputed;
+    ``unknown_categories``: string inputs holding a category training never saw (both classify
+    anyway; a till can flag a record whose segment rests on gaps).
+    """
 
     segment: str
     probabilities: dict[str, float]
     model_version: str
     seq: int | None = None
     explanation: list[dict[str, Any]] | None = None  # with classify(..., explain=True)
+    missing_inputs: int = 0
+    unknown_categories: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -73,6 +80,8 @@ class Result(NamedTuple):
             "probabilities": self.probabilities,
             "model_version": self.model_version,
             "seq": self.seq,
+            "missing_inputs": self.missing_inputs,
+            "unknown_categories": self.unknown_categories,
         }
         if self.explanation is not None:
             out["explanation"] = self.explanation
@@ -159,6 +168,7 @@ class Classifier:
         out_of_range: str = "count",
         batch_threads: int | None = None,
         float_model_bytes: bytes | None = None,
+        contract: str = "strict",
     ) -> None:
         if batch_threads is not None and batch_threads < 1:
             raise ValueError(
@@ -178,7 +188,7 @@ class Classifier:
         self._float = codes is not None
         self._codes = None if codes is None else CategoryCodes(codes)
         self._class_array = np.asarray(self.classes, dtype=object)
-        self._validator = RecordValidator(self.manifest, out_of_range=out_of_range, codes=codes)
+        self._validator = RecordValidator(self.manifest, out_of_range=out_of_range, codes=codes, contract=contract)
         # Date fields -> the number inputs derived from them (edge_runtime.dates); None: no dates.
         self._dates = DateDeriver.from_manifest(self.manifest)
         self._model_bytes = model_bytes
@@ -227,6 +237,7 @@ class Classifier:
         *,
         out_of_range: str = "count",
         batch_threads: int | None = None,
+        contract: str = "strict",
     ) -> Classifier:
         """Verify, load and self-test an artifact folder.
 
@@ -235,6 +246,9 @@ class Classifier:
         ``out_of_range``: ``"count"`` (default; classify and count a number outside the
         training range) or ``"fail"`` (refuse it with a SchemaError).
         ``batch_threads``: intra-op threads of the batch session (default: every core).
+        ``contract``: ``"strict"`` (default: inputs training never saw missing are required,
+        unknown field names are refused naming the closest known one) or ``"lenient"`` (only
+        the manifest's required inputs; unknown fields ignored and counted); ``edge_runtime._schema``.
 
         Raises SignatureError, ModelIntegrityError, SelfTestError or ModelLoadError.
         """
@@ -242,6 +256,7 @@ class Classifier:
         return cls(
             manifest, model_bytes, artifact_dir=artifact_dir, out_of_range=out_of_range,
             batch_threads=batch_threads, float_model_bytes=load_float_graph(artifact_dir, manifest),
+            contract=contract,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ loading
@@ -275,12 +290,17 @@ class Classifier:
     def _self_test(self) -> None:
         if not self._goldens:
             raise SelfTestError("manifest has no golden samples: the model cannot be self-tested")
-        for i, golden in enumerate(self._goldens):
-            try:
-                result = self.classify(golden.record)
-            except SchemaError as exc:
-                raise SelfTestError(f"golden sample {i} is refused by the schema: {exc}") from exc
-            self._compare_golden(i, golden, result.segment, list(result.probabilities.values()))
+        contract = self._validator.contract
+        self._validator.set_contract("lenient")  # golden rows include gaps on purpose (parity rows)
+        try:
+            for i, golden in enumerate(self._goldens):
+                try:
+                    result = self.classify(golden.record)
+                except SchemaError as exc:
+                    raise SelfTestError(f"golden sample {i} is refused by the schema: {exc}") from exc
+                self._compare_golden(i, golden, result.segment, list(result.probabilities.values()))
+        finally:
+            self._validator.set_contract(contract)
 
     def _compare_golden(self, i: int, golden: GoldenSample, segment: str, probabilities: Sequence[float]) -> None:
         if segment != golden.label:
@@ -339,7 +359,7 @@ class Classifier:
         if self._dates is not None:
             record = self._dates.record(record)
         with self._lock:
-            self._validator.fill(record, self._num_row, self._cat_row, 0, self._cat_off, None, self._float)
+            gaps = self._validator.fill(record, self._num_row, self._cat_row, 0, self._cat_off, None, self._float)
             labels, probabilities = self._run(self._outputs, self._feeds, None)
             # read inside the lock: the float graph writes into reused output buffers
             segment = self.classes[labels[0]] if self._float else labels[0]
@@ -347,7 +367,7 @@ class Classifier:
             explanation = self.explain(record) if explain else None
         # tuple.__new__ skips NamedTuple's keyword-handling __new__ (~100 ns of a ~10 us call);
         # the graph's output has exactly len(classes) columns (checked by the self-test).
-        return _new_result(Result, (segment, probs, self.model_version, None, explanation))
+        return _new_result(Result, (segment, probs, self.model_version, None, explanation, gaps[0], gaps[1]))
 
     def classify_encoded(self, record: Mapping[str, Any], *, explain: bool = False) -> tuple[Result, EncodedRow]:
         """Like :meth:`classify`, and return the row as the graph saw it (for drift counts).
@@ -358,7 +378,7 @@ class Classifier:
         if self._dates is not None:
             record = self._dates.record(record)
         with self._lock:
-            self._validator.fill(record, self._num_row, self._cat_row, 0, self._cat_off, None, self._float)
+            gaps = self._validator.fill(record, self._num_row, self._cat_row, 0, self._cat_off, None, self._float)
             labels, probabilities = self._run(self._outputs, self._feeds, None)
             segment = self.classes[labels[0]] if self._float else labels[0]
             probs = dict(zip(self.classes, probabilities.tolist()[0]))  # noqa: B905
@@ -369,7 +389,8 @@ class Classifier:
             else:
                 row = _new_row(EncodedRow, (self._num_row.tolist(), self._cat_row.tolist()))
             explanation = self.explain(record) if explain else None
-        return _new_result(Result, (segment, probs, self.model_version, None, explanation)), row
+        result = _new_result(Result, (segment, probs, self.model_version, None, explanation, gaps[0], gaps[1]))
+        return result, row
 
     def explain(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Per-input contributions to the chosen segment for an already validated record."""
@@ -448,7 +469,12 @@ class Classifier:
 
     def _self_test_batch(self, session: ort.InferenceSession, raw: bool = False) -> None:
         stats = self._validator.stats.snapshot()
-        feeds = self._validator.fill_records([g.record for g in self._goldens])
+        contract = self._validator.contract
+        self._validator.set_contract("lenient")  # golden rows include gaps on purpose
+        try:
+            feeds = self._validator.fill_records([g.record for g in self._goldens])
+        finally:
+            self._validator.set_contract(contract)
         for key, value in stats.items():  # restore: golden rows are not traffic
             setattr(self._validator.stats, key, value)
         labels, probabilities = self._run_graph(session, feeds, raw)

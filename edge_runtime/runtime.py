@@ -93,6 +93,8 @@ class Runtime:
     ``customer_state_path``: the till's customer feature state (``observe`` /
     ``classify_customer``; default :func:`customer_state_path_for` the outbox), opened on
     first use with the model's ``feature_program``.
+    ``contract``: the input contract of the models it loads, ``"strict"`` (default) or
+    ``"lenient"`` (``Classifier.load``).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class Runtime:
         out_of_range: str = "count",
         outbox_options: Mapping[str, Any] | None = None,
         customer_state_path: str | Path | None = None,
+        contract: str = "strict",
     ) -> None:
         key = secret.encode("utf-8") if isinstance(secret, str) else secret
         if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
@@ -119,10 +122,11 @@ class Runtime:
         self._hmac = hmac.new(key, digestmod=hashlib.sha256)
         self.public_key = public_key
         self.out_of_range = out_of_range
+        self.contract = contract  # the input contract of every model this runtime loads
         if isinstance(model, Classifier):
             classifier = model
         else:
-            classifier = Classifier.load(model, public_key, out_of_range=out_of_range)
+            classifier = Classifier.load(model, public_key, out_of_range=out_of_range, contract=contract)
         self._active = (classifier, DriftHistograms(classifier.manifest))
         self._previous: Classifier | None = None
         self.outbox = Outbox(
@@ -155,7 +159,7 @@ class Runtime:
         ``rollback``. On any ModelLoadError the running model stays and the error is raised."""
         key = public_key if public_key is not None else self.public_key
         try:
-            new = Classifier.load(artifact_dir, key, out_of_range=self.out_of_range)
+            new = Classifier.load(artifact_dir, key, out_of_range=self.out_of_range, contract=self.contract)
         except ModelLoadError as exc:
             logger.error("refused model %s (keeping %s): %s", artifact_dir, self.model_version, exc)
             raise
@@ -224,7 +228,9 @@ class Runtime:
             )
         except Exception as exc:  # sqlite3 errors: disk full, read-only file, locked
             raise OutboxError(f"result not stored in the outbox: {exc}") from exc
-        return _new_result(Result, (segment, probabilities, classifier.model_version, seq, result.explanation))
+        return _new_result(
+            Result, (segment, probabilities, classifier.model_version, seq, result.explanation, *result[5:])
+        )
 
     def classify_many(self, records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> BatchResult:
         """Classify a batch and store it in the outbox in one transaction (contiguous seqs)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from edge_runtime._settings import DURABILITIES, Settings, get_settings
+from edge_runtime._settings import CONTRACTS, DURABILITIES, Settings, get_settings
 
 if TYPE_CHECKING:
     from edge_runtime.classifier import Classifier
@@ -51,6 +51,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, runtime: bool) -> No
     """``--artifact`` / ``--public-key``, and with ``runtime`` the outbox and device flags."""
     parser.add_argument("--artifact", type=Path, help="artifact folder (EDGESEG_ARTIFACT)")
     parser.add_argument("--public-key", type=Path, help="trusted PEM key (EDGESEG_PUBLIC_KEY)")
+    parser.add_argument(
+        "--contract", choices=CONTRACTS,
+        help="input contract: strict (default) refuses gaps training never had and unknown field names; "
+        "lenient imputes and ignores them (EDGESEG_CONTRACT)",
+    )  # fmt: skip
     if runtime:
         parser.add_argument("--outbox", type=Path, help="SQLite outbox path (EDGESEG_OUTBOX)")
         parser.add_argument("--device-id", help="this device's id (EDGESEG_DEVICE_ID)")
@@ -93,7 +98,7 @@ def load_classifier(settings: Settings) -> Classifier:
 
     if settings.artifact is None:
         raise UsageError("no model: pass --artifact or set EDGESEG_ARTIFACT")
-    return Classifier.load(settings.artifact, settings.public_key)
+    return Classifier.load(settings.artifact, settings.public_key, contract=settings.contract)
 
 
 def open_runtime(settings: Settings, customer_state_path: Path | None = None) -> Runtime:
@@ -109,7 +114,7 @@ def open_runtime(settings: Settings, customer_state_path: Path | None = None) ->
             load_classifier(settings), outbox_path=settings.outbox, device_id=settings.device_id,
             secret=settings.secret, public_key=settings.public_key, durability=settings.durability,
             max_backlog=settings.max_backlog, outbox_options=outbox_options(settings),
-            customer_state_path=customer_state_path,
+            customer_state_path=customer_state_path, contract=settings.contract,
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

@@ -24,7 +24,8 @@ from edge_runtime.session import make_session
 
 @pytest.fixture(scope="module")
 def float_clf(small_artifact: Path, signing_public_key: Path) -> Classifier:
-    return Classifier.load(small_artifact, signing_public_key)
+    # lenient: the hard records leave gaps in inputs training never had missing, on purpose
+    return Classifier.load(small_artifact, signing_public_key, contract="lenient")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def raw_clf(small_artifact: Path, signing_public_key: Path, tmp_path_factory: py
     copy = tmp_path_factory.mktemp("no_float") / "artifact"
     shutil.copytree(small_artifact, copy)
     (copy / FLOAT_MODEL_FILE).unlink()
-    return Classifier.load(copy, signing_public_key)
+    return Classifier.load(copy, signing_public_key, contract="lenient")
 
 
 def _hard_records(clf: Classifier) -> list[dict[str, object]]:
@@ -145,7 +146,7 @@ def test_runtime_batches_on_the_float_graph_count_drift_like_single_records(
     """Runtime.classify_many encodes strings for drift and codes them for the float graph."""
     from edge_runtime import Runtime
 
-    clf = Classifier.load(small_artifact, signing_public_key)
+    clf = Classifier.load(small_artifact, signing_public_key, contract="lenient")
     records = _hard_records(clf)
     with Runtime(clf, outbox_path=tmp_path / "a.db", device_id="d", secret="s" * 32) as batch_rt:
         batch = batch_rt.classify_many(records)
