@@ -181,7 +181,7 @@ class DevicePublic(BaseModel):
     model_version: str | None
 
 
-ArtifactFileName = Literal["model.onnx", "manifest.json", "manifest.sig", "card.md", "card.html"]
+ArtifactFileName = Literal["model.onnx", "model_float.onnx", "manifest.json", "manifest.sig", "card.md", "card.html"]
 
 
 class ModelCreate(_In):

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_runtime.artifact import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, read_manifest
+from edge_runtime.artifact import FLOAT_MODEL_FILE, MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, read_manifest
 from edge_runtime.client import HeadOfficeClient
 from edge_runtime.durable import fsync_dir, write_synced
 from edge_runtime.exceptions import ModelIntegrityError, ModelLoadError, RetryableError, SyncError
@@ -68,6 +68,9 @@ CURRENT_PATH = "/v1/models/current"
 CURRENT_LINK = "current"
 PREVIOUS_LINK = "previous"
 FILES = (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE)
+# Downloaded when central offers it: the float-only graph the device runs (its sha256 is signed in
+# the manifest and checked by Classifier.load; without it the raw graph runs).
+OPTIONAL_FILES = (FLOAT_MODEL_FILE,)
 INCOMING_PREFIX = ".incoming-"
 # The points ``on_step`` is called at, in order (the crash test kills the process at each).
 STEPS = ("downloaded", "verified", "moved", "linked_current", "linked_previous")
@@ -203,7 +206,8 @@ class ModelUpdater:
         incoming = Path(tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=self.models_dir))
         try:
             hashes = offer.get("file_sha256") or {}
-            for file_name in FILES:
+            offered = [*FILES, *(f for f in OPTIONAL_FILES if isinstance(files.get(f), str))]
+            for file_name in offered:
                 content = self.head_office.request("GET", files[file_name])
                 expected = hashes.get(file_name)
                 actual = hashlib.sha256(content).hexdigest()

@@ -30,12 +30,21 @@ from sqlalchemy.orm import Session, selectinload
 from central.models import Device, Model, ModelFile, Rollout, utc_now
 from central.schemas import ArtifactFileName, RollbackOrder, check_model_part
 from central.services.errors import ArtifactRejected, Conflict, NotFound, Rejected, TooLarge, Unavailable
-from edge_runtime.artifact import CARD_FILE, CARD_HTML_FILE, MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, Manifest
+from edge_runtime.artifact import (
+    CARD_FILE,
+    CARD_HTML_FILE,
+    FLOAT_MODEL_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SIGNATURE_FILE,
+    Manifest,
+)
 from edge_runtime.exceptions import ModelLoadError, SignatureError
 from edge_runtime.signing import key_id, load_public_key, verify_artifact
 
 __all__ = [
     "DEVICE_FILES",
+    "DEVICE_OPTIONAL_FILES",
     "OPTIONAL_FILES",
     "ArtifactRejected",
     "CurrentModel",
@@ -53,9 +62,11 @@ __all__ = [
     "rollout",
 ]
 
-# What a device downloads and verifies; the model card travels along for head office only.
+# What a device downloads and verifies; the float-only graph is offered when the artifact has
+# one (the device runs it, docs/ARTIFACT.md); the model card travels along for head office only.
 DEVICE_FILES = (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE)
-OPTIONAL_FILES = (CARD_FILE, CARD_HTML_FILE)
+DEVICE_OPTIONAL_FILES = (FLOAT_MODEL_FILE,)
+OPTIONAL_FILES = (*DEVICE_OPTIONAL_FILES, CARD_FILE, CARD_HTML_FILE)
 
 
 def _check_manifest(manifest: Manifest) -> None:
@@ -79,6 +90,27 @@ def _check_manifest(manifest: Manifest) -> None:
     if len(classes) < 2 or not all(classes) or len(set(classes)) != len(classes):
         raise ArtifactRejected(
             f"manifest target.classes must list at least two distinct class names (got {list(classes)!r})"
+        )
+
+
+def _check_float_graph(manifest: Manifest, files: Mapping[str, bytes]) -> None:
+    """A manifest whose devices run the float graph must come with its exact signed bytes.
+
+    Without this check central would store a model every updated till falls back from (or,
+    with a wrong file, refuses at load) only after it was rolled out.
+    """
+    signed = manifest.float_graph
+    content = files.get(FLOAT_MODEL_FILE)
+    if signed is None:
+        if content is not None:
+            raise ArtifactRejected(f"artifact has {FLOAT_MODEL_FILE} but its manifest has no float_graph section")
+        return
+    if content is None:
+        raise ArtifactRejected(f"artifact is missing {FLOAT_MODEL_FILE} (its manifest has a float_graph section)")
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != signed.sha256:
+        raise ArtifactRejected(
+            f"{FLOAT_MODEL_FILE} has sha256 {actual[:16]}…, the signed manifest says {signed.sha256[:16]}…"
         )
 
 
@@ -108,6 +140,7 @@ def register_artifact(
         except ModelLoadError as exc:
             raise ArtifactRejected(f"artifact refused: {exc}") from exc
     _check_manifest(manifest)
+    _check_float_graph(manifest, files)
     model_version = manifest.model_version
     existing = session.get(Model, model_version)
     if existing is not None:
@@ -365,7 +398,8 @@ def current_model(session: Session, store: str, running: str | None = None) -> C
     if entry is None or model is None:
         raise NotFound(f"no model is rolled out to store {store!r}")
     query = select(ModelFile.name, ModelFile.sha256).where(
-        ModelFile.model_version == model.model_version, ModelFile.name.in_(DEVICE_FILES)
+        ModelFile.model_version == model.model_version,
+        ModelFile.name.in_(DEVICE_FILES + DEVICE_OPTIONAL_FILES),
     )
     order = entry.rollback_order
     if order is not None and (running is None or order.get("from_version") != running):

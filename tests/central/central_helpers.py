@@ -43,6 +43,7 @@ def sqlite_central(tmp_path: Path, public_key_path: Path) -> CentralProcess:
             "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
             "EDGESEG_ENV": "test",
             "EDGESEG_PUBLIC_KEY_PATH": str(public_key_path),
+            "EDGESEG_SMALL_CELL_K": "1",  # tests count single results; suppression has its own tests
         },
         free_port(),
         tmp_path / "central.log",
@@ -106,7 +107,8 @@ def write_artifact(
 def upload_body(artifact: Path, rollout_to: str = "all") -> dict[str, Any]:
     files = {
         name: base64.b64encode((artifact / name).read_bytes()).decode()
-        for name in ("model.onnx", "manifest.json", "manifest.sig")
+        for name in ("model.onnx", "model_float.onnx", "manifest.json", "manifest.sig")
+        if (artifact / name).is_file()  # the float graph only where the factory made one
     }
     return {"files": files, "rollout_to": rollout_to}
 

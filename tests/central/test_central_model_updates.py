@@ -65,6 +65,10 @@ def test_update_swap_and_rollback(central, small_artifact, other_artifact, signi
     assert (first.status, first.model_version) == ("installed", _version(small_artifact))
     assert updater.current_dir == models_dir / _version(small_artifact)
     assert updater.update().status == "up_to_date"
+    # the float-only graph the factory signed travels with the update, so the till runs it
+    assert (small_artifact / "model_float.onnx").is_file()
+    installed_float = (updater.current_dir / "model_float.onnx").read_bytes()
+    assert installed_float == (small_artifact / "model_float.onnx").read_bytes()
 
     runtime = Runtime(
         updater.current_dir,
@@ -148,6 +152,8 @@ def test_model_failing_its_golden_samples_is_refused(
     bad = tmp_path / "bad" / name / "20991231T000000Z"
     bad.mkdir(parents=True)
     shutil.copy(small_artifact / "model.onnx", bad / "model.onnx")
+    if (small_artifact / "model_float.onnx").is_file():
+        shutil.copy(small_artifact / "model_float.onnx", bad / "model_float.onnx")
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     (bad / "manifest.json").write_bytes(data)
     (bad / "manifest.sig").write_bytes(sign_manifest(data, load_or_create_key(isolated_key_dir)))
@@ -195,3 +201,28 @@ def test_device_drift_histograms_line_up_with_centrals_reference(
     report = client.sync_once(runtime.outbox)
     assert (report.stored, report.acked_through) == (len(records), len(records))
     runtime.close()
+
+
+def test_an_artifact_whose_devices_run_the_float_graph_needs_its_signed_file(central, small_artifact) -> None:
+    """Central refuses to register a model every updated till would fall back from or refuse."""
+    import base64
+    import urllib.error
+
+    def refusal(body: dict) -> tuple[int, str]:  # type: ignore[type-arg]
+        with pytest.raises(urllib.error.HTTPError) as info:
+            central.call("POST", "/v1/models", body)
+        return info.value.code, json.loads(info.value.read())["detail"]
+
+    body = upload_body(small_artifact)
+    del body["files"]["model_float.onnx"]
+    assert refusal(body) == (422, "artifact is missing model_float.onnx (its manifest has a float_graph section)")
+
+    body = upload_body(small_artifact)
+    body["files"]["model_float.onnx"] = base64.b64encode(b"not the signed graph").decode()
+    status, detail = refusal(body)
+    assert status == 422 and detail.startswith("model_float.onnx has sha256 ")
+    assert detail.endswith("the signed manifest says " + _float_sha(small_artifact)[:16] + "…")
+
+
+def _float_sha(artifact: Path) -> str:
+    return str(json.loads((artifact / "manifest.json").read_text())["float_graph"]["sha256"])

@@ -88,7 +88,8 @@ def current_model(request: Request, device: CurrentDevice, session: SessionDep) 
     model = current.model
     files = {
         name: str(request.url_for("download_model_file", name=model.name, version=model.version, file_name=name))
-        for name in models.DEVICE_FILES
+        for name in (*models.DEVICE_FILES, *models.DEVICE_OPTIONAL_FILES)
+        if name in current.file_sha256
     }
     return CurrentModelPublic(
         model_version=model.model_version,
