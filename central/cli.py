@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("order", metavar="ORDER_JSON", help="the signed order file")
     back.add_argument("--store", default=None, help="roll this store back (default: every store)")
 
+    from central.rollout_cli import add_rollout_parser
+
+    add_rollout_parser(commands)
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations up to head")
 
@@ -231,6 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _device(args, settings)
     if args.command == "model":
         return _model(args, settings)
+    if args.command == "rollout":
+        from central.rollout_cli import run_rollout
+
+        db = _database(settings)
+        try:
+            return run_rollout(args, settings, db, _refused)
+        finally:
+            db.dispose()
     if args.command in ("partitions", "retention"):
         return _partitions(args, settings)
     db = _database(settings)

@@ -37,6 +37,7 @@ class DashboardView:
     generated_at: str
     devices: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # what devices reported about themselves
+    rollouts: list[dict[str, Any]] = field(default_factory=list)  # staged rollouts and their audit timelines
     segments: list[tuple[str, str]] = field(default_factory=list)  # (name, colour)
     mix_bars: list[Bar] = field(default_factory=list)
     mix_days: list[tuple[float, str]] = field(default_factory=list)
@@ -154,4 +155,24 @@ def build_view(session: Session, *, threshold: float, days: int = 30) -> Dashboa
             (seg, value, acc.support.get(seg, 0), colours.get(seg, PALETTE[0])) for seg, value in acc.recall.items()
         ],
     }
+    view.rollouts = _rollouts(session)
     return view
+
+
+def _rollouts(session: Session) -> list[dict[str, Any]]:
+    """The newest staged rollouts, each with its audit events oldest first (the timeline)."""
+    from central.services.rollouts import list_rollouts
+
+    return [
+        {
+            "model_version": r.model_version,
+            "champion_version": r.champion_version,
+            "canary": r.canary_stores,
+            "state": r.state,
+            "events": [
+                {"at": e.at.strftime("%Y-%m-%d %H:%M"), "action": e.action, "actor": e.actor, "reason": e.reason}
+                for e in r.events
+            ],
+        }
+        for r in list_rollouts(session, limit=5)
+    ]

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from central.api.errors import database_unavailable_handler, request_validation_handler, service_error_handler
 from central.api.limits import BodyLimitMiddleware, body_limit_for
-from central.api.routes import dashboard, devices, models, outcomes, results, stats
+from central.api.routes import dashboard, devices, models, outcomes, results, rollouts, stats
 from central.core.config import Settings, get_settings
 from central.core.db import Database
 from central.core.metrics import Metrics, MetricsMiddleware
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last, so outermost: a body is bounded before metrics, auth or parsing see it.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for(settings, API_PREFIX))
 
-    for module in (results, models, devices, outcomes, stats):
+    for module in (results, models, devices, outcomes, stats, rollouts):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(dashboard.router)
 

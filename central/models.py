@@ -38,6 +38,8 @@ __all__ = [
     "Result",
     "ResultKey",
     "Rollout",
+    "RolloutEvent",
+    "StagedRollout",
     "utc_now",
 ]
 
@@ -222,3 +224,43 @@ class Outcome(Base):
     customer_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
     actual_segment: Mapped[str] = mapped_column(String(128))
     recorded_at: Mapped[Timestamp]
+
+class StagedRollout(Base):
+    """A challenger on canary stores first, watched against the champion stores, then promoted to
+    every store or rolled back (``central.services.rollouts``). ``started_at`` is the scheduler's
+    clock (tests move it); ``created_at`` central's, which device reports are compared with."""
+
+    __tablename__ = "staged_rollouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"))
+    champion_version: Mapped[str] = mapped_column(String(200), ForeignKey("models.model_version"))
+    canary_stores: Mapped[list[str]] = mapped_column(JSON)
+    # canary (watching) | paused (not evaluated) | promoted | rolled_back
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    watch_s: Mapped[float] = mapped_column(Float)
+    min_outcomes: Mapped[int] = mapped_column(Integer)
+    tolerance: Mapped[float] = mapped_column(Float)
+    # One signed order per canary store (from model_version to champion_version), pre-signed by
+    # the operator with the factory key at start: central never holds that key.
+    rollback_orders: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_by: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[Timestamp]
+    events: Mapped[list[RolloutEvent]] = relationship(order_by="RolloutEvent.id", viewonly=True)
+
+
+class RolloutEvent(Base):
+    """One auditable step of a staged rollout: who, what, when (scheduler clock), why, numbers."""
+
+    __tablename__ = "rollout_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("staged_rollouts.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[Timestamp]
