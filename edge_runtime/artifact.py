@@ -595,6 +595,9 @@ class Manifest(_Part):
     # checking every parameter) and the build's skew gate summary (factory.skew.check_skew).
     feature_program: Mapping[str, Any] | None = _field(_object, "optional")
     skew_gate: Mapping[str, Any] | None = _field(_object, "optional")
+    # What each input means and its unit ({name: {"meaning", "unit"}}): `edge-runtime schema`
+    # and the model card print it; report-only (the device never computes with it).
+    feature_dictionary: Mapping[str, Any] | None = _field(_object, "optional")
     # A retrained model (factory.retrain): its parent, data window and data fingerprint, and the
     # promotion gate's decision and numbers against that parent on the newest matured window.
     lineage: Mapping[str, Any] | None = _field(_object, "optional")

@@ -117,6 +117,7 @@ def assemble_manifest(
     till = {}
     if data_report is not None and "feature_program" in data_report:
         till = {key: data_report.pop(key) for key in ("feature_program", "skew_gate")}
+    dictionary = data_report.pop("feature_dictionary", None) if data_report is not None else None
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -173,6 +174,8 @@ def assemble_manifest(
             "schema": schema.report(),  # each column: the type chosen and why (factory._schema)
         },  # fmt: skip
     }
+    if dictionary is not None:  # what each input means and its unit (report-only)
+        manifest["feature_dictionary"] = dictionary
     if till:  # a transaction-log job: how the till makes these inputs, and the gate that proved it
         manifest["feature_program"] = till["feature_program"]
         manifest["skew_gate"] = till["skew_gate"]

@@ -14,6 +14,7 @@ from factory.errors import FactoryInputError
 
 from ._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP, LogColumns
 from ._customer import build_customer_features
+from ._dictionary import feature_dictionary
 from ._log import _choose_columns, _header, _reader_kind, load_transactions
 from ._report import CleaningReport
 from ._value_tier import cutoff_for_span, value_tier_from_spend
@@ -180,6 +181,13 @@ def feature_job(
         "n_customers": int(len(features)),
         "dormant_customers": int((features["is_dormant"] == "yes").sum()),
         "feature_columns": list(features.columns),
+        # meaning and unit per input (manifest feature_dictionary); the bundled log is in GBP
+        "feature_dictionary": feature_dictionary(
+            list(features.columns),
+            cutoff=pd.Timestamp(at).isoformat(),
+            dormant_days=dormant_days,
+            currency="GBP" if path is None else "the log's currency",
+        ),
     }
     if log.frame is not None:
         from factory.skew import check_skew  # factory.skew imports this package: import on use
