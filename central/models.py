@@ -225,6 +225,7 @@ class Outcome(Base):
     actual_segment: Mapped[str] = mapped_column(String(128))
     recorded_at: Mapped[Timestamp]
 
+
 class StagedRollout(Base):
     """A challenger on canary stores first, watched against the champion stores, then promoted to
     every store or rolled back (``central.services.rollouts``). ``started_at`` is the scheduler's
