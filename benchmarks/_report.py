@@ -205,10 +205,18 @@ def _budget_table(data: dict[str, Any]) -> Table:
     return Table(headers, rows)
 
 
+def _script_heading(title: str, script: dict[str, Any]) -> list[Block]:
+    """An owner's script section: its heading, and why it has no numbers when it is not "ok"."""
+    blocks: list[Block] = [Heading(3, title)]
+    if script.get("status") != "ok":
+        blocks.append(Para(f"**{script.get('status', 'pending')}**: {script.get('note', '')}"))
+    return blocks
+
+
 def _edge_blocks(edge: dict[str, Any]) -> list[Block]:
-    blocks: list[Block] = [Heading(3, "Edge runtime: outbox write cost and Runtime (benchmarks/edge_latency.py)")]
+    blocks = _script_heading("Edge runtime: outbox write cost and Runtime (benchmarks/edge_latency.py)", edge)
     if edge.get("status") != "ok":
-        return blocks + [Para(f"**{edge.get('status', 'pending')}**: {edge.get('note', '')}")]
+        return blocks
     data = edge["data"]
     blocks.append(Para(f"Run on the `{edge.get('artifact_dataset')}` artifact: `{edge.get('command', '')}`."))
     rows = []
@@ -252,9 +260,9 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _central_blocks(central: dict[str, Any]) -> list[Block]:
-    blocks: list[Block] = [Heading(3, "Central ingest throughput (benchmarks/central_ingest.py)")]
+    blocks = _script_heading("Central ingest throughput (benchmarks/central_ingest.py)", central)
     if central.get("status") != "ok":
-        return blocks + [Para(f"**{central.get('status', 'pending')}**: {central.get('note', '')}")]
+        return blocks
     blocks.append(Para(f"`{central.get('command', '')}` ({central.get('seconds', 0):.1f} s)."))
     rows = [[k, _num(v, 2) if isinstance(v, float) else str(v)] for k, v in _flatten(central["data"])][:80]
     return blocks + [Table(["measure", "value"], rows)]
@@ -262,9 +270,9 @@ def _central_blocks(central: dict[str, Any]) -> list[Block]:
 
 def _features_scale_blocks(scale: dict[str, Any]) -> list[Block]:
     """Feature building and search, pandas vs Spark local[2] (benchmarks/features_scale.py)."""
-    blocks: list[Block] = [Heading(3, "Feature building and search, pandas vs Spark (benchmarks/features_scale.py)")]
+    blocks = _script_heading("Feature building and search, pandas vs Spark (benchmarks/features_scale.py)", scale)
     if scale.get("status") != "ok":
-        return blocks + [Para(f"**{scale.get('status', 'pending')}**: {scale.get('note', '')}")]
+        return blocks
     data = scale["data"]
     blocks.append(Para(f"`{scale.get('command', '')}` ({scale.get('seconds', 0):.0f} s)."))
     rows = []

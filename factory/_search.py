@@ -287,25 +287,35 @@ def run_search(
     scorer = _BudgetedMetric(config, context, keep=keep, progress=progress, measure=measure)
     automl = AutoML()  # type: ignore[no-untyped-call]  # flaml has no annotations
     started = time.monotonic()
-    automl.fit(
-        X_train=train[0],
-        y_train=train[1],
-        X_val=validation[0],
-        y_val=validation[1],
-        task="classification",
-        metric=scorer,
-        estimator_list=list(config.learners),
-        time_budget=config.time_budget_s,
-        eval_method="holdout",
-        seed=config.seed,
-        skip_transform=True,
-        retrain_full=False,
-        auto_augment=False,
-        log_file_name="",
-        verbose=0,
-        early_stop=False,
-        starting_points=_starting_points(config),
-    )
+    automl.fit(**flaml_arguments(config, scorer, train, validation))
     scorer.add_baselines(train, validation)
     scorer.result.wall_time_s = time.monotonic() - started
     return scorer.result
+
+
+def flaml_arguments(
+    config: BuildConfig,
+    metric: Any,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """``AutoML.fit``'s arguments for our budgeted search (the Spark search adds its own)."""
+    return {
+        "X_train": train[0],
+        "y_train": train[1],
+        "X_val": validation[0],
+        "y_val": validation[1],
+        "task": "classification",
+        "metric": metric,
+        "estimator_list": list(config.learners),
+        "time_budget": config.time_budget_s,
+        "eval_method": "holdout",
+        "seed": config.seed,
+        "skip_transform": True,
+        "retrain_full": False,
+        "auto_augment": False,
+        "log_file_name": "",
+        "verbose": 0,
+        "early_stop": False,
+        "starting_points": _starting_points(config),
+    }

@@ -41,7 +41,16 @@ import numpy as np
 
 from factory._config import BuildConfig
 from factory._latency import LatencyMeasurer, measure_candidate
-from factory._search import Candidate, ExportContext, ProgressHook, SearchResult, Trial, _BudgetedMetric, _learner_name
+from factory._search import (
+    Candidate,
+    ExportContext,
+    ProgressHook,
+    SearchResult,
+    Trial,
+    _BudgetedMetric,
+    _learner_name,
+    flaml_arguments,
+)
 from factory._spark import local_cores, spark_session
 
 __all__ = ["SparkBudgetedMetric", "concurrent_trials", "run_spark_search", "warm_workers"]
@@ -169,27 +178,15 @@ def run_spark_search(
             warnings.filterwarnings("ignore", message="Spark local mode doesn't support stage-level scheduling")
             warnings.filterwarnings("ignore", message="Spark session is not provided")
             automl.fit(
-                X_train=train[0],
-                y_train=train[1],
-                X_val=validation[0],
-                y_val=validation[1],
-                task="classification",
-                metric=worker_metric,
-                estimator_list=list(config.learners),
-                time_budget=config.time_budget_s,
-                eval_method="holdout",
-                seed=config.seed,
-                skip_transform=True,
-                retrain_full=False,
-                auto_augment=False,
-                log_file_name=str(log_file),
-                log_type="all",
-                verbose=0,
-                early_stop=False,
-                use_spark=True,
-                n_concurrent_trials=n_trials,
-                n_jobs=1,
-                force_cancel=True,
+                **{
+                    **flaml_arguments(config, worker_metric, train, validation),
+                    "log_file_name": str(log_file),
+                    "log_type": "all",
+                    "use_spark": True,
+                    "n_concurrent_trials": n_trials,
+                    "n_jobs": 1,
+                    "force_cancel": True,
+                }
             )
         records = _read_log(log_file)
     result = driver.result
