@@ -13,7 +13,6 @@ baseline and where not.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -70,12 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="/tmp/edgeseg-clv")
     parser.add_argument("--json", help="write the result to this file")
     args = parser.parse_args(argv)
-    row = run(args.time_budget_s, args.out)
-    text = json.dumps(row, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text + "\n")
+    from benchmarks.tables import emit
+
+    emit(run(args.time_budget_s, args.out), args.json, append=False)
     return 0
 
 

@@ -95,6 +95,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def emit(row: dict[str, Any], path: str | None, *, append: bool) -> None:
+    """Print the result as JSON and, when ``path`` is given, write (or append) it there."""
+    text = json.dumps(row) if append else json.dumps(row, indent=2)
+    print(text)
+    if path:
+        with open(path, "a" if append else "w") as handle:
+            handle.write(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tables", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
@@ -106,12 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="/tmp/edgeseg-tables")
     parser.add_argument("--json", help="append the result as one JSON line to this file")
     args = parser.parse_args(argv)
-    row = run(args)
-    line = json.dumps(row)
-    print(line)
-    if args.json:
-        with open(args.json, "a") as handle:
-            handle.write(line + "\n")
+    emit(run(args), args.json, append=True)
     return 0
 
 

@@ -322,19 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_state_snapshot(args)
     from factory.errors import FactoryError
 
-    if args.command == "inspect":
-        try:
-            return _inspect(args)
-        except FactoryError as exc:
-            if args.debug:
-                traceback.print_exc()
-            print(f"edgeseg-factory: error: {exc}", file=sys.stderr)
-            return 2
     logging.getLogger("flaml").setLevel(logging.ERROR)
     if not args.debug:
         warnings.filterwarnings("ignore")
     try:
-        return _run(args)
+        return _inspect(args) if args.command == "inspect" else _run(args)
     except FactoryError as exc:
         if args.debug:
             traceback.print_exc()

@@ -362,3 +362,23 @@ def test_a_table_with_the_issues_defects_builds_with_the_right_types_and_the_dev
     np.testing.assert_allclose(np.asarray(batch.probabilities), result.test_probabilities, atol=1e-6)
     single = clf.classify(records[0])
     assert single.segment == result.test_predictions[0]
+
+
+def test_inspect_shows_every_column_its_type_and_why_without_refusing_the_identifier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from factory.cli import main
+
+    csv = tmp_path / "telecom.csv"
+    _telecom_like(200).to_csv(csv, index=False)
+    assert main(["inspect", "--data", str(csv), "--target", "Churn", "--json"]) == 0
+    columns = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
+    assert "Churn" not in columns
+    assert columns["customerID"]["kind"] == "identifier" and columns["customerID"]["inputs"] == []
+    assert columns["TotalCharges"]["kind"] == "number" and "blank cell" in columns["TotalCharges"]["reason"]
+    assert columns["Dt_Customer"]["inputs"] == ["Dt_Customer_days_before", "Dt_Customer_month", "Dt_Customer_weekday"]
+    assert all({"missing_share", "distinct", "reason"} <= set(c) for c in columns.values())
+    assert main(["inspect", "--data", str(csv), "--target", "nope"]) == 2
+    assert "column 'nope' is not in the data" in capsys.readouterr().err
