@@ -1,7 +1,7 @@
 """``edgeseg-central``: serve the API, manage devices, publish models, migrate the database.
 
     edgeseg-central serve [--host 127.0.0.1] [--port 8000] [--workers N]
-    edgeseg-central device add --store STORE [--json]
+    edgeseg-central device add --store STORE [--device-id ID | --adopt-outbox OUTBOX] [--json]
     edgeseg-central device revoke ID
     edgeseg-central model publish ARTIFACT_DIR [--store STORE [--create]]
     edgeseg-central model rollback ORDER_JSON [--store STORE]
@@ -11,7 +11,7 @@
 
 Settings come from the environment (``EDGESEG_DATABASE_URL``, ``EDGESEG_ADMIN_TOKEN``, …, see
 ``central.core.config``). Without ``EDGESEG_ADMIN_TOKEN`` the first command creates a random one
-in ``.edgeseg/admin_token`` (``EDGESEG_ADMIN_TOKEN_FILE``), so ``serve`` needs no set-up and
+in ``$EDGESEG_DATA_DIR/admin_token`` (``EDGESEG_ADMIN_TOKEN_FILE``), so ``serve`` needs no set-up and
 never runs with a guessable token. Exit codes: 0 success, 1 refused (bad artifact, unknown device),
 2 usage or configuration error.
 """
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from central.core.config import Settings, ensure_admin_token_file, get_settings
+from central.core.config import Settings, describe_database, ensure_admin_token_file, get_settings
 from central.core.db import Database
 
 __all__ = ["build_parser", "main"]
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     add = device.add_parser("add", help="register a device; prints its id and token (once)")
     add.add_argument("--store", required=True)
     add.add_argument("--json", action="store_true", help="print {id, store, token} as JSON")
+    named = add.add_mutually_exclusive_group()
+    named.add_argument("--device-id", help="the id the device already uses (EDGESEG_DEVICE_ID); default: a new d-… id")
+    named.add_argument(
+        "--adopt-outbox", type=Path, metavar="OUTBOX",
+        help="register the id of an outbox the device created before registration (its results then sync as is)",
+    )  # fmt: skip
     revoke = device.add_parser("revoke", help="revoke a device's token")
     revoke.add_argument("device_id", metavar="ID")
 
@@ -121,14 +128,35 @@ def _refused(reason: object) -> int:
     return 1
 
 
+def _outbox_device_id(path: Path) -> str:
+    """The device id an edge outbox file was created with (read only; ValueError naming the file)."""
+    import sqlite3
+
+    if not path.is_file():
+        raise ValueError(f"no outbox at {str(path)!r}")
+    try:
+        with sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{str(path)!r} is not an edgeseg outbox ({exc})") from exc
+    if row is None:
+        raise ValueError(f"{str(path)!r} has no device id (not an edgeseg outbox)")
+    return str(row[0])
+
+
 def _device(args: argparse.Namespace, settings: Settings) -> int:
     from central.services import devices
+    from central.services.errors import ServiceError
 
     db = _database(settings)
     try:
         with db.sessionmaker() as session:
             if args.device_command == "add":
-                device, token = devices.create_device(session, args.store)
+                try:
+                    wanted = args.device_id if args.adopt_outbox is None else _outbox_device_id(args.adopt_outbox)
+                    device, token = devices.create_device(session, args.store, wanted)
+                except (ServiceError, ValueError) as exc:
+                    return _refused(exc)
                 if args.json:
                     print(json.dumps({"id": device.id, "store": device.store, "token": token}))
                 else:
@@ -228,6 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
         print(f"edgeseg-central: configuration error: {messages}", file=sys.stderr)
         return 2
+    if os.environ.get("EDGESEG_PUBLIC_KEY_PATH"):
+        print(
+            "edgeseg-central: EDGESEG_PUBLIC_KEY_PATH is deprecated; set EDGESEG_PUBLIC_KEY (the device's name)",
+            file=sys.stderr,
+        )
+    # Every command says which database it uses: a token printed for another file is useless.
+    print(f"edgeseg-central: database {describe_database(settings.database_url)}", file=sys.stderr)
     if args.command == "serve":
         return _serve(args, settings)
     if args.command == "device":

@@ -7,11 +7,12 @@ and hand it to ``create_app(settings)``, or call ``get_settings.cache_clear()``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_runtime.artifact import default_public_key_path
@@ -21,6 +22,8 @@ __all__ = [
     "MIN_ADMIN_TOKEN_CHARS",
     "Settings",
     "default_admin_token_file",
+    "default_data_dir",
+    "describe_database",
     "ensure_admin_token_file",
     "get_settings",
 ]
@@ -31,19 +34,44 @@ DEFAULT_ADMIN_TOKEN = "change-me"
 MIN_ADMIN_TOKEN_CHARS = 16
 
 
-def default_admin_token_file() -> Path:
-    return Path(".edgeseg") / "admin_token"
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where central keeps its default SQLite file and generated admin token.
+
+    ``$EDGESEG_DATA_DIR``, else ``$XDG_DATA_HOME/edgeseg``, else ``~/.local/share/edgeseg``:
+    an absolute place, so every ``edgeseg-central`` command finds the same database whatever
+    folder it runs from (a path relative to the working folder once made ``device add`` write
+    a token into a new database the running server never read).
+    """
+    env = os.environ if environ is None else environ
+    if env.get("EDGESEG_DATA_DIR"):
+        return Path(env["EDGESEG_DATA_DIR"]).expanduser().absolute()
+    base = Path(env["XDG_DATA_HOME"]) if env.get("XDG_DATA_HOME") else Path.home() / ".local" / "share"
+    return base.expanduser().absolute() / "edgeseg"
+
+
+def default_admin_token_file(environ: Mapping[str, str] | None = None) -> Path:
+    return default_data_dir(environ) / "admin_token"
 
 
 def _default_database_url() -> str:
-    # A SQLite file in the working directory's .edgeseg/ (git-ignored): zero set-up.
-    return f"sqlite:///{Path('.edgeseg') / 'central.db'}"
+    # A SQLite file in the data directory: zero set-up, the same file from any folder.
+    return f"sqlite:///{default_data_dir() / 'central.db'}"
+
+
+def describe_database(url: str) -> str:
+    """The database URL as the CLI prints it: the password hidden, a SQLite path absolute."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return f"{parsed.drivername}:///{Path(parsed.database).absolute()}"
+    return parsed.render_as_string(hide_password=True)
 
 
 class Settings(BaseSettings):
     """Everything central can be told; ``EDGESEG_`` + the upper-case field name sets it."""
 
-    model_config = SettingsConfigDict(env_prefix="EDGESEG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="EDGESEG_", extra="ignore", populate_by_name=True)
 
     env: Literal["development", "production", "test"] = "production"
     database_url: str = Field(default_factory=_default_database_url)
@@ -53,7 +81,12 @@ class Settings(BaseSettings):
     admin_token_file: Path = Field(default_factory=default_admin_token_file)
     # The contract's key-folder rule, shared with the factory and devices:
     # $EDGESEG_KEY_DIR/signing_key.pub.pem, else ~/.config/edgeseg/keys/signing_key.pub.pem.
-    public_key_path: Path = Field(default_factory=lambda: default_public_key_path())
+    # One variable on devices and central: EDGESEG_PUBLIC_KEY (EDGESEG_PUBLIC_KEY_PATH, the old
+    # central name, still works; the CLI warns that it is deprecated).
+    public_key_path: Path = Field(
+        default_factory=lambda: default_public_key_path(),
+        validation_alias=AliasChoices("EDGESEG_PUBLIC_KEY", "EDGESEG_PUBLIC_KEY_PATH", "public_key_path"),
+    )
     # Bounds of POST /v1/results:batch (the sync client sends 500 by default).
     max_batch_results: int = Field(default=1000, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -104,7 +137,7 @@ def ensure_admin_token_file(environ: dict[str, str] | None = None) -> Path | Non
     env = os.environ if environ is None else environ
     if env.get("EDGESEG_ADMIN_TOKEN") or env.get("EDGESEG_ENV") == "development":
         return None
-    path = Path(env.get("EDGESEG_ADMIN_TOKEN_FILE") or default_admin_token_file())
+    path = Path(env.get("EDGESEG_ADMIN_TOKEN_FILE") or default_admin_token_file(env))
     if path.exists():
         return None
     import secrets

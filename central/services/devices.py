@@ -3,6 +3,7 @@ each device reports about the models it was offered."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, timedelta
 
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from central.core.security import hash_token, new_device_id, new_token
 from central.models import Device, DeviceEvent, ModelReport, utc_now
 from central.schemas import DeviceEventCreate, ModelReportCreate
-from central.services.errors import NotFound
+from central.services.errors import Conflict, NotFound, Rejected
 
 __all__ = [
     "create_device",
@@ -26,18 +27,28 @@ __all__ = [
     "revoke_device",
 ]
 
+# A device id chosen by the operator (the edge runtime's `outbox rehome` checks the same rule):
+# safe in URL paths and file names.
+DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # last_seen_at is written at most this often by read-only device requests.
 _LAST_SEEN_RESOLUTION = timedelta(seconds=10)
 
 
-def create_device(session: Session, store: str) -> tuple[Device, str]:
+def create_device(session: Session, store: str, device_id: str | None = None) -> tuple[Device, str]:
     """Register a device of ``store``; returns it with its token, which is stored only hashed.
 
-    The caller shows the token once: central cannot show it again.
+    The caller shows the token once: central cannot show it again. ``device_id``: the id the
+    device already uses (its outbox's, e.g. the host name of a till that classified before it
+    was registered); else a new ``d-…`` id. Refused (Conflict) when that id is registered.
     """
+    if device_id is not None:
+        if not DEVICE_ID_PATTERN.fullmatch(device_id):
+            raise Rejected(f"device id {device_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        if session.get(Device, device_id) is not None:
+            raise Conflict(f"device {device_id!r} is already registered (revoke it or choose another id)")
     token = new_token()
     device = Device(
-        id=new_device_id(),
+        id=device_id or new_device_id(),
         store=store,
         token_hash=hash_token(token),
         created_at=utc_now(),

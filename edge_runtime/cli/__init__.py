@@ -17,7 +17,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from edge_runtime.cli import _device, _head_office, _inspect
+from edge_runtime.cli import _device, _head_office, _inspect, _outbox
 from edge_runtime.cli._common import Handler, UsageError
 from edge_runtime.exceptions import EdgeRuntimeError, ModelLoadError
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _device.register(sub)
     _head_office.register(sub)
     _inspect.register(sub)
+    _outbox.register(sub)
     return parser
 
 

@@ -90,7 +90,18 @@ def open_outbox(settings: Settings) -> Outbox:
             settings.outbox, device_id=settings.device_id, max_backlog=settings.max_backlog, **outbox_options(settings)
         )
     except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(_with_rehome_hint(str(exc), settings)) from exc
+
+
+def _with_rehome_hint(message: str, settings: Settings) -> str:
+    """An outbox of another device id: say the one command that moves it (``outbox rehome``)."""
+    if "belongs to device" not in message:
+        return message
+    return (
+        f"{message}. If this device was registered after the outbox was made, move its unsynced results "
+        f"to the registered id: edge-runtime outbox rehome --device-id {settings.device_id} "
+        f"--outbox {settings.outbox}"
+    )
 
 
 def load_classifier(settings: Settings) -> Classifier:
@@ -117,7 +128,7 @@ def open_runtime(settings: Settings, customer_state_path: Path | None = None) ->
             customer_state_path=customer_state_path, contract=settings.contract,
         )  # fmt: skip
     except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(_with_rehome_hint(str(exc), settings)) from exc
 
 
 def close_runtime(runtime: Runtime, settings: Settings) -> None:

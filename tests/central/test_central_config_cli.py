@@ -29,10 +29,16 @@ def env(monkeypatch, tmp_path, central_signing_key):  # type: ignore[no-untyped-
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("EDGESEG_DATABASE_URL", url)
     monkeypatch.setenv("EDGESEG_ADMIN_TOKEN", ADMIN_TOKEN)
-    monkeypatch.setenv("EDGESEG_PUBLIC_KEY_PATH", str(central_signing_key[1]))
+    monkeypatch.setenv("EDGESEG_PUBLIC_KEY", str(central_signing_key[1]))
     get_settings.cache_clear()
     yield url
     get_settings.cache_clear()
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> str:
+    """stderr without the line naming the database, which every command prints first."""
+    lines = capsys.readouterr().err.splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("edgeseg-central: database "))
 
 
 def test_default_admin_token_is_refused_outside_development(tmp_path) -> None:
@@ -58,7 +64,7 @@ def test_first_cli_use_creates_a_random_admin_token(env, monkeypatch, tmp_path, 
     monkeypatch.setenv("EDGESEG_ADMIN_TOKEN_FILE", str(token_file))
     get_settings.cache_clear()
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().err == (
+    assert _err(capsys) == (
         f"edgeseg-central: created an admin token in {token_file} (mode 0600); admin routes and the dashboard need it\n"
     )
     assert token_file.stat().st_mode & 0o777 == 0o600
@@ -66,7 +72,7 @@ def test_first_cli_use_creates_a_random_admin_token(env, monkeypatch, tmp_path, 
     assert len(token) >= 40 and get_settings().admin_token == token
     get_settings.cache_clear()
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().err == ""  # created once
+    assert _err(capsys) == ""  # created once
     assert token_file.read_text().strip() == token
 
 
@@ -128,13 +134,13 @@ def test_cli_devices(env, capsys, tmp_path) -> None:
     assert main(["device", "revoke", created["id"]]) == 0
     assert capsys.readouterr().out == f"revoked {created['id']} (store leeds)\n"
     assert main(["device", "revoke", "d-nope"]) == 1
-    assert capsys.readouterr().err == "edgeseg-central: device 'd-nope' is not registered\n"
+    assert _err(capsys) == "edgeseg-central: device 'd-nope' is not registered\n"
 
 
 def test_cli_model_publish(env, capsys, tmp_path, central_signing_key, test_artifact) -> None:
     # No device of "leeds" is registered yet: a typo would roll out to nobody, so it needs --create.
     assert main(["model", "publish", str(test_artifact), "--store", "leeds"]) == 1
-    assert capsys.readouterr().err == (
+    assert _err(capsys) == (
         "edgeseg-central: store 'leeds' has no devices; check its name, or pass create_store "
         "(edgeseg-central --create) to roll out to it anyway\n"
     )
@@ -146,10 +152,10 @@ def test_cli_model_publish(env, capsys, tmp_path, central_signing_key, test_arti
 
     tampered = write_artifact(tmp_path / "t", central_signing_key[0], version="20261203T000000Z", tamper=True)
     assert main(["model", "publish", str(tampered)]) == 1
-    err = capsys.readouterr().err
+    err = _err(capsys)
     assert err.startswith("edgeseg-central: artifact refused: model.onnx sha256 ")
     assert main(["model", "publish", str(tmp_path / "missing")]) == 1
-    assert capsys.readouterr().err == ("edgeseg-central: artifact is missing model.onnx, manifest.json, manifest.sig\n")
+    assert _err(capsys) == ("edgeseg-central: artifact is missing model.onnx, manifest.json, manifest.sig\n")
 
 
 def test_cli_model_rollback_takes_a_signed_order(env, capsys, tmp_path, central_signing_key, test_artifact) -> None:
@@ -165,7 +171,7 @@ def test_cli_model_rollback_takes_a_signed_order(env, capsys, tmp_path, central_
     assert main(["model", "rollback", str(path)]) == 0
     assert capsys.readouterr().out == f"rolled all stores back from retail-tier/20261202T000000Z to {MODEL_VERSION}\n"
     assert main(["model", "rollback", str(path), "--store", "leeds"]) == 1
-    assert capsys.readouterr().err == f"edgeseg-central: rollback order {order['order_id']} was already used\n"
+    assert _err(capsys) == f"edgeseg-central: rollback order {order['order_id']} was already used\n"
     path.write_text(json.dumps({**order, "to_version": "../x"}))
     assert main(["model", "rollback", str(path)]) == 1
     assert "to_version" in capsys.readouterr().err
