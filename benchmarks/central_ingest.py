@@ -37,9 +37,10 @@ ADMIN_TOKEN = "bench-admin-token-" + secrets.token_hex(8)
 CLASSES = ["high", "mid", "low"]
 
 
-def _signed_artifact(folder: Path) -> tuple[dict[str, str], Path, str]:
+def _signed_artifact(folder: Path, reference: Any = None) -> tuple[dict[str, str], Path, str]:
     """A synthetic signed artifact with a valid manifest (central checks the manifest, the
-    signature and the hash, not the graph), signed with a throw-away key."""
+    signature and the hash, not the graph), signed with a throw-away key. ``reference``: the
+    manifest's drift reference (typed parts), none by default."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -70,7 +71,7 @@ def _signed_artifact(folder: Path) -> tuple[dict[str, str], Path, str]:
         input_layout=InputLayout(num=("spend",), cat=(), missing_token="__missing__"),
         inputs=(InputSpec(name="spend", type="number", required=False),),
         target=Target(name="segment", classes=tuple(CLASSES), label_rule=None),
-        reference={},
+        reference=reference or {},
         golden_samples=(),
         onnx_sha256=hashlib.sha256(model).hexdigest(),
     )

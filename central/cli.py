@@ -7,6 +7,8 @@
     edgeseg-central model rollback ORDER_JSON [--store STORE]
     edgeseg-central db upgrade
     edgeseg-central partitions ensure [--months-ahead 3]
+    edgeseg-central customer erase REF_OR_ID [--raw]
+    edgeseg-central privacy export --model-version NAME/VERSION [--out FILE]
     edgeseg-central retention apply --keep-months N
 
 Settings come from the environment (``EDGESEG_DATABASE_URL``, ``EDGESEG_ADMIN_TOKEN``, …, see
@@ -46,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="uvicorn worker processes; central keeps no state between requests, so any number "
         "works on PostgreSQL (each holds EDGESEG_DB_POOL_SIZE connections)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's; 'warning' and above also drop the access log (one line per request)",
     )
 
     device = commands.add_parser("device", help="register or revoke devices").add_subparsers(
@@ -92,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         "apply", help="keep the current month and the N-1 before it (PostgreSQL: drops whole partitions)"
     )
     apply.add_argument("--keep-months", type=int, required=True)
+    from central.privacy_cli import add_commands as add_privacy_commands  # customer erase, privacy export
+
+    add_privacy_commands(commands)
     return parser
 
 
@@ -107,18 +118,29 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     if args.workers > 1:
-        # Workers import the factory themselves and read the same environment.
+        # Workers import the factory themselves and read the same environment. Central keeps
+        # nothing between requests that a worker could disagree on (tokens, rollouts and
+        # partitions are read from the database; ClassCache and the partition cache only
+        # remember facts that never change back), except metrics: summed over workers here.
+        import os
+        import tempfile
+
+        from central.core.metrics import MULTIPROC_ENV
+
+        if not os.environ.get(MULTIPROC_ENV):
+            os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="edgeseg-metrics-")
         uvicorn.run(
             "central.main:create_app",
             factory=True,
             host=args.host,
             port=args.port,
             workers=args.workers,
+            log_level=args.log_level,
         )
         return 0
     from central.main import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -279,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             db.dispose()
     if args.command in ("partitions", "retention"):
         return _partitions(args, settings)
+    if args.command in ("customer", "privacy"):
+        from central.privacy_cli import run as run_privacy
+
+        return run_privacy(args, settings)
     db = _database(settings)
     db.dispose()
     print("database is at the newest schema")

@@ -12,15 +12,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import OperationalError
 
 from central.api.errors import database_unavailable_handler, request_validation_handler, service_error_handler
 from central.api.limits import BodyLimitMiddleware, body_limit_for
-from central.api.routes import dashboard, devices, models, outcomes, results, rollouts, stats
+from central.api.routes import dashboard, devices, models, outcomes, privacy, results, rollouts, stats
 from central.core.config import Settings, get_settings
 from central.core.db import Database
-from central.core.metrics import Metrics, MetricsMiddleware
+from central.core.metrics import Metrics, MetricsMiddleware, exposition
 from central.core.migrate import upgrade
 from central.schemas import ResultsBatchCreate
 from central.services.errors import ServiceError
@@ -86,13 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last, so outermost: a body is bounded before metrics, auth or parsing see it.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit_for(settings, API_PREFIX))
 
-    for module in (results, models, devices, outcomes, stats, rollouts):
+    for module in (results, models, devices, outcomes, stats, privacy, rollouts):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(dashboard.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
-        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

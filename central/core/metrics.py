@@ -1,13 +1,34 @@
-"""Prometheus metrics, one registry per app (no global state between apps or tests)."""
+"""Prometheus metrics, one registry per app (no global state between apps or tests).
+
+With several uvicorn workers (``edgeseg-central serve --workers N``) each process counts its own
+requests. ``serve`` then points ``PROMETHEUS_MULTIPROC_DIR`` at an empty folder before the
+workers start, prometheus_client writes every worker's values there, and ``/metrics`` answers
+the sum over all workers (``exposition``), whichever worker serves the scrape.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-__all__ = ["Metrics", "MetricsMiddleware"]
+__all__ = ["MULTIPROC_ENV", "Metrics", "MetricsMiddleware", "exposition"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The text ``/metrics`` answers: this process's registry, or every worker's values summed
+    when the workers share a ``PROMETHEUS_MULTIPROC_DIR``."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return generate_latest(registry)
+    from prometheus_client import multiprocess
+
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return generate_latest(merged)
 
 
 class Metrics:
