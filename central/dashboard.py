@@ -46,6 +46,8 @@ class DashboardView:
     drift: list[dict[str, Any]] = field(default_factory=list)
     accuracy: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.2
+    min_customers: int = 1  # small-cell suppression: cells of fewer customers are not shown
+    suppressed: int = 0
     chart_w: int = CHART_W
     chart_h: int = CHART_H
 
@@ -60,9 +62,11 @@ def _ago(when: datetime | None, now: datetime) -> str:
     return f"{max(seconds, 0)} s ago"
 
 
-def build_view(session: Session, *, threshold: float, days: int = 30) -> DashboardView:
+def build_view(session: Session, *, threshold: float, days: int = 30, min_customers: int = 1) -> DashboardView:
     now = utc_now()
-    view = DashboardView(generated_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"), threshold=threshold)
+    view = DashboardView(
+        generated_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"), threshold=threshold, min_customers=min_customers
+    )
     for d in devices.list_devices(session):
         view.devices.append(
             {
@@ -89,7 +93,7 @@ def build_view(session: Session, *, threshold: float, days: int = 30) -> Dashboa
             }
         )
 
-    rows = stats.segment_mix(session, days=days)
+    rows, view.suppressed = stats.segment_mix_suppressed(session, days=days, min_customers=min_customers)
     segments = sorted({r.segment for r in rows})
     colours = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)}
     view.segments = [(s, colours[s]) for s in segments]
@@ -147,7 +151,7 @@ def build_view(session: Session, *, threshold: float, days: int = 30) -> Dashboa
             }
         )
 
-    acc = stats.accuracy(session)
+    acc = stats.accuracy(session, min_customers=min_customers)
     view.accuracy = {
         "evaluated": acc.evaluated,
         "accuracy": acc.accuracy,

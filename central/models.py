@@ -265,3 +265,7 @@ class RolloutEvent(Base):
     reason: Mapped[str] = mapped_column(String(2000), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[Timestamp]
+
+
+# The privacy tables (issue 15) live in their own module; importing it registers them here.
+from central import privacy_models as _privacy_models  # noqa: E402, F401

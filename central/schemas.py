@@ -324,6 +324,9 @@ class AccuracyPublic(BaseModel):
     accuracy: float | None
     recall: dict[str, float | None]
     support: dict[str, int]
+    suppressed: list[str] = Field(
+        default_factory=list, description="segments with fewer outcomes than EDGESEG_SMALL_CELL_K (not shown)"
+    )
 
 
 class OutcomesPublic(BaseModel):
@@ -340,3 +343,5 @@ class SegmentMixRow(BaseModel):
 
 class SegmentMixPublic(BaseModel):
     rows: list[SegmentMixRow]
+    suppressed: int = Field(default=0, description="cells of fewer than min_customers customers, left out")
+    min_customers: int = 1

@@ -97,6 +97,16 @@ class Settings(BaseSettings):
     # with a wrong clock, or a crafted timestamp.
     max_future_skew_s: float = Field(default=86400.0, ge=0)
     drift_psi_threshold: float = Field(default=0.2, gt=0)
+    # Privacy (docs/PRIVACY.md). A device's noised reports may spend this much ε (and δ) per
+    # UTC day; a report beyond is refused with 409 naming the budget. Same default as devices.
+    dp_epsilon_per_day: float = Field(default=1.0, gt=0)
+    dp_delta_per_day: float = Field(default=1e-6, ge=0, lt=1)
+    # Head office never shows a store x day x segment cell (or an outcome count) built from
+    # fewer customers than this: the dashboard and every export suppress it.
+    small_cell_k: int = Field(default=10, ge=1)
+    # The deployment secret devices pseudonymise customer ids with (EDGESEG_SECRET on a till),
+    # when head office holds it by design: `customer erase` then takes a raw id. Unset: refs only.
+    pseudonym_secret: str = Field(default="", repr=False)
     # Run Alembic's upgrade when the app starts (off when an operator migrates separately).
     auto_migrate: bool = True
     db_pool_size: int = Field(default=5, gt=0)

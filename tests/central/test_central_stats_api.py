@@ -117,6 +117,7 @@ def test_outcomes_give_accuracy_and_recall(api, device) -> None:
             "accuracy": pytest.approx(2 / 3),
             "recall": {"low": 1.0, "mid": 0.5},
             "support": {"low": 1, "mid": 2},
+            "suppressed": [],
         },
     }
     # A corrected outcome replaces the old one.

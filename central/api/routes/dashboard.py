@@ -27,6 +27,6 @@ def make_environment() -> Environment:
     responses={401: error("the admin token is needed (HTTP Basic password or bearer)")},
 )
 def dashboard(request: Request, session: SessionDep, settings: SettingsDep, _admin: DashboardAdminDep) -> HTMLResponse:
-    view = build_view(session, threshold=settings.drift_psi_threshold)
+    view = build_view(session, threshold=settings.drift_psi_threshold, min_customers=settings.small_cell_k)
     template = request.app.state.templates.get_template("dashboard.html")
     return HTMLResponse(template.render(view=view))

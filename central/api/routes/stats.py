@@ -30,17 +30,21 @@ def _drift_public(report: DriftReport, threshold: float) -> DriftPublic:
 @router.get("/stats/segments", response_model=SegmentMixPublic, responses=ADMIN_ERRORS)
 def segment_mix(
     session: SessionDep,
+    settings: SettingsDep,
     _admin: AdminDep,
     days: Annotated[int | None, Query(ge=1, le=3660)] = None,
     store: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
 ) -> SegmentMixPublic:
-    """Results per store, UTC day and segment (optionally the last ``days`` days, one store)."""
-    return SegmentMixPublic(rows=stats.segment_mix(session, days=days, store=store))
+    """Results per store, UTC day and segment (optionally the last ``days`` days, one store);
+    cells of fewer than ``EDGESEG_SMALL_CELL_K`` customers are left out and counted."""
+    k = settings.small_cell_k
+    rows, suppressed = stats.segment_mix_suppressed(session, days=days, store=store, min_customers=k)
+    return SegmentMixPublic(rows=rows, suppressed=suppressed, min_customers=k)
 
 
 @router.get("/stats/accuracy", response_model=AccuracyPublic, responses=ADMIN_ERRORS)
-def accuracy(session: SessionDep, _admin: AdminDep) -> AccuracyPublic:
-    return stats.accuracy(session)
+def accuracy(session: SessionDep, settings: SettingsDep, _admin: AdminDep) -> AccuracyPublic:
+    return stats.accuracy(session, min_customers=settings.small_cell_k)
 
 
 @router.get("/stats/drift", response_model=list[DriftPublic], responses=ADMIN_ERRORS)
