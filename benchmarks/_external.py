@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EDGE_SCRIPT", "CENTRAL_SCRIPT", "FEATURES_SCALE_SCRIPT", "run_script"]
+__all__ = ["EDGE_SCRIPT", "CENTRAL_SCRIPT", "FEATURES_SCALE_SCRIPT", "FLEET_SCRIPT", "run_script"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 EDGE_SCRIPT = HERE / "edge_latency.py"
 CENTRAL_SCRIPT = HERE / "central_ingest.py"
 FEATURES_SCALE_SCRIPT = HERE / "features_scale.py"  # pandas vs Spark: feature building and search
+FLEET_SCRIPT = HERE / "central_fleet.py"
 
 
 def _help_text(script: Path) -> str:

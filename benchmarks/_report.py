@@ -259,8 +259,10 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
-def _central_blocks(central: dict[str, Any]) -> list[Block]:
-    blocks = _script_heading("Central ingest throughput (benchmarks/central_ingest.py)", central)
+def _central_blocks(
+    central: dict[str, Any], title: str = "Central ingest throughput (benchmarks/central_ingest.py)"
+) -> list[Block]:
+    blocks = _script_heading(title, central)
     if central.get("status") != "ok":
         return blocks
     blocks.append(Para(f"`{central.get('command', '')}` ({central.get('seconds', 0):.1f} s)."))
@@ -626,6 +628,10 @@ def render_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[Block]
     blocks.append(Heading(2, "6. Outbox and central ingest"))
     blocks += _edge_blocks(results.get("edge_runtime", {"status": "pending", "note": "not run"}))
     blocks += _central_blocks(results.get("central_ingest", {"status": "pending", "note": "not run"}))
+    blocks += _central_blocks(
+        results.get("central_fleet", {"status": "pending", "note": "not run"}),
+        "Central under a simulated fleet, --workers 2 (benchmarks/central_fleet.py)",
+    )
     blocks += _features_scale_blocks(results.get("features_scale", {"status": "pending", "note": "not run"}))
 
     blocks.append(Heading(2, "Notes"))

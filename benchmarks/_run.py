@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks._config import BenchConfig
 from benchmarks._datasets import DATASETS, DatasetSpec
-from benchmarks._external import CENTRAL_SCRIPT, EDGE_SCRIPT, FEATURES_SCALE_SCRIPT, run_script
+from benchmarks._external import CENTRAL_SCRIPT, EDGE_SCRIPT, FEATURES_SCALE_SCRIPT, FLEET_SCRIPT, run_script
 from benchmarks._machine import load_average, machine_info
 
 __all__ = ["REPO", "bench_dataset", "run_bench"]
@@ -305,6 +305,13 @@ def run_bench(
         results["central_ingest"] = run_script(
             CENTRAL_SCRIPT, list(cfg.central_script_args), mode=cfg.mode, timeout_s=cfg.external_timeout_s
         )
+        if cfg.mode == "smoke":  # tests/central/test_central_fleet.py runs a small fleet instead
+            results["central_fleet"] = {"status": "skipped", "note": "not in --smoke runs"}
+        else:
+            log("1,000 simulated devices against central --workers 2 (benchmarks/central_fleet.py)")
+            results["central_fleet"] = run_script(
+                FLEET_SCRIPT, [], mode=cfg.mode, timeout_s=max(cfg.external_timeout_s, 1800.0)
+            )
         if cfg.mode == "smoke":  # minutes of Spark: the smoke run (a test) leaves it out
             results["features_scale"] = {"status": "skipped", "note": "not in --smoke runs"}
         else:
