@@ -168,8 +168,12 @@ class _BudgetedMetric:
         trial, penalty = self.evaluate(
             estimator.estimator, _learner_name(type(estimator).__name__), config, X_val, y_val
         )
+        return trial.loss + penalty, self.metric_for_logging(trial, estimator.estimator)
+
+    def metric_for_logging(self, trial: Trial, model: Any) -> dict[str, Any]:
+        """What FLAML keeps of a trial (the Spark search's metric sends the whole trial back)."""
         measured = {"quality": trial.quality, "p99_us": trial.latency_p99_us, "size_bytes": trial.size_bytes}
-        return trial.loss + penalty, {**measured, "pred_time": 0.0}
+        return {**measured, "pred_time": 0.0}
 
     def evaluate(
         self, model: Any, learner: str, config: dict[str, Any], X_val: np.ndarray, y_val: np.ndarray
@@ -279,9 +283,7 @@ def run_search(
     if config.engine == "spark":
         from factory._spark_search import run_spark_search
 
-        return run_spark_search(
-            config, context, train=train, validation=validation, keep=keep, progress=progress, measure=measure
-        )
+        return run_spark_search(config, context, train, validation, keep, progress, measure)
     from flaml.automl import AutoML
 
     scorer = _BudgetedMetric(config, context, keep=keep, progress=progress, measure=measure)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from factory._config import BuildConfig
-from factory._latency import LatencyMeasurer, measure_candidate
+from factory._latency import LatencyMeasurer
 from factory._search import (
     Candidate,
     ExportContext,
@@ -48,7 +48,6 @@ from factory._search import (
     SearchResult,
     Trial,
     _BudgetedMetric,
-    _learner_name,
     flaml_arguments,
 )
 from factory._spark import local_cores, spark_session
@@ -67,26 +66,13 @@ class SparkBudgetedMetric(_BudgetedMetric):
     is judged the same way wherever it runs.
     """
 
-    def __call__(
-        self,
-        X_val: np.ndarray,
-        y_val: np.ndarray,
-        estimator: Any,
-        labels: Any,
-        X_train: np.ndarray,
-        y_train: np.ndarray,
-        *args: Any,
-    ) -> tuple[float, dict[str, Any]]:
-        config = dict(estimator.params) if hasattr(estimator, "params") else {}
-        trial, penalty = self.evaluate(
-            estimator.estimator, _learner_name(type(estimator).__name__), config, X_val, y_val
-        )
+    def metric_for_logging(self, trial: Trial, model: Any) -> dict[str, Any]:
         # Nothing accumulates on a worker: this object is a fresh copy for every task anyway.
         self.result = SearchResult()
         logged: dict[str, Any] = {TRIAL_KEY: trial.to_dict(), "pred_time": 0.0}
         if trial.feasible:
-            logged[MODEL_KEY] = base64.b64encode(pickle.dumps(estimator.estimator)).decode("ascii")
-        return trial.loss + penalty, logged
+            logged[MODEL_KEY] = base64.b64encode(pickle.dumps(model)).decode("ascii")
+        return logged
 
 
 def _import_trial_modules(_: int) -> int:
@@ -148,14 +134,14 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
 def run_spark_search(
     config: BuildConfig,
     context: ExportContext,
-    *,
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
-    keep: int = 50,
-    progress: ProgressHook | None = None,
-    measure: LatencyMeasurer = measure_candidate,
+    keep: int,
+    progress: ProgressHook | None,
+    measure: LatencyMeasurer,
 ) -> SearchResult:
-    """:func:`factory._search.run_search` with FLAML's trials on ``config.spark_master``.
+    """:func:`factory._search.run_search` with FLAML's trials on ``config.spark_master`` (it
+    calls this with its own arguments when ``config.engine == "spark"``).
 
     ``progress`` sees every trial once the search is over (the trials finish on the workers).
     """

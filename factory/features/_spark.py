@@ -30,19 +30,8 @@ import pandas as pd
 
 from factory.errors import FactoryInputError
 
-from ._columns import (
-    AMOUNT,
-    CATEGORY,
-    COUNTRY,
-    CUSTOMER_ID,
-    INVOICE_ID,
-    IS_RETURN,
-    PRODUCT,
-    QUANTITY,
-    TIMESTAMP,
-    UNIT_PRICE,
-    LogColumns,
-)
+from . import _columns
+from ._columns import AMOUNT, CATEGORY, COUNTRY, CUSTOMER_ID, INVOICE_ID, IS_RETURN, PRODUCT, QUANTITY, TIMESTAMP
 from ._customer import FEATURE_COLUMNS
 from ._log import _CSV, _PARQUET, _TSV, NON_MERCHANDISE, _check_columns, _choose_columns
 from ._params import as_cutoff, positive_number
@@ -158,7 +147,7 @@ def _timestamps(raw: DataFrame, name: str, fmt: str | None) -> Column:
 
 
 def spark_transactions(
-    spark: SparkSession, path: str | Path, columns: LogColumns | None = None, *, drop_duplicates: bool = False
+    spark: SparkSession, path: str | Path, columns: _columns.LogColumns | None = None, *, drop_duplicates: bool = False
 ) -> tuple[DataFrame, CleaningReport]:
     """:func:`factory.features.load_transactions` on Spark: the cleaned log and its report.
 
@@ -187,7 +176,7 @@ def spark_transactions(
         CUSTOMER_ID: _customer_ids(raw, columns.customer_id),
         TIMESTAMP: _timestamps(raw, columns.timestamp, columns.timestamp_format),
         QUANTITY: quantity,
-        UNIT_PRICE: unit_price,
+        _columns.UNIT_PRICE: unit_price,
         AMOUNT: amount,
     }
     cancelled = F.lit(False)
@@ -209,7 +198,7 @@ def spark_transactions(
     canonical[AMOUNT] = F.when(cancelled, -F.abs(amount)).otherwise(amount)  # as pandas: a cancellation subtracts
 
     frame = raw.select(*(value.alias(key) for key, value in canonical.items()), cancelled.alias("_cancelled"))
-    price = F.col(UNIT_PRICE)
+    price = F.col(_columns.UNIT_PRICE)
     rules = {
         "missing_customer": F.col(CUSTOMER_ID).isNotNull(),
         "bad_timestamp": F.col(TIMESTAMP).isNotNull(),
@@ -390,7 +379,7 @@ def spark_customer_features(log: DataFrame, cutoff: pd.Timestamp | str, *, dorma
 
 
 def load_log_spark(
-    path: str | Path, *, master: str | None = None, columns: LogColumns | None = None, session: Any = None
+    path: str | Path, *, master: str | None = None, columns: _columns.LogColumns | None = None, session: Any = None
 ) -> LoadedLog:
     """:func:`factory.features._table.load_log` on Spark (the session from ``factory._spark``)."""
     from pyspark.sql import functions as F
