@@ -16,7 +16,8 @@ from edge_runtime._settings import Settings
 from edge_runtime.cli._common import UsageError, open_outbox, settings_from, stop_on_sigterm
 from edge_runtime.client import HeadOfficeClient, RetryPolicy
 from edge_runtime.exceptions import ModelLoadError, SyncError
-from edge_runtime.sync import DriftSpool, SyncClient, SyncReport
+from edge_runtime.runtime import customer_state_path_for
+from edge_runtime.sync import DriftSpool, ErasureTarget, SyncClient, SyncReport
 from edge_runtime.updates import ModelUpdater
 
 __all__ = ["register"]
@@ -107,7 +108,12 @@ def run_sync(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     settings = settings_from(args)
     head_office = head_office_from(args, settings)
     try:
-        client = SyncClient(head_office, batch_size=args.batch_size)
+        client = SyncClient(
+            head_office,
+            batch_size=args.batch_size,
+            privacy=settings.privacy_budget(),  # noised aggregates (docs/PRIVACY.md); None if EDGESEG_DP_EPSILON=0
+            erasure=ErasureTarget(settings.outbox, customer_state_path_for(settings.outbox)),
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     spool = DriftSpool.for_outbox(settings.outbox)

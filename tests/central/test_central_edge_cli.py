@@ -38,6 +38,7 @@ def test_sync_command_sends_the_outbox(central, tmp_path, monkeypatch, capsys) -
     args = ["sync", "--central", central.url, "--allow-http", "--device-id", device["id"],
             "--outbox", str(outbox_path), "--batch-size", "50"]  # fmt: skip
 
+    monkeypatch.setenv("EDGESEG_DP_EPSILON", "0")  # exact drift counts here; noised: the test below
     monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", "wrong")
     assert main(args) == 1
     assert capsys.readouterr().err == (
@@ -66,6 +67,32 @@ def test_sync_command_sends_the_outbox(central, tmp_path, monkeypatch, capsys) -
     assert (drift["device_id"], drift["rows"], sorted(drift["psi"])) == (device["id"], 6, sorted(counts))
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["drift_reports"] == 0  # nothing new, nothing sent
+
+
+def test_sync_command_sends_noised_aggregates_by_default(central, tmp_path, monkeypatch, capsys) -> None:
+    """Privacy by design (docs/PRIVACY.md): without EDGESEG_DP_EPSILON the drift counts and the
+    segment mix leave the device only as a noised report spending the default daily budget."""
+    from edge_runtime.cli import main
+
+    device = central.call("POST", "/v1/devices", {"store": "s1"})
+    outbox_path = tmp_path / "outbox.db"
+    outbox = Outbox(outbox_path, device_id=device["id"])
+    fill_outbox(outbox, 30)
+    outbox.close()
+    DriftSpool.for_outbox(outbox_path).save({
+        "model_version": MODEL_VERSION, "rows": 30,
+        "inputs": {"recency_days": {"counts": [10, 10, 5, 5]}, "country": {"counts": [20, 5, 3, 2]}},
+    })  # fmt: skip
+    monkeypatch.delenv("EDGESEG_DP_EPSILON", raising=False)
+    monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", device["token"])
+    args = ["sync", "--central", central.url, "--allow-http", "--device-id", device["id"], "--outbox", str(outbox_path)]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["stored"], report["private_reports"], report["drift_reports"]) == (30, 1, 0)
+    budget = central.call("GET", f"/v1/privacy/budgets/{device['id']}")
+    assert (budget["reports"], budget["epsilon_spent"], budget["epsilon_limit"]) == (1, 0.25, 1.0)
+    [drift] = central.call("GET", "/v1/stats/drift")
+    assert drift["device_id"] == device["id"] and sorted(drift["psi"]) == ["country", "recency_days"]
 
 
 def test_update_command_refuses_a_model_that_cannot_load(
