@@ -3,7 +3,10 @@
 Routes:
 
 * ``POST /classify`` -- body: one JSON record -> ``200 {"segment", "probabilities",
-  "model_version", "seq"}``; or ``{"records": [...]}`` -> ``200 {"results": [...]}``.
+  "model_version", "seq", "missing_inputs", "unknown_categories"}``; or a JSON list of records
+  (or ``{"records": [...]}``) -> ``200 {"results": [...]}`` (all validated before any is
+  classified). ``?explain=true`` adds ``"explanation"`` (per input, how much it moved the
+  chosen segment's probability) to each result; explanations are never stored in the outbox.
   A schema violation -> ``422 {"detail", "field", "rule", "row"}``; unreadable JSON -> 400;
   a body over 1 MiB -> 413; the outbox failing -> 503 (nothing was returned, so nothing lost).
 * ``POST /events`` -- body: one till event (docs: edge_runtime.customer_state) -> the event is
@@ -179,19 +182,19 @@ class _Handler(BaseHTTPRequestHandler):
         if route.path == "/events":
             self._events(parse_qs(route.query))
             return
-        if self.path != "/classify":
+        if route.path != "/classify":
             self._refuse(404, f"no route POST {self.path}")
+            return
+        query = parse_qs(route.query, keep_blank_values=True)
+        explain = query.pop("explain", ["false"])
+        if query or len(explain) != 1 or explain[0] not in ("true", "false", "1", "0"):
+            self._refuse(400, "POST /classify takes one optional query parameter, 'explain' (true or false)")
             return
         ok, body = self._read_json_body()
         if not ok:
             return
         try:
-            if isinstance(body, dict) and set(body) == {"records"} and isinstance(body["records"], list):
-                records = body["records"]
-                results = [r.to_dict() for r in self.runtime.classify_many(records)] if records else []
-                self._send(200, {"results": results})
-            else:
-                self._send(200, self.runtime.classify(body).to_dict())
+            self._send(200, self._classify(body, explain[0] in ("true", "1")))
         except SchemaError as exc:
             self._send(
                 HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -200,6 +203,19 @@ class _Handler(BaseHTTPRequestHandler):
         except OutboxError as exc:
             logger.error("classification not stored: %s", exc)
             self._send(503, {"detail": str(exc)})
+
+    def _classify(self, body: Any, explain: bool) -> dict[str, Any]:
+        """One record -> its result; a list (or ``{"records": [...]}``) -> ``{"results": [...]}``."""
+        if isinstance(body, dict) and set(body) == {"records"} and isinstance(body["records"], list):
+            body = body["records"]
+        if not isinstance(body, list):
+            return self.runtime.classify(body, explain=explain).to_dict()
+        if not body:
+            return {"results": []}
+        if not explain:
+            return {"results": [r.to_dict() for r in self.runtime.classify_many(body)]}
+        self.runtime.classifier.encode(body)  # every record valid before any is stored
+        return {"results": [self.runtime.classify(record, explain=True).to_dict() for record in body]}
 
     def _events(self, query: dict[str, list[str]]) -> None:
         """``POST /events``: apply one till event, answer the customer's segment after it."""

@@ -134,7 +134,14 @@ def load_verified_artifact(
     for name, path in paths.items():
         if not path.is_file():
             raise ModelLoadError(f"artifact {str(folder)!r} has no {name}")
-    manifest = verify_manifest_bytes(paths[MANIFEST_FILE].read_bytes(), paths[SIGNATURE_FILE].read_bytes(), key)
+    manifest_data = paths[MANIFEST_FILE].read_bytes()
+    try:
+        manifest = verify_manifest_bytes(manifest_data, paths[SIGNATURE_FILE].read_bytes(), key)
+    except SignatureError as exc:
+        hint = _wrong_key_hint(manifest_data, public_key, key) if "does not verify" in str(exc) else None
+        if hint is None:  # malformed, or signed by this very key and then changed: tampering
+            raise
+        raise SignatureError(f"{exc}; {hint}") from exc
     model_bytes = paths[MODEL_FILE].read_bytes()
     actual = hashlib.sha256(model_bytes).hexdigest()
     if actual != manifest.onnx_sha256:
@@ -142,6 +149,30 @@ def load_verified_artifact(
             f"{MODEL_FILE} sha256 {actual[:16]}… does not match the signed manifest ({manifest.onnx_sha256[:16]}…)"
         )
     return manifest, model_bytes
+
+
+def _wrong_key_hint(
+    manifest_data: bytes, given: str | Path | bytes | Ed25519PublicKey, key: Ed25519PublicKey
+) -> str | None:
+    """Which key signed the artifact, which one this device trusts and where that came from.
+
+    The artifact's key id is read from the (unverified) manifest only to name it: a refusal
+    from a device holding another factory's key must say so, not just "does not verify".
+    None when the manifest names no other key (then the bytes changed, not the key).
+    """
+    try:
+        signing = json.loads(manifest_data).get("signing") or {}
+        claimed = signing.get("key_id") if isinstance(signing, dict) else None
+    except (ValueError, AttributeError):
+        claimed = None
+    if not isinstance(claimed, str) or claimed == key_id(key):
+        return None
+    source = f"{str(given)!r}" if isinstance(given, (str, Path)) else "the key object passed in"
+    return (
+        f"the artifact was signed with key {claimed}, the trusted key {key_id(key)} was read from {source}; "
+        "point EDGESEG_PUBLIC_KEY (or --public-key; EDGESEG_KEY_DIR for the key folder) at the factory's "
+        "signing_key.pub.pem"
+    )
 
 
 def load_float_graph(artifact_dir: str | Path, manifest: Manifest) -> bytes | None:

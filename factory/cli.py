@@ -236,8 +236,10 @@ def _summary(result: BuildResult, console: Any) -> None:
             "—" if chosen is None else f"{chosen:.4f}"
         )
         table.add_row("baselines (validation)", f"{metric}: " + " · ".join(shown) + f"; exported {exported}")
-    table.add_row("artifact", f"{result.artifact_dir}  ({CARD_HTML_FILE})")
     console.print(table)
+    # The path on its own line, never wrapped or cut at the terminal's width: users copy it.
+    console.print(f"artifact (model card: {CARD_HTML_FILE}):", highlight=False)
+    console.print(str(result.artifact_dir), soft_wrap=True, highlight=False, markup=False)
 
 
 def _default_job(args: argparse.Namespace, console: Any) -> tuple[Any, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def load_or_create_key(key_dir: Path | None = None) -> Ed25519PrivateKey:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     (folder / PUBLIC_KEY_NAME).write_bytes(public_pem)
+    logging.getLogger("factory").warning(
+        "created a new signing key pair in %s: %s (private, mode 0600; keep it off exported_models/ and git) "
+        "and %s (give it to devices and central: EDGESEG_PUBLIC_KEY)",
+        folder, PRIVATE_KEY_NAME, PUBLIC_KEY_NAME,
+    )  # fmt: skip
     return key
 
 

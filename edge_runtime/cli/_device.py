@@ -131,6 +131,8 @@ def _records(stream: Iterable[str], fmt: str, number_fields: frozenset[str]) -> 
                 continue
             try:
                 yield number, json.loads(line)
+            except json.JSONDecodeError as exc:  # its own "line 1" is the record's, not the file's
+                yield number, ValueError(f"invalid JSON: {exc.msg} (column {exc.pos + 1})")
             except ValueError as exc:
                 yield number, ValueError(f"invalid JSON: {exc}")
         return
