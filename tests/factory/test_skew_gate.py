@@ -166,7 +166,7 @@ def transaction_logs(draw: st.DrawFn, days: int = 45) -> tuple[pd.DataFrame, dic
                 "timestamp": ts,
                 "quantity": quantity,
                 "unit_price": price,
-                "amount": quantity * price,
+                "amount": -abs(quantity * price) if kind == "cancel" else quantity * price,  # the cleaning rule
                 "is_return": quantity < 0 or kind == "cancel",
                 "invoice_id": invoice,
                 "product": product,
