@@ -334,6 +334,12 @@ class OutcomesPublic(BaseModel):
     accuracy: AccuracyPublic
 
 
+class DeviceOutcomesPublic(BaseModel):
+    """What a device learns back from its outcome report: only how many were stored."""
+
+    stored: int
+
+
 class SegmentMixRow(BaseModel):
     store: str
     day: str

@@ -26,6 +26,7 @@ from edge_runtime.customer_state import CustomerState, FeatureProgram, NoFeature
 from edge_runtime.drift import DriftHistograms
 from edge_runtime.exceptions import ModelLoadError, OutboxError, SchemaError
 from edge_runtime.outbox import Outbox
+from edge_runtime.outcomes import OutcomeSpool
 from edge_runtime.state_snapshot import SECRET_CHECK_ID, SnapshotError, SnapshotInfo, install_snapshot
 
 __all__ = ["CustomerResult", "Observed", "Runtime", "customer_ref_for", "customer_state_path_for"]
@@ -337,6 +338,22 @@ class Runtime:
                 snapshot_dir, key, self.customer_state_path, program=program,
                 secret_check=self.customer_ref(SECRET_CHECK_ID), replace=replace,
             )  # fmt: skip
+
+    def report_outcome(self, customer_id: str | int, actual_segment: str) -> str:
+        """Record what a customer turned out to be, keyed by their ref; returns the ref.
+
+        Stored in the outbox file (``edge_runtime.outcomes``) and sent by ``sync``, so head
+        office measures accuracy without this deployment's secret. ValueError when the segment
+        is not a class of the served model (a typo must not count as a wrong prediction).
+        """
+        classes = self._active[0].classes
+        if actual_segment not in classes:
+            raise ValueError(
+                f"outcome segment {actual_segment!r} is not a class of model {self.model_version}: {list(classes)}"
+            )
+        ref = self.customer_ref(customer_id)
+        OutcomeSpool(self.outbox.path).add(ref, actual_segment)
+        return ref
 
     # ------------------------------------------------------------------ state
     def drift_snapshot(self, *, reset: bool = False) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from edge_runtime._settings import Settings
 from edge_runtime.cli._common import UsageError, open_outbox, settings_from, stop_on_sigterm
 from edge_runtime.client import HeadOfficeClient, RetryPolicy
 from edge_runtime.exceptions import ModelLoadError, SyncError
+from edge_runtime.outcomes import OutcomeSpool, send_outcomes
 from edge_runtime.runtime import customer_state_path_for
 from edge_runtime.sync import DriftSpool, ErasureTarget, SyncClient, SyncReport
 from edge_runtime.updates import ModelUpdater
@@ -119,10 +120,17 @@ def run_sync(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     spool = DriftSpool.for_outbox(settings.outbox)
     failed = False
 
+    outcomes = OutcomeSpool(settings.outbox)
+
     def show(outcome: SyncReport | SyncError) -> None:
         nonlocal failed
         if isinstance(outcome, SyncReport):
-            stdout.write(json.dumps(outcome.to_dict() | {"errors": len(outcome.errors)}) + "\n")
+            try:  # the till's own outcomes (edge_runtime.outcomes) go with every round
+                sent = send_outcomes(head_office.request_json, settings.device_id, outcomes)
+            except SyncError as exc:
+                show(exc)
+                sent = 0
+            stdout.write(json.dumps(outcome.to_dict() | {"errors": len(outcome.errors), "outcomes_sent": sent}) + "\n")
             stdout.flush()
         else:
             failed = True

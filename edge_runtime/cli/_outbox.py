@@ -17,7 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge_runtime.cli._common import UsageError, settings_from
+from edge_runtime.cli._common import UsageError, add_model_arguments, close_runtime, open_runtime, settings_from
 
 __all__ = ["register", "rehome_outbox"]
 
@@ -26,7 +26,13 @@ DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def register(sub: Any) -> None:
-    """Add ``outbox rehome`` to ``edge-runtime``'s subparsers."""
+    """Add ``outbox rehome`` and ``outcome`` to ``edge-runtime``'s subparsers."""
+    p = sub.add_parser("outcome", help="record what a customer turned out to be (sent by sync, for accuracy)")
+    p.add_argument("customer_id", help="the raw customer id (pseudonymised here, never sent)")
+    p.add_argument("segment", help="the segment the customer turned out to be (a class of the model)")
+    add_model_arguments(p, runtime=True)
+    p.set_defaults(handler=run_outcome)
+
     outbox = sub.add_parser("outbox", help="manage this device's outbox file")
     commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="COMMAND")
     p = commands.add_parser("rehome", help="move an outbox that was never synced to another device id")
@@ -69,6 +75,20 @@ def rehome_outbox(path: Path, device_id: str) -> dict[str, Any]:
     finally:
         db.close()
     return {"outbox": str(path), "from": old, "to": device_id, "unsynced": unsynced}
+
+
+def run_outcome(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Store one outcome by the customer's ref in the outbox file; ``sync`` sends it."""
+    settings = settings_from(args)
+    runtime = open_runtime(settings)
+    try:
+        ref = runtime.report_outcome(args.customer_id, args.segment)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    finally:
+        close_runtime(runtime, settings)
+    stdout.write(json.dumps({"customer_ref": ref, "actual_segment": args.segment}) + "\n")
+    return 0
 
 
 def run_rehome(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

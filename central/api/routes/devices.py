@@ -11,11 +11,13 @@ from central.schemas import (
     DeviceCreated,
     DeviceEventCreate,
     DeviceEventPublic,
+    DeviceOutcomesPublic,
     DevicePublic,
     ModelReportCreate,
     ModelReportPublic,
+    OutcomesCreate,
 )
-from central.services import devices
+from central.services import devices, outcomes
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -59,6 +61,16 @@ def post_device_event(
     "epoch_new", "at", "detail"?}`` when it moved a corrupt outbox aside and started a new epoch."""
     event = devices.record_device_event(session, device, body)
     return DeviceEventPublic.model_validate(event, from_attributes=True)
+
+
+@creates(router, "/{device_id}/outcomes", DeviceOutcomesPublic, DEVICE_ERRORS)
+def post_device_outcomes(
+    device_id: str, body: OutcomesCreate, device: OwnDevice, session: SessionDep
+) -> DeviceOutcomesPublic:
+    """A till reports what its customers turned out to be, keyed by the same ``customer_ref`` its
+    results carry (``edge-runtime outcome``): head office measures accuracy without holding any
+    device's secret. The newest outcome per customer wins; resending is harmless."""
+    return DeviceOutcomesPublic(stored=outcomes.record_outcomes(session, body.outcomes))
 
 
 @creates(router, "/{device_id}/model-report", ModelReportPublic, DEVICE_ERRORS)
