@@ -69,7 +69,12 @@ def _retail() -> LoadedDataset:
             f"default job: UCI Online Retail log → RFM+X features at cutoff {str(info['cutoff'])[:10]} "
             f"→ 90-day value tier ({len(table)} customers)"
         ),
-        build_extra={"label_rule": info.get("thresholds"), "source_name": "online_retail.parquet"},
+        build_extra={
+            "label_rule": info.get("thresholds"),
+            "source_name": "online_retail.parquet",
+            # The feature program and skew gate go to the manifest: benchmarks/till.py needs them.
+            "data_report": {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in info.items()},
+        },
     )
 
 

@@ -259,6 +259,44 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
+def _till_blocks(till: dict[str, Any]) -> list[Block]:
+    """Issue 11's numbers: the till's transaction → segment, replay, a store's state, cold start."""
+    blocks: list[Block] = [Heading(3, "At the till: transaction → segment (benchmarks/till.py)")]
+    if till.get("status") != "ok":
+        return blocks + [Para(f"{till.get('status', 'pending')}: {till.get('note', '')}")]
+    d = till["data"]
+    t = d["transaction_to_segment"]
+    rows = [
+        [label, f"{_num(t[key]['p50_us'])} µs", f"{_num(t[key]['p99_us'])} µs"]
+        for key, label in (
+            ("observe_and_classify", "transaction → segment: observe (5 lines) + classify_customer"),
+            ("observe", "observe alone (state committed)"),
+            ("classify_customer", "classify_customer alone (result committed to the outbox)"),
+        )
+    ]
+    blocks.append(Table([f"per event, {t['events']:,} events, durability {t['durability']}", "p50", "p99"], rows))
+    replay, store, cold = d["replay"], d["store_state"], d["cold_start"]
+    replay_rate = _rate(replay["lines_per_s"]).replace("/s", " lines/s")
+    blocks.append(
+        Table(
+            ["till state", "measured"],
+            [
+                ["replay of the bundled log", f"{replay['lines']:,} lines, {replay_rate}"],
+                [
+                    f"a store's state, {store['customers']:,} customers",
+                    f"{store['mb']} MB on disk ({store['mean_distinct_products']} distinct products per customer)",
+                ],
+                [
+                    "cold start on that state (Runtime → first segment)",
+                    f"{cold['open_to_segment_ms']} ms (+ {cold['imports_ms']} ms imports; "
+                    f"process {cold['process_wall_ms']} ms)",
+                ],
+            ],
+        )  # fmt: skip
+    )
+    return blocks
+
+
 def _central_blocks(
     central: dict[str, Any], title: str = "Central ingest throughput (benchmarks/central_ingest.py)"
 ) -> list[Block]:
@@ -421,6 +459,13 @@ def _durable_rows(results: dict[str, Any]) -> list[list[str]]:
             value = data.get(key)
             if isinstance(value, dict) and "p50_us" in value:
                 rows.append([label, f"{_num(value['p50_us'])} µs", f"{_num(value.get('p99_us'))} µs"])
+    till = results.get("till", {})
+    if till.get("status") == "ok":
+        value = till["data"]["transaction_to_segment"]["observe_and_classify"]
+        rows.append([
+            "till: transaction → segment (observe a 5-line basket + classify_customer), default durability",
+            f"{_num(value['p50_us'])} µs", f"{_num(value['p99_us'])} µs",
+        ])  # fmt: skip
     central = results.get("central_ingest", {})
     if central.get("status") == "ok":
         backends = central["data"].get("backends", {})
@@ -627,6 +672,7 @@ def render_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[Block]
 
     blocks.append(Heading(2, "6. Outbox and central ingest"))
     blocks += _edge_blocks(results.get("edge_runtime", {"status": "pending", "note": "not run"}))
+    blocks += _till_blocks(results.get("till", {"status": "pending", "note": "not run"}))
     blocks += _central_blocks(results.get("central_ingest", {"status": "pending", "note": "not run"}))
     blocks += _central_blocks(
         results.get("central_fleet", {"status": "pending", "note": "not run"}),

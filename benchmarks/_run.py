@@ -26,6 +26,8 @@ from benchmarks._machine import load_average, machine_info
 
 __all__ = ["REPO", "bench_dataset", "run_bench"]
 
+TILL_SCRIPT = Path(__file__).resolve().parent / "till.py"  # the till's numbers (issue 11)
+
 REPO = Path(__file__).resolve().parents[1]
 
 Log = Callable[[str], None]
@@ -272,6 +274,7 @@ def run_bench(
         load_or_create_key(key_dir)
         public_key = key_dir / PUBLIC_KEY_NAME
         edge_artifact: Path | None = None
+        till_artifact: Path | None = None  # the default job's model: it has a feature program
         for name in selected:
             spec = DATASETS[name]
             missing = spec.missing_note()
@@ -290,6 +293,7 @@ def run_bench(
                 }
                 continue
             edge_artifact = edge_artifact or artifact
+            till_artifact = artifact if name == "retail" else till_artifact
         log("edge runtime script (outbox, Runtime) and central ingest script")
         if edge_artifact is not None:
             edge_args = ["--artifact", str(edge_artifact), "--public-key", str(public_key)]
@@ -302,6 +306,12 @@ def run_bench(
                 )
         else:
             results["edge_runtime"] = {"status": "skipped", "note": "no dataset produced an artifact"}
+        if till_artifact is not None:  # transaction → segment at the till (issue 11)
+            log("till: transaction → segment, log replay, a store's state (benchmarks/till.py)")
+            till_args = ["--artifact", str(till_artifact), "--public-key", str(public_key)]
+            results["till"] = run_script(TILL_SCRIPT, till_args, mode=cfg.mode, timeout_s=cfg.external_timeout_s)
+        else:
+            results["till"] = {"status": "skipped", "note": "the retail job produced no model"}
         results["central_ingest"] = run_script(
             CENTRAL_SCRIPT, list(cfg.central_script_args), mode=cfg.mode, timeout_s=cfg.external_timeout_s
         )
