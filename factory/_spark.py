@@ -20,8 +20,10 @@ SQL time zone is set to UTC (a session-level setting).
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 from factory._settings import DEFAULT_SPARK_MASTER
+from factory.errors import FactoryInputError
 
 __all__ = ["DEFAULT_SPARK_MASTER", "local_cores", "require_pyspark", "spark_session"]
 
@@ -47,12 +50,12 @@ appender.console.layout.pattern = spark %p %c{1}: %m%n
 """
 
 
-def require_pyspark(what: str) -> None:
-    """Raise ImportError with the install command when pyspark is not installed."""
+def require_pyspark(what: str, module: str = "pyspark") -> None:
+    """Raise ImportError with the install command when ``module`` (of the spark extra) is missing."""
     try:
-        import pyspark  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"{what} requires pyspark; install it with pip install 'edgeseg[spark]'") from None
+        raise ImportError(f"{what} requires {module}; install it with pip install 'edgeseg[spark]'") from None
 
 
 def _log_config() -> Path:
@@ -82,7 +85,9 @@ def spark_session(
     ``conf`` adds Spark settings (e.g. ``{"spark.driver.memory": "6g"}``); they apply only when
     a new session is started, like every setting that configures the JVM.
     """
-    require_pyspark(f"Spark master {master!r}")
+    require_pyspark("--engine spark")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise FactoryInputError("--engine spark needs Java 17 or newer: no java on PATH and JAVA_HOME is not set")
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -92,7 +97,6 @@ def spark_session(
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log_config()}",
-        "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log_config()}",
     }
     if is_local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -50,7 +50,7 @@ from factory._search import (
     _BudgetedMetric,
     flaml_arguments,
 )
-from factory._spark import local_cores, spark_session
+from factory._spark import local_cores, require_pyspark, spark_session
 
 __all__ = ["SparkBudgetedMetric", "concurrent_trials", "run_spark_search", "warm_workers"]
 
@@ -146,6 +146,7 @@ def run_spark_search(
     ``progress`` sees every trial once the search is over (the trials finish on the workers).
     """
     session = spark_session(config.spark_master)
+    require_pyspark("The search on Spark", "joblibspark")
     n_trials = concurrent_trials(config.spark_master, session)
     os.environ["FLAML_MAX_CONCURRENT"] = str(n_trials)
     warm_workers(session, n_trials)

@@ -120,3 +120,7 @@ def test_missing_pyspark_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ImportError) as caught:
         require_pyspark("--engine spark")
     assert str(caught.value) == "--engine spark requires pyspark; install it with pip install 'edgeseg[spark]'"
+    monkeypatch.setitem(sys.modules, "joblibspark", None)
+    with pytest.raises(ImportError) as caught:
+        require_pyspark("The search on Spark", "joblibspark")
+    assert str(caught.value) == "The search on Spark requires joblibspark; install it with pip install 'edgeseg[spark]'"
