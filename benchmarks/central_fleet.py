@@ -122,6 +122,10 @@ def _build_batches(device: Device, model_version: str, epoch: str, batches: int,
     device.sent = seq
 
 
+# uvicorn closes a keep-alive connection idle for 5 s; a device reconnects after a longer pause.
+IDLE_RECONNECT_S = 4.0
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection: the cheapest client a single process can run."""
 
@@ -129,8 +133,11 @@ class Connection:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.used = 0.0
 
     async def request(self, path: str, body: bytes, token: str, gzipped: bool) -> tuple[int, bytes]:
+        if self.writer is not None and time.monotonic() - self.used > IDLE_RECONNECT_S:
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
@@ -147,7 +154,9 @@ class Connection:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
-        return status, await self.reader.readexactly(length)
+        payload = await self.reader.readexactly(length)
+        self.used = time.monotonic()
+        return status, payload
 
     def close(self) -> None:
         if self.writer is not None:
@@ -439,6 +448,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "uvicorn_workers": args.workers,
         "pool_size_per_worker": args.pool_size,
         "cpus": os.cpu_count(),
+        # The machine may be shared: a load average above the core count lowers every figure.
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "backends": {},
     }
     with tempfile.TemporaryDirectory(prefix="edgeseg-fleet-") as tmp:
@@ -459,6 +470,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     drop()
             else:
                 raise SystemExit(f"unknown backend {backend!r} (sqlite, postgresql)")
+    out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
