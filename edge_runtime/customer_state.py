@@ -1072,7 +1072,7 @@ class CustomerState(AbstractContextManager["CustomerState"]):
             "tenure_days": (at - c.first) / _US_PER_DAY,
             "avg_basket_value": gross / baskets,
             "avg_basket_items": items / baskets,
-            "return_rate": min(max(-returns / gross, 0.0), 1.0),
+            "return_rate": min(max(-returns / gross, 0.0), 1.0) + 0.0,  # + 0.0: no "-0.0" in a record
         }
         if program.products:
             record["product_breadth"] = float(len(c.products) // 4)
