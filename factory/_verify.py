@@ -127,40 +127,54 @@ def verify(
     rejected: list[dict[str, Any]] = []
     parity_failed = False
     refit = _refitter(searched, dataset) if config.refit_full else None
-    refit_rows = 0 if refit is None else len(dataset.split.train) + len(dataset.split.validation)
-    for candidate in search.candidates:
-        model, graph = candidate.model, candidate.graph
-        if refit is not None:
-            model, graph = refit(candidate)
+    n_refit = len(dataset.split.train) + len(dataset.split.validation)
+
+    def attempt(candidate: Candidate, model: Any, graph: onnx.ModelProto, refit_rows: int) -> Verified | str:
+        """The Verified artifact of one (model, graph), or why it was refused."""
+        nonlocal parity_failed
         model_bytes = graph.SerializeToString()
         session = make_session(model_bytes)
         native = _native_proba(searched.preprocessor, model)
         try:
             parity = check_parity(session, native, test, dataset.schema, dataset.classes, stressed=stressed)
         except ParityError as exc:
-            reason = str(exc)
             parity_failed = True
-        else:
-            floated = gate_float_graph(graph, native, test, dataset.schema, dataset.classes, stressed)
-            float_graph = floated if isinstance(floated, FloatGraphExport) else None
-            # Timed as the device will run it (the float graph when it passed its gate), on a
-            # fresh session, as the search timed it and as a till's single-row session is: the
-            # gate's batch run grows a session's memory arena, measured ~1.5 µs slower per row.
-            timed, feeds = (model_bytes, context.latency_feeds)
-            if float_graph is not None:
-                timed, feeds = device_timing(model_bytes, context.latency_feeds, *context.widths)
-            latency = measure(make_session(timed), feeds, context.profile)
-            # Beside the search's own measurement in search_log.jsonl: did the search predict it?
-            candidate.trial.remeasured_p50_us, candidate.trial.remeasured_p99_us = latency.p50_us, latency.p99_us
-            if latency.p99_us <= budgets.latency_p99_us and len(model_bytes) <= budgets.size_bytes:
-                labels, proba = onnx_predict(session, test, dataset.schema)
-                return Verified(
-                    candidate, model_bytes, session, parity, latency, stressed, labels, proba, rejected, float_graph,
-                    model=model, refit_rows=refit_rows,
-                )  # fmt: skip
-            reason = f"re-measured p99 {latency.p99_us:.1f} µs, {len(model_bytes)} bytes"
-        failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {reason}")
-        rejected.append({"trial_index": candidate.trial.index, "reason": reason})
+            return str(exc)
+        floated = gate_float_graph(graph, native, test, dataset.schema, dataset.classes, stressed)
+        float_graph = floated if isinstance(floated, FloatGraphExport) else None
+        # Timed as the device will run it (the float graph when it passed its gate), on a
+        # fresh session, as the search timed it and as a till's single-row session is: the
+        # gate's batch run grows a session's memory arena, measured ~1.5 µs slower per row.
+        timed, feeds = (model_bytes, context.latency_feeds)
+        if float_graph is not None:
+            timed, feeds = device_timing(model_bytes, context.latency_feeds, *context.widths)
+        latency = measure(make_session(timed), feeds, context.profile)
+        # Beside the search's own measurement in search_log.jsonl: did the search predict it?
+        candidate.trial.remeasured_p50_us, candidate.trial.remeasured_p99_us = latency.p50_us, latency.p99_us
+        if latency.p99_us <= budgets.latency_p99_us and len(model_bytes) <= budgets.size_bytes:
+            labels, proba = onnx_predict(session, test, dataset.schema)
+            return Verified(
+                candidate, model_bytes, session, parity, latency, stressed, labels, proba, rejected, float_graph,
+                model=model, refit_rows=refit_rows,
+            )  # fmt: skip
+        return f"re-measured p99 {latency.p99_us:.1f} µs, {len(model_bytes)} bytes"
+
+    for candidate in search.candidates:
+        # The refit first (when asked); the candidate as searched — the graph the search timed —
+        # when the refit is refused, before moving on to the next candidate.
+        variants: list[tuple[Any, onnx.ModelProto, int]] = []
+        if refit is not None:
+            model, graph = refit(candidate)
+            if model is not candidate.model:
+                variants.append((model, graph, n_refit))
+        variants.append((candidate.model, candidate.graph, 0))
+        for model, graph, refit_rows in variants:
+            outcome = attempt(candidate, model, graph, refit_rows)
+            if isinstance(outcome, Verified):
+                return outcome
+            reason = outcome + (f" (refit on {refit_rows} rows)" if refit_rows else "")
+            failures.append(f"trial {candidate.trial.index} ({candidate.trial.learner}): {reason}")
+            rejected.append({"trial_index": candidate.trial.index, "reason": reason})
     if parity_failed:
         raise ParityError("no feasible candidate passed the parity gate: " + " | ".join(failures))
     closest = min(

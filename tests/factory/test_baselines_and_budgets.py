@@ -154,7 +154,7 @@ def test_the_search_log_shows_the_search_and_artifact_latency_and_the_build_fall
         patch.setattr("factory._build.verify", verify)
         result = build(
             _linear_table(seed=2), target="churn", out_dir=tmp_path, time_budget_s=8, learners=["lgbm"],
-            name="fallback", measure=remeasure,
+            name="fallback", measure=remeasure, refit_full=False,
         )  # fmt: skip
     candidates = result.search.candidates
     assert len(candidates) >= 3
@@ -195,3 +195,31 @@ def test_when_no_artifact_holds_the_error_names_the_closest(tmp_path: Path, monk
             name="none", measure=measure,
         )  # fmt: skip
     assert not (tmp_path / "none").exists()  # nothing written
+
+
+def test_a_refit_over_budget_falls_back_to_the_candidate_as_searched(tmp_path: Path) -> None:
+    """The refit has the searched hyperparameters but new trees: when its artifact re-measures over
+    budget, the same candidate as searched (the graph the search timed) is tried before the next."""
+    from factory import _verify
+    from factory._config import BuildConfig
+    from factory._stages import load_data, make_labels, search_models, split_data
+
+    config = BuildConfig(target="churn", time_budget_s=8, learners=["lgbm"], out_dir=tmp_path)
+    dataset = split_data(make_labels(load_data(_linear_table(seed=4), config), config), config)
+    searched = search_models(dataset, config, measure=lambda s, f, p: LatencyReport(5.0, 10.0, 400, p.scale))
+    calls = iter([90.0, 30.0])
+    verified = _verify.verify(
+        searched, dataset, config, measure=lambda s, f, p: LatencyReport(5.0, next(calls), 5000, p.scale)
+    )
+    best = searched.search.candidates[0]
+    assert verified.candidate is best and verified.native_model is best.model and verified.refit_rows == 0
+    n_fit = len(dataset.split.train) + len(dataset.split.validation)
+    ((rejected),) = verified.rejected
+    assert rejected["trial_index"] == best.trial.index
+    assert rejected["reason"].startswith("re-measured p99 90.0 µs") and rejected["reason"].endswith(
+        f"(refit on {n_fit} rows)"
+    )
+    refit_ok = _verify.verify(
+        searched, dataset, config, measure=lambda s, f, p: LatencyReport(5.0, 10.0, 5000, p.scale)
+    )
+    assert refit_ok.candidate is best and refit_ok.refit_rows == n_fit and refit_ok.native_model is not best.model

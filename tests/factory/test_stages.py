@@ -44,7 +44,9 @@ def _table(rows: int = 400, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def config() -> BuildConfig:
-    return BuildConfig(target="segment", id_column="ID", latency_budget_us=BUDGET_US, seed=0)
+    # refit_full=False: these tests are about the choice among candidates as the search left them
+    # (tests/factory/test_baselines_and_budgets.py covers the refit and its fall-back).
+    return BuildConfig(target="segment", id_column="ID", latency_budget_us=BUDGET_US, seed=0, refit_full=False)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +189,6 @@ def test_verify_refuses_an_artifact_over_the_size_budget_whatever_its_latency(
 
 def test_verify_skips_a_candidate_the_parity_gate_refuses(config: BuildConfig, dataset: Dataset) -> None:
     searched = _searched(dataset, swap_models=True)  # candidate 0: lgbm's graph, rf's model
-    config = config.replace(refit_full=False)  # a refit exports the graph again from the model
     measure = FixedLatency(10.0)
     verified = verify(searched, dataset, config, measure=measure)
     assert verified.candidate.trial.index == 1 and len(measure.calls) == 1  # the refused one is not timed
