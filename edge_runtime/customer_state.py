@@ -563,7 +563,10 @@ class _Customer:
         products = bytes(self.products)
         cats = array("I", self.categories).tobytes() + array("d", self.categories.values()).tobytes()
         countries = array("I", self.countries).tobytes() + array("I", self.countries.values()).tobytes()
-        recent = json.dumps([self.days, self.keys], separators=(",", ":"))
+        # A key whose applied lines are 0..n-1 (a whole basket, the usual case) is stored as n:
+        # the longest part of a row otherwise (a 60-line invoice is 200 bytes of line numbers).
+        keys = {k: [v[0], v[1], len(v[2])] if v[2] == list(range(len(v[2]))) else v for k, v in self.keys.items()}
+        recent = json.dumps([self.days, keys], separators=(",", ":"))
         return head, products, cats, countries, recent
 
     @classmethod
@@ -578,6 +581,9 @@ class _Customer:
         n = len(countries) // 8
         self.countries = dict(zip(array("I", countries[: 4 * n]), array("I", countries[4 * n :]), strict=True))
         self.days, self.keys = json.loads(recent)
+        for entry in self.keys.values():
+            if type(entry[2]) is int:
+                entry[2] = list(range(entry[2]))
         return self
 
 
