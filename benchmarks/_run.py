@@ -315,6 +315,10 @@ def run_bench(
         results["central_ingest"] = run_script(
             CENTRAL_SCRIPT, list(cfg.central_script_args), mode=cfg.mode, timeout_s=cfg.external_timeout_s
         )
+        from benchmarks.privacy_price import bench as privacy_price
+
+        log("privacy: PSI and segment-mix error vs epsilon (benchmarks/privacy_price.py)")
+        results["privacy"] = privacy_price(cfg.mode, log)
         if cfg.mode == "smoke":  # tests/central/test_central_fleet.py runs a small fleet instead
             results["central_fleet"] = {"status": "skipped", "note": "not in --smoke runs"}
         else:
@@ -337,5 +341,9 @@ def run_bench(
     results["meta"]["load_average_end"] = load_average()
     report_dir = _new_report_dir(out_root, started)
     write_report(results, report_dir)
+    if results["privacy"].get("status") == "ok":  # privacy.md/.json/.png beside report.md
+        from benchmarks.privacy_price import write as write_privacy
+
+        write_privacy(results["privacy"], report_dir)
     log(f"report: {report_dir / 'report.md'}")
     return report_dir

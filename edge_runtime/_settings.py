@@ -34,9 +34,9 @@ Variables (flags of ``edge-runtime`` override them; a config file is overridden 
 ``EDGESEG_SERVE_ALLOWED_ORIGINS`` comma-separated browser origins ``serve`` accepts (default
                             none: a request carrying an ``Origin`` header is refused)
 ``EDGESEG_DP_EPSILON``      differential-privacy budget ε per device per UTC day for the noised
-                            drift and segment-mix reports ``sync`` sends (default 1.0; ``0``
+                            drift and segment-mix reports ``sync`` sends (default 2.0; ``0``
                             sends exact counts: development only, docs/PRIVACY.md)
-``EDGESEG_DP_REPORTS_PER_DAY`` noised reports per UTC day, each spending ε / this (default 4)
+``EDGESEG_DP_REPORTS_PER_DAY`` noised reports per UTC day, each spending ε / this (default 1)
 ``EDGESEG_DP_MECHANISM``    ``laplace`` (default, pure ε-DP) or ``gaussian`` (needs δ)
 ``EDGESEG_DP_DELTA``        δ per day of the Gaussian mechanism (default 0; 1e-6 is typical)
 =========================== ================================================================

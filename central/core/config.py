@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     drift_psi_threshold: float = Field(default=0.2, gt=0)
     # Privacy (docs/PRIVACY.md). A device's noised reports may spend this much ε (and δ) per
     # UTC day; a report beyond is refused with 409 naming the budget. Same default as devices.
-    dp_epsilon_per_day: float = Field(default=1.0, gt=0)
+    dp_epsilon_per_day: float = Field(default=2.0, gt=0)
     dp_delta_per_day: float = Field(default=1e-6, ge=0, lt=1)
     # Head office never shows a store x day x segment cell (or an outcome count) built from
     # fewer customers than this: the dashboard and every export suppress it.

@@ -4,8 +4,11 @@
   (and ``delta``); central sums what it accepted per device and UTC day of receipt and refuses
   a report that would go beyond ``EDGESEG_DP_EPSILON_PER_DAY`` / ``_DELTA_PER_DAY`` with a 409
   naming the budget. A report is stored once per ``report_id`` (a resend spends nothing).
-* **Drift from noise.** PSI is computed on the noisy counts clamped at zero (post-processing)
-  and stored as an ordinary drift report, so the dashboard and ``/v1/stats/drift`` show it.
+* **Drift from noise.** PSI is computed on the noisy counts clamped at zero, minus the PSI the
+  noise alone adds to reference-shaped counts of that size (``psi_noise_bias``, simulated with
+  a generator seeded by the report id: the same report always gives the same number; all of
+  it post-processing), and stored as an ordinary drift report, so the dashboard and
+  ``/v1/stats/drift`` show it and flag it against the usual threshold.
 * **Federated statistics.** Per store and input, the sums of the noisy histograms: the
   reference a retrain can read (bins, per-store weights) without any raw row leaving a till.
 * **Erasure.** Deletes a customer's results and outcome at central, queues the erasure for
@@ -22,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -34,7 +38,7 @@ from central.services.models import is_rolled_out
 from central.services.results import content_hash
 from edge_runtime.artifact import NumberReference, StringReference
 from edge_runtime.drift import psi
-from edge_runtime.privacy import noise_scale
+from edge_runtime.privacy import noise_scale, psi_noise_bias
 
 __all__ = [
     "budget",
@@ -95,7 +99,8 @@ def record_private_report(
         select(PrivateReport).where(PrivateReport.device_id == device.id, PrivateReport.report_id == report.report_id)
     ).first()
     if existing is not None:  # a resend after a lost reply: already counted, spends nothing
-        values = _psi(reference_vectors(_registered_manifest(session, existing.model_version)), existing.histograms)
+        expected = reference_vectors(_registered_manifest(session, existing.model_version))
+        values = _psi(expected, existing.histograms, existing.mechanism, existing.noise_std, existing.report_id)
         return existing, values, budget(session, device.id, epsilon_limit=epsilon_limit, delta_limit=delta_limit)
     manifest = _registered_manifest(session, report.model_version)
     if not is_rolled_out(session, report.model_version, device.store):
@@ -123,6 +128,7 @@ def record_private_report(
             f"{delta_limit:g} for {spent.day} (UTC, EDGESEG_DP_DELTA_PER_DAY); this report asks {report.delta:g} more"
         )
     std_scale = noise_scale(report.mechanism, report.sensitivity, report.epsilon, report.delta)
+    noise_std = math.sqrt(2.0) * std_scale if report.mechanism == "laplace" else std_scale
     row = PrivateReport(
         device_id=device.id,
         report_id=report.report_id,
@@ -133,20 +139,19 @@ def record_private_report(
         epsilon=report.epsilon,
         delta=report.delta,
         sensitivity=report.sensitivity,
-        noise_std=math.sqrt(2.0) * std_scale if report.mechanism == "laplace" else std_scale,
+        noise_std=noise_std,
         histograms={k: list(v) for k, v in report.histograms.items()},
         segments=dict(report.segments),
         created_at=utc_now(),
     )
     session.add(row)
-    values = _psi(expected, report.histograms)
+    values = _psi(expected, report.histograms, report.mechanism, noise_std, report.report_id)
     if values:
-        sums = [sum(max(c, 0) for c in counts) for counts in report.histograms.values()]
         session.add(
             DriftReport(
                 device_id=device.id,
                 model_version=report.model_version,
-                rows=max(0, round(statistics.median(sums))),
+                rows=_rows(report.histograms),
                 psi=values,
                 max_psi=max(values.values()),
                 flagged=bool(flagged_inputs(values, threshold)),
@@ -158,9 +163,24 @@ def record_private_report(
     return row, values, after
 
 
-def _psi(expected: Mapping[str, list[float]], histograms: Mapping[str, list[int]]) -> dict[str, float]:
-    """PSI per input of noisy counts clamped at zero (post-processing of the noised release)."""
-    return {name: psi(expected[name], [max(int(c), 0) for c in counts]) for name, counts in histograms.items()}
+def _rows(histograms: Mapping[str, list[int]]) -> int:
+    """Rows a report counted, estimated from its noisy histograms (each sums to the rows)."""
+    sums = [sum(max(int(c), 0) for c in counts) for counts in histograms.values()]
+    return max(0, round(statistics.median(sums))) if sums else 0
+
+
+def _psi(
+    expected: Mapping[str, list[float]], histograms: Mapping[str, list[int]], mechanism: str, std: float, seed: str
+) -> dict[str, float]:
+    """Debiased PSI per input of noisy counts: PSI of the counts clamped at zero minus what the
+    noise alone adds (``edge_runtime.privacy.psi_noise_bias``), never below 0."""
+    rows = _rows(histograms)
+    rng = np.random.default_rng(int(seed, 16))
+    out = {}
+    for name, counts in histograms.items():
+        raw = psi(expected[name], [max(int(c), 0) for c in counts])
+        out[name] = round(max(0.0, raw - psi_noise_bias(expected[name], rows, mechanism, std, rng)), 12)
+    return out
 
 
 def federated_statistics(session: Session, model_version: str) -> dict[str, Any]:

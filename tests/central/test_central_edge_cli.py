@@ -90,7 +90,7 @@ def test_sync_command_sends_noised_aggregates_by_default(central, tmp_path, monk
     report = json.loads(capsys.readouterr().out)
     assert (report["stored"], report["private_reports"], report["drift_reports"]) == (30, 1, 0)
     budget = central.call("GET", f"/v1/privacy/budgets/{device['id']}")
-    assert (budget["reports"], budget["epsilon_spent"], budget["epsilon_limit"]) == (1, 0.25, 1.0)
+    assert (budget["reports"], budget["epsilon_spent"], budget["epsilon_limit"]) == (1, 2.0, 2.0)
     [drift] = central.call("GET", "/v1/stats/drift")
     assert drift["device_id"] == device["id"] and sorted(drift["psi"]) == ["country", "recency_days"]
 

@@ -44,22 +44,22 @@ def _report(device_id: str, budget: PrivacyBudget, seed: int, **counts: object) 
 
 def test_reports_beyond_the_daily_budget_are_refused_naming_it(api, device) -> None:
     headers = {"Authorization": f"Bearer {device['token']}"}
-    budget = PrivacyBudget(epsilon=1.0, reports_per_day=4)  # central's default limit is ε 1 a day
+    budget = PrivacyBudget(epsilon=2.0, reports_per_day=4)  # central's default limit is ε 2 a day
     first = _report(device["id"], budget, 0)
     answers = [
         api.client.post("/v1/privacy/reports", json=_report(device["id"], budget, i), headers=headers)
         for i in range(1, 5)
     ]
     assert [a.status_code for a in answers] == [201] * 4
-    assert answers[-1].json()["budget"]["epsilon_spent"] == pytest.approx(1.0)
+    assert answers[-1].json()["budget"]["epsilon_spent"] == pytest.approx(2.0)
     assert answers[0].json()["psi"].keys() == {"recency_days", "country"}
 
     refused = api.client.post("/v1/privacy/reports", json=first, headers=headers)
     assert refused.status_code == 409
     assert refused.json()["detail"].startswith(
-        f"privacy budget exhausted: device {device['id']!r} has spent epsilon 1 of its 1 for "
+        f"privacy budget exhausted: device {device['id']!r} has spent epsilon 2 of its 2 for "
     )
-    assert "(UTC, EDGESEG_DP_EPSILON_PER_DAY); this report asks 0.25 more" in refused.json()["detail"]
+    assert "(UTC, EDGESEG_DP_EPSILON_PER_DAY); this report asks 0.5 more" in refused.json()["detail"]
     # a resend of an accepted report (lost reply) is answered again and spends nothing
     again = api.client.post(
         "/v1/privacy/reports",
@@ -68,7 +68,7 @@ def test_reports_beyond_the_daily_budget_are_refused_naming_it(api, device) -> N
     )
     assert again.status_code == 201 and again.json()["budget"]["reports"] == 4
     spent = api.client.get(f"/v1/privacy/budgets/{device['id']}", headers=ADMIN).json()
-    assert spent["epsilon_spent"] == pytest.approx(1.0) and spent["reports"] == 4
+    assert spent["epsilon_spent"] == pytest.approx(2.0) and spent["reports"] == 4
     # each accepted report is a drift report too (PSI of the clamped noisy counts)
     drift = api.client.get("/v1/stats/drift", headers=ADMIN).json()
     assert [d["device_id"] for d in drift] == [device["id"]]
