@@ -224,13 +224,23 @@ def _summary(result: BuildResult, console: Any) -> None:
             f"labelled-only {hold['accuracy_labelled_only']:.4f} vs with propagated "
             f"{hold['accuracy_with_propagated']:.4f}",
         )
+    from factory.explain._baseline import display_name
+
     baseline = metrics.baseline or {}
     if baseline:  # our own baselines were candidates: what they scored where the choice was made
         shown = []
         for name, entry in baseline.items():
             found = entry.get("search") or {}
+            if not found:  # not a candidate (the default job's CLV baseline): shown on test below
+                theirs = entry["test"]
+                table.add_row(
+                    f"{display_name(name)} (test)",
+                    f"{metric} {theirs.get(metric, float('nan')):.4f} · accuracy {theirs['accuracy']:.4f} "
+                    f"(exported {test[metric]:.4f} · {test['accuracy']:.4f})",
+                )
+                continue
             quality = found.get("validation_quality")
-            shown.append(f"{name.replace('_', ' ')} {'—' if quality is None else f'{quality:.4f}'}")
+            shown.append(f"{display_name(name)} {'—' if quality is None else f'{quality:.4f}'}")
         chosen = metrics.validation_quality
         exported = f"{search.learner.removeprefix('baseline_').replace('_', ' ')} " + (
             "—" if chosen is None else f"{chosen:.4f}"
@@ -263,6 +273,9 @@ def _default_job(args: argparse.Namespace, console: Any) -> tuple[Any, dict[str,
         for line in cleaning.lines() if isinstance(cleaning, CleaningReport) else []:
             console.print(f"  {line}")
         job = {"target": "value_tier", "name": args.name or "retail-tier", "label_rule": info["thresholds"]}
+        from factory.clv import default_job_baseline
+
+        args.before_write = default_job_baseline(table, info)  # the card's BG/NBD + Gamma-Gamma baseline
     console.print(f"  cutoff {info['cutoff']} · {len(table)} customers · dormant {info['dormant_customers']}")
     return table, {**common, **job, "data_report": _jsonable(info)}
 
@@ -292,11 +305,12 @@ def _run(args: argparse.Namespace) -> int:
             reference_date=config.reference_date,
         )
         _schema_table(schema, console, "how the table is read")
+    hook = getattr(args, "before_write", None)  # build-default: the CLV baseline joins the card
     if args.quiet:
-        result = build(data, config)
+        result = build(data, config, before_write=hook)
     else:
         with SearchProgress(config.time_budget_s, console=console) as progress:
-            result = build(data, config, progress=progress)
+            result = build(data, config, progress=progress, before_write=hook)
     _summary(result, Console())
     return 0
 

@@ -28,18 +28,24 @@ own thresholds (low / mid / high / top).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, special
+
+if TYPE_CHECKING:
+    from factory._stages import Dataset
+    from factory._verify import Verified
 
 __all__ = [
     "LAPSED_EXPECTED_PURCHASES",
     "BetaGeo",
     "GammaGamma",
     "clv_tiers",
+    "default_job_baseline",
     "rfm_summary",
 ]
 
@@ -190,3 +196,47 @@ def clv_tiers(
         ),
     }
     return pd.Series(tiers, index=summary.index, name="clv_tier"), report
+
+
+def default_job_baseline(
+    table: pd.DataFrame, info: Mapping[str, Any], *, id_column: str = "customer_id"
+) -> Callable[[dict[str, Any], Dataset, Verified], dict[str, Any]]:
+    """A ``build(before_write=...)`` hook for the default job: BG/NBD + Gamma-Gamma tiers of the
+    build's test customers, scored against their true tiers, added to ``metrics.baseline`` so the
+    card shows the CLV approach beside the exported model (per tier: where each one wins).
+
+    ``table``/``info`` are ``build_value_tier_table()``'s; the model is fitted on every
+    customer's history before the cutoff (no label is used).
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from factory.features import default_log_path, load_transactions
+    from factory.features._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP
+
+    rule = info["thresholds"]
+    thresholds, horizon = rule["thresholds"], float(rule["horizon_days"])
+
+    def before_write(manifest: dict[str, Any], dataset: Dataset, verified: Verified) -> dict[str, Any]:
+        log, _ = load_transactions(default_log_path())
+        log[CUSTOMER_ID] = log[CUSTOMER_ID].astype(str)
+        cutoff = pd.Timestamp(str(info["cutoff"]))
+        summary = rfm_summary(log, cutoff, customer=CUSTOMER_ID, timestamp=TIMESTAMP, amount=AMOUNT)
+        tiers, report = clv_tiers(summary, horizon, thresholds)
+        test = dataset.split.test
+        classes = list(dataset.classes)
+        truth = np.asarray(dataset.labels[test], dtype=object)
+        ids = table[id_column].astype(str).iloc[test].to_numpy()
+        predicted = tiers.reindex(ids).fillna("lapsed").to_numpy(dtype=object)  # no purchase day: lapsed
+        per = f1_score(truth, predicted, labels=classes, average=None, zero_division=0)
+        manifest["metrics"].setdefault("baseline", {})["bg_nbd_gamma_gamma"] = {
+            "description": "BG/NBD purchases x Gamma-Gamma spend (factory.clv), tiers cut at the label's thresholds",
+            "test": {
+                "accuracy": float(accuracy_score(truth, predicted)),
+                "macro_f1": float(f1_score(truth, predicted, labels=classes, average="macro", zero_division=0)),
+                "f1_per_class": {c: float(v) for c, v in zip(classes, per, strict=True)},
+            },
+            "model": report,
+        }
+        return manifest
+
+    return before_write

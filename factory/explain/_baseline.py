@@ -118,6 +118,14 @@ def interpretable_baselines(
     return out
 
 
+_DISPLAY = {"bg_nbd_gamma_gamma": "BG/NBD + Gamma-Gamma"}
+
+
+def display_name(name: str) -> str:
+    """A baseline's name as people read it (``logistic_regression`` -> ``logistic regression``)."""
+    return _DISPLAY.get(name, name.replace("_", " "))
+
+
 def _fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.4f}"
 
@@ -145,7 +153,7 @@ def baseline_card_blocks(metrics: Any, learner: str) -> list[tuple[Any, ...]]:
         if name == exported_name:
             status = "exported"
         elif not searched:
-            status = "not searched"
+            status = "not a candidate (needs the transaction log)"
         elif searched.get("error"):
             status = "not exportable"
         elif not searched.get("feasible"):
@@ -153,20 +161,20 @@ def baseline_card_blocks(metrics: Any, learner: str) -> list[tuple[Any, ...]]:
         else:
             status = "lost on validation"
         rows.append(
-            [f"{name.replace('_', ' ')}: {entry['description']}", _fmt(searched.get("validation_quality")),
+            [f"{display_name(name)}: {entry['description']}", _fmt(searched.get("validation_quality")),
              _fmt(entry["test"].get(metric)), _fmt(entry["test"]["accuracy"]), status]
         )  # fmt: skip
     tried = {n: e["search"] for n, e in baseline.items() if e.get("search") and e["search"].get("feasible")}
     best = max(tried, key=lambda n: tried[n]["validation_quality"] * (-1 if metric == "log_loss" else 1), default=None)
     if exported_name is not None:
         why = (
-            f"The **{exported_name.replace('_', ' ')}** baseline is exported: no searched model within the budgets "
+            f"The **{display_name(exported_name)}** baseline is exported: no searched model within the budgets "
             f"beat its validation {metric} ({_fmt(metrics.validation_quality)})."
         )
     elif best is not None:
         why = (
             f"The searched **{learner}** model is exported: its validation {metric} "
-            f"{_fmt(metrics.validation_quality)} is at least the best baseline's ({best.replace('_', ' ')}, "
+            f"{_fmt(metrics.validation_quality)} is at least the best baseline's ({display_name(best)}, "
             f"{_fmt(tried[best]['validation_quality'])})."
         )
     else:
@@ -182,6 +190,19 @@ def baseline_card_blocks(metrics: Any, learner: str) -> list[tuple[Any, ...]]:
         ("p", why),
         ("table", ["model", f"validation {metric}", f"test {metric}", "test accuracy", "status"], rows),
     ]
+    per_class = {c: v["f1"] for c, v in (test.get("per_class") or {}).items()}
+    for name, entry in baseline.items():
+        theirs = entry["test"].get("f1_per_class")
+        if not theirs or not per_class:
+            continue
+        label = display_name(name)
+        pairs = ", ".join(f"{c} {per_class[c]:.3f} / {theirs[c]:.3f}" for c in per_class if c in theirs)
+        ours_better = [c for c in per_class if c in theirs and per_class[c] > theirs[c]]
+        theirs_better = [c for c in per_class if c in theirs and theirs[c] > per_class[c]]
+        blocks.append(
+            ("p", f"Per-class F1 on the test rows, exported / {label}: {pairs}. The exported model is better on "
+             f"{', '.join(ours_better) or 'none'}; the {label} on {', '.join(theirs_better) or 'none'}.")
+        )  # fmt: skip
     if metric != "accuracy":
         exported_test = (test.get(metric), test["accuracy"])
         for name, entry in baseline.items():
@@ -195,7 +216,7 @@ def baseline_card_blocks(metrics: Any, learner: str) -> list[tuple[Any, ...]]:
             better_accuracy = exported_test[1] > other[1]
             if better_metric != better_accuracy and exported_test[1] != other[1]:
                 blocks.append(
-                    ("p", f"On the test rows {metric} and accuracy disagree against the {name.replace('_', ' ')}: "
+                    ("p", f"On the test rows {metric} and accuracy disagree against the {display_name(name)}: "
                      f"exported {metric} {_fmt(exported_test[0])} vs {_fmt(other[0])}, accuracy "
                      f"{_fmt(exported_test[1])} vs {_fmt(other[1])}. The search optimises {metric}.")
                 )  # fmt: skip

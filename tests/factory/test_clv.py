@@ -80,3 +80,51 @@ def test_tiers_are_cut_at_the_labels_thresholds_and_lapsed_means_few_expected_pu
     purchases = model.expected_purchases(90, frequency, recency, T)
     assert (tiers[purchases < LAPSED_EXPECTED_PURCHASES] == "lapsed").all()
     assert (tiers[purchases >= LAPSED_EXPECTED_PURCHASES] != "lapsed").all()
+
+
+def test_the_card_shows_the_clv_baseline_per_tier_beside_the_exported_model() -> None:
+    from types import SimpleNamespace
+
+    from factory.explain._baseline import baseline_card_blocks
+
+    metrics = SimpleNamespace(
+        metric="macro_f1",
+        validation_quality=0.46,
+        test={
+            "macro_f1": 0.48,
+            "accuracy": 0.52,
+            "per_class": {"lapsed": {"f1": 0.66}, "low": {"f1": 0.25}, "top": {"f1": 0.65}},
+        },
+        baseline={
+            "bg_nbd_gamma_gamma": {
+                "description": "BG/NBD purchases x Gamma-Gamma spend",
+                "test": {
+                    "macro_f1": 0.39,
+                    "accuracy": 0.44,
+                    "f1_per_class": {"lapsed": 0.58, "low": 0.40, "top": 0.59},
+                },
+            }
+        },
+    )
+    text = "\n".join(str(part) for block in baseline_card_blocks(metrics, "lgbm") for part in block)
+    assert "BG/NBD + Gamma-Gamma: BG/NBD purchases x Gamma-Gamma spend" in text
+    assert "lapsed 0.660 / 0.580, low 0.250 / 0.400, top 0.650 / 0.590" in text
+    assert "The exported model is better on lapsed, top; the BG/NBD + Gamma-Gamma on low." in text
+
+
+def test_the_default_job_hook_scores_the_clv_tiers_on_the_builds_test_customers() -> None:
+    from types import SimpleNamespace
+
+    from factory._stages import split_indices
+    from factory.clv import default_job_baseline
+    from factory.features import build_value_tier_table
+
+    table, info = build_value_tier_table()
+    classes = sorted(table["value_tier"].unique())
+    y = table["value_tier"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    dataset = SimpleNamespace(split=split_indices(y, 0), classes=classes, labels=np.asarray(classes, dtype=object)[y])
+    manifest = default_job_baseline(table, info)({"metrics": {"baseline": {}}}, dataset, None)  # type: ignore[arg-type]
+    entry = manifest["metrics"]["baseline"]["bg_nbd_gamma_gamma"]
+    assert set(entry["test"]["f1_per_class"]) == set(classes)
+    assert 0.2 < entry["test"]["macro_f1"] < 0.6 and 0.2 < entry["test"]["accuracy"] < 0.7
+    assert set(entry["model"]["bg_nbd"]) == {"r", "alpha", "a", "b"}
