@@ -76,9 +76,9 @@ log = logging.getLogger(__name__)
 MECHANISMS: Final = ("laplace", "gaussian")
 # ε per device per UTC day. Chosen with `python -m benchmarks.privacy_price` on the bundled
 # Online Retail data (docs/PRIVACY.md has the table): at ε = 2 in one daily report a store
-# classifying 2,000 customers a day has no stable day flagged and detects drift as often as
-# exact counts do (66 % vs 59 % of drifted days); 1,000 a day: 9 % false flags; 500 a day
-# needs ε = 8 (or exact counts are the price of a very small store).
+# classifying 2,000 customers a day has no stable day flagged (200 simulated days) and flags
+# 58 % of drifted days where exact counts flag 66 %; 1,000 a day: 12 % false flags; 500 a
+# day needs ε = 8 (a very small store pays for privacy with drift alerts).
 DEFAULT_DP_EPSILON: Final = 2.0
 # Noised reports per device and UTC day: one daily report is the least noisy per row (four
 # reports at ε/4 each have 4x the noise std on a quarter of the rows).
