@@ -18,10 +18,11 @@ from edge_runtime.artifact import InputSpec, Manifest, StringReference, read_man
 from edge_runtime.cli._common import UsageError
 from edge_runtime.exceptions import ModelLoadError
 
-__all__ = ["example_record", "input_rows", "register"]
+__all__ = ["example_record", "example_records", "input_rows", "register"]
 
 _MAX_SHOWN_CATEGORIES = 12
 _EXAMPLE_ID = "17850"  # a customer id of the bundled log's shape (any string works)
+_FACTORS = (1.0, 2.0, 4.0, 0.5, 8.0)  # example --count: how golden customers' numbers are scaled
 
 
 def register(sub: Any) -> None:
@@ -31,8 +32,13 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per input instead of a table")
     p.set_defaults(handler=run_schema)
 
-    p = sub.add_parser("example", help="write one valid JSONL record for a model")
+    p = sub.add_parser("example", help="write valid JSONL records for a model (one by default)")
     p.add_argument("artifact_dir", type=Path)
+    p.add_argument(
+        "--count", type=int, default=1,
+        help="records to write: the model's golden customers, their numbers scaled by 1, 2, 4, 0.5, 8 "
+        "(clipped to the training range) so a demo sees several segments; ids 10001, 10002, …",
+    )  # fmt: skip
     p.set_defaults(handler=run_example)
 
 
@@ -148,6 +154,35 @@ def run_schema(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
+def example_records(manifest: Manifest, count: int) -> list[dict[str, Any]]:
+    """``count`` valid records: golden customers with scaled numbers (see ``example --count``)."""
+    base = example_record(manifest)
+    goldens = [g.record for g in manifest.golden_samples] or [base]
+    out = []
+    for i in range(count):
+        golden, factor = goldens[i % len(goldens)], _FACTORS[(i // len(goldens)) % len(_FACTORS)]
+        record = dict(base)
+        if manifest.id_field is not None:
+            record[manifest.id_field] = str(10001 + i)
+        for spec in manifest.inputs:
+            value = golden.get(spec.name)
+            if value is None or value == "":
+                continue  # keep the typical value: a required input is never left out
+            if spec.type == "number":
+                scaled = float(value) * factor
+                low = spec.min if spec.min is not None else scaled
+                high = spec.max if spec.max is not None else scaled
+                value = min(max(_number(scaled), low), high)  # rounded, then inside the range
+            record[spec.name] = value
+        out.append(record)
+    return out
+
+
 def run_example(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    stdout.write(json.dumps(example_record(_manifest(args.artifact_dir))) + "\n")
+    if args.count < 1:
+        raise UsageError(f"--count must be >= 1, got {args.count}")
+    manifest = _manifest(args.artifact_dir)
+    records = [example_record(manifest)] if args.count == 1 else example_records(manifest, args.count)
+    for record in records:
+        stdout.write(json.dumps(record) + "\n")
     return 0
