@@ -129,19 +129,12 @@ def record_private_report(
         )
     std_scale = noise_scale(report.mechanism, report.sensitivity, report.epsilon, report.delta)
     noise_std = math.sqrt(2.0) * std_scale if report.mechanism == "laplace" else std_scale
-    row = PrivateReport(
+    row = PrivateReport(  # the report as sent (device_id checked by the route), plus central's facts
+        **report.model_dump(exclude={"device_id", "day"}),
         device_id=device.id,
-        report_id=report.report_id,
         store=device.store,
         day=spent.day,
-        model_version=report.model_version,
-        mechanism=report.mechanism,
-        epsilon=report.epsilon,
-        delta=report.delta,
-        sensitivity=report.sensitivity,
         noise_std=noise_std,
-        histograms={k: list(v) for k, v in report.histograms.items()},
-        segments=dict(report.segments),
         created_at=utc_now(),
     )
     session.add(row)
