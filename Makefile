@@ -11,7 +11,7 @@ SEED ?= 0
 FULL ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: install build-model test bench serve lint clean
+.PHONY: install build-model test bench serve lint clean retrain-demo
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(filter 1,$(FULL)),--full,)
+
+# A model that keeps learning: monthly retrains, the promotion gate, canary rollouts with automatic
+# rollback, on a simulated 4-store fleet against a real central (scripts/retrain_demo.py).
+retrain-demo: $(STAMP)
+	$(BIN)/python scripts/retrain_demo.py
 
 serve: $(STAMP)
 	$(BIN)/edgeseg-central serve

@@ -260,7 +260,7 @@ def _side(
     where = [Result.model_version == model_version]
     where.append(Device.store.not_in(store_list) if exclude else Device.store.in_(store_list))
     if between is not None:
-        where += [Result.classified_at >= between[0], Result.classified_at <= between[1]]
+        where += [Result.classified_at >= between[0], Result.classified_at < between[1]]
     stats = SideStats(model_version, store_list)
     count, first, last = session.execute(
         select(func.count(), func.min(Result.classified_at), func.max(Result.classified_at))
@@ -370,33 +370,33 @@ def evaluate_rollouts(
     decided = []
     for rollout in session.scalars(select(StagedRollout).where(StagedRollout.state == "canary")).all():
         canary = _side(session, rollout.model_version, rollout.canary_stores, exclude=False)
-        window = (canary.first, canary.last) if canary.first is not None and canary.last is not None else None
+        window = None
+        if canary.first is not None and canary.last is not None:  # the same days, as UTC calendar days
+            day = canary.first.replace(hour=0, minute=0, second=0, microsecond=0)
+            window = (day, canary.last.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1))
         champion = _side(session, rollout.champion_version, rollout.canary_stores, exclude=True, between=window)
         drift = _drift(session, rollout, drift_threshold)
         refused = _refusals(session, rollout)
         evidence = {"canary": canary.to_json(), "champion": champion.to_json(), "drift": drift}
+        verdict, outcome_why = _verdict(rollout, canary, champion)
+        alarms = []  # every reason to go back, so the audit event names them all
         if refused:
-            action, why = (
-                "rollback",
-                (f"{len(refused)} canary device(s) refused {rollout.model_version}: {refused[0].reason[:300]}"),
-            )
-        elif drift["canary_flagged"] and not drift["champion_flagged"]:
+            alarms.append(f"{len(refused)} canary device(s) refused {rollout.model_version}: {refused[0].reason[:300]}")
+        if drift["canary_flagged"] and not drift["champion_flagged"]:
             worst = max(drift["canary_max_psi"].values())
-            action, why = (
-                "rollback",
-                (
-                    f"drift on canary devices {', '.join(drift['canary_flagged'])} "
-                    f"(max PSI {worst:.3f} > {drift_threshold:g}) "
-                    "while the champion stores are not flagged"
-                ),
+            alarms.append(
+                f"drift on canary devices {', '.join(drift['canary_flagged'])} "
+                f"(max PSI {worst:.3f} > {drift_threshold:g}) while the champion stores are not flagged"
             )
+        if verdict == "rollback":
+            alarms.append(outcome_why)
+        if alarms:
+            action, why = "rollback", "; ".join(alarms)
         else:
-            action, why = _verdict(rollout, canary, champion)
-            if action == "promote" and now < rollout.started_at + timedelta(seconds=rollout.watch_s):
-                action, why = (
-                    "wait",
-                    f"watch window open until {rollout.started_at + timedelta(seconds=rollout.watch_s)}; {why}",
-                )
+            action, why = verdict, outcome_why
+            end = rollout.started_at + timedelta(seconds=rollout.watch_s)
+            if action == "promote" and now < end:
+                action, why = "wait", f"watch window open until {end:%Y-%m-%d %H:%M}; {why}"
         _event(session, rollout, at=now, actor=actor, action="evaluated", reason=why, verdict=action, **evidence)
         if action == "rollback":
             _roll_back(session, rollout, now=now, actor=actor, reason=why, public_key_path=public_key_path,

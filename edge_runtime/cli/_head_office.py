@@ -53,6 +53,12 @@ def register(sub: Any) -> None:
     p.add_argument("--models-dir", type=Path, required=True, help="holds <name>/<version> and 'current'")
     p.add_argument("--public-key", type=Path, help="trusted key (EDGESEG_PUBLIC_KEY, else the key folder)")
     p.add_argument("--rollback", action="store_true", help="go back to the previous model")
+    p.add_argument(
+        "--follow", action="store_true", help="keep the model in line: long-poll central, update on a change"
+    )
+    p.add_argument("--poll-interval", type=float, default=300.0, help="--follow: seconds between polls (fall-back)")
+    p.add_argument("--long-poll", type=float, default=25.0, help="--follow: seconds central holds a wait (0: poll)")
+    p.add_argument("--jitter", type=float, default=5.0, help="--follow: random wait before switching, up to this")
     p.set_defaults(handler=run_update)
 
 
@@ -161,6 +167,19 @@ def run_sync(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 def run_update(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     settings = settings_from(args)
     updater = ModelUpdater(head_office_from(args, settings), public_key=settings.public_key, models_dir=args.models_dir)
+    if getattr(args, "follow", False) and not args.rollback:
+        import threading
+
+        from edge_runtime.model_watch import ModelWatcher
+
+        watcher = ModelWatcher(
+            updater, poll_interval_s=args.poll_interval, long_poll_s=args.long_poll, jitter_s=args.jitter
+        )
+        try:
+            watcher.run(threading.Event(), lambda r: stdout.write(json.dumps(r.to_dict()) + "\n") and stdout.flush())
+        except KeyboardInterrupt:
+            return 0
+        return 0
     try:
         report = updater.rollback() if args.rollback else updater.update()
     except (SyncError, ModelLoadError) as exc:
