@@ -112,7 +112,7 @@ def test_dashboard_renders_devices_mix_drift_and_accuracy(populated_central) -> 
             assert page.locator("#segment-mix h2").inner_text() == "Segment mix over time (60 results)"
             bars = page.locator("#segment-mix svg rect")
             assert bars.count() >= 3
-            assert page.locator("#segment-mix svg text").all_text_contents() == [
+            assert page.locator("#segment-mix svg text.day").all_text_contents() == [
                 "11-24", "11-25", "11-26"
             ]  # fmt: skip
             assert page.locator("#drift .flag").first.inner_text() == "drift: country"

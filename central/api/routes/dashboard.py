@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from central.api.deps import DashboardAdminDep, SessionDep, SettingsDep
 from central.api.responses import error
 from central.dashboard import build_view
+from central.services import models
+from central.services.errors import NotFound
+from edge_runtime.artifact import CARD_FILE, CARD_HTML_FILE
 
 router = APIRouter(tags=["dashboard"])
 
@@ -26,7 +32,80 @@ def make_environment() -> Environment:
     response_class=HTMLResponse,
     responses={401: error("the admin token is needed (HTTP Basic password or bearer)")},
 )
-def dashboard(request: Request, session: SessionDep, settings: SettingsDep, _admin: DashboardAdminDep) -> HTMLResponse:
-    view = build_view(session, threshold=settings.drift_psi_threshold, min_customers=settings.small_cell_k)
+def dashboard(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _admin: DashboardAdminDep,
+    store: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    bucket: str = "day",
+) -> HTMLResponse:
+    """The page; ``store``, ``since``/``until`` (YYYY-MM-DD) and ``bucket`` (day/week) filter the mix."""
+    view = _view(session, settings, store, since, until, bucket)
     template = request.app.state.templates.get_template("dashboard.html")
     return HTMLResponse(template.render(view=view))
+
+
+def _view(session: Any, settings: Any, store: str | None, since: str | None, until: str | None, bucket: str) -> Any:
+    try:
+        return build_view(
+            session, threshold=settings.drift_psi_threshold, min_customers=settings.small_cell_k,
+            store=store or None, since=since or None, until=until or None, bucket=bucket,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+
+
+@router.get(
+    "/dashboard/mix.csv",
+    response_class=PlainTextResponse,
+    responses={401: error("the admin token is needed (HTTP Basic password or bearer)")},
+)
+def mix_csv(
+    session: SessionDep,
+    settings: SettingsDep,
+    _admin: DashboardAdminDep,
+    store: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    bucket: str = "day",
+) -> PlainTextResponse:
+    """The segment mix the page shows with the same filters, one row per bucket x store x segment
+    (cells under the small-cell threshold are left out, as on the page)."""
+    view = _view(session, settings, store, since, until, bucket)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([bucket, "store", "segment", "results", "share_of_bucket_store"])
+    totals: dict[tuple[str, str], int] = {}
+    for b, s, _, n in view.mix_rows:
+        totals[(b, s)] = totals.get((b, s), 0) + n
+    rank = {name: i for i, (name, _) in enumerate(view.segments)}
+    for b, s, segment, n in sorted(view.mix_rows, key=lambda row: (row[0], row[1], rank.get(row[2], len(rank)))):
+        writer.writerow([b, s, segment, n, f"{n / totals[(b, s)]:.4f}"])
+    headers = {"Content-Disposition": 'attachment; filename="segment_mix.csv"'}
+    return PlainTextResponse(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+@router.get(
+    "/dashboard/models/{name}/{version}/card",
+    responses={401: error("the admin token is needed"), 404: error("no such model or card")},
+)
+def model_card(name: str, version: str, session: SessionDep, _admin: DashboardAdminDep) -> Response:
+    """A registered model's card (card.html, else card.md), for the analyst reading the page.
+
+    The card is the factory's, uploaded by an admin but not signed: it is served with a policy
+    that lets it run no script and load nothing but its own inline images and styles.
+    """
+    model_version = f"{name}/{version}"
+    for file_name, media_type in ((CARD_HTML_FILE, "text/html"), (CARD_FILE, "text/plain")):
+        try:
+            entry = models.get_model_file(session, model_version, file_name)
+        except NotFound:
+            continue
+        policy = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+        return Response(
+            entry.content, media_type=f"{media_type}; charset=utf-8", headers={"Content-Security-Policy": policy}
+        )
+    raise HTTPException(status_code=404, detail=f"model {model_version} has no card")
