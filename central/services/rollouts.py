@@ -31,7 +31,7 @@ import base64
 import binascii
 import hashlib
 import math
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -277,11 +277,11 @@ def _side(
         .where(*where)
         .group_by(Outcome.actual_segment, Result.segment)
     ).all()
-    support: dict[str, int] = defaultdict(int)
-    hits: dict[str, int] = defaultdict(int)
+    support = Counter({actual: 0 for actual, _, _ in pairs})
+    hits = support.copy()
     for actual, predicted, n in pairs:
-        support[actual] += int(n)
-        hits[actual] += int(n) if actual == predicted else 0
+        support.update({actual: int(n)})
+        hits.update({actual: int(n) * (actual == predicted)})
     stats.evaluated = sum(support.values())
     if stats.evaluated:
         stats.accuracy = sum(hits.values()) / stats.evaluated
