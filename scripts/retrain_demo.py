@@ -158,6 +158,19 @@ class Central:
 
 
 # ----------------------------------------------------------------------------- the fleet
+class _DayClock:
+    """The outbox's ``time`` module with ``time_ns`` at a simulated day (the rest is real)."""
+
+    def __init__(self, ns: int) -> None:
+        self.ns = ns
+
+    def time_ns(self) -> int:
+        return self.ns
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 class Device:
     """One store's till: Runtime + outbox, the updater and a long-poll watcher in a thread."""
 
@@ -206,7 +219,6 @@ class Device:
     def classify(self, table: Any, *, shift: bool, day: dt.datetime) -> int:
         """This store's customers of the month, in one batch into the outbox (stamped ``day``),
         then synced."""
-        import types
         from unittest import mock
 
         import edge_runtime.outbox as outbox_module
@@ -218,8 +230,7 @@ class Device:
             columns["frequency"] = columns["frequency"] * 10
             columns["recency_days"] = columns["recency_days"] * 0.0
         columns["customer_id"] = table["ref_id"].to_numpy()
-        stamp = int(day.replace(tzinfo=dt.UTC).timestamp() * 1e9)
-        clock = types.SimpleNamespace(time_ns=lambda: stamp)
+        clock = _DayClock(int(day.replace(tzinfo=dt.UTC).timestamp() * 1e9))
         with mock.patch.object(outbox_module, "time", clock):
             batch = self.runtime.classify_many(columns)
         assert batch.seqs is not None, "a Runtime's batch has outbox seqs"
