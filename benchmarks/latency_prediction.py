@@ -54,13 +54,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.tables import emit
+    from benchmarks.tables import emit, table_parser
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency_prediction", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--target", required=True)
-    parser.add_argument("--drop", nargs="*", default=[])
-    parser.add_argument("--time-budget-s", type=float, default=20.0)
+    parser = table_parser("python -m benchmarks.latency_prediction", __doc__, time_budget_s=20.0)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--json", help="write the result to this file")
     args = parser.parse_args(argv)

@@ -104,14 +104,20 @@ def emit(row: dict[str, Any], path: str | None, *, append: bool) -> None:
             handle.write(text + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tables", description=__doc__.split("\n")[0])
+def table_parser(prog: str, doc: str, *, time_budget_s: float) -> argparse.ArgumentParser:
+    """The options every table benchmark takes: the table, its target, what to drop, the search time."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--target", required=True)
     parser.add_argument("--drop", nargs="*", default=[])
+    parser.add_argument("--time-budget-s", type=float, default=time_budget_s)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = table_parser("python -m benchmarks.tables", __doc__, time_budget_s=60.0)
     parser.add_argument("--date-column", nargs="*", default=[])
     parser.add_argument("--metric", default="roc_auc")
-    parser.add_argument("--time-budget-s", type=float, default=60.0)
     parser.add_argument("--out", default="/tmp/edgeseg-tables")
     parser.add_argument("--json", help="append the result as one JSON line to this file")
     args = parser.parse_args(argv)
