@@ -51,7 +51,7 @@ import json, sys, time
 engine, log, out = sys.argv[1], sys.argv[2], sys.argv[3]
 started = time.perf_counter()
 if engine == "spark":
-    from factory._spark import spark_session
+    from factory import spark_session
     spark_session({master!r}, conf={{"spark.driver.memory": {memory!r}}})
 session_s = time.perf_counter() - started
 from factory.features import build_value_tier_table
@@ -69,11 +69,12 @@ import json, logging, sys, time, warnings
 warnings.filterwarnings("ignore")
 logging.getLogger("flaml").setLevel(logging.ERROR)
 import pandas as pd
-from factory._config import BuildConfig
+from factory import BuildConfig
+# the stages up to the search alone: a whole build would add export, parity and the card to the time
 from factory._stages import load_data, make_labels, search_models, split_data
 engine, table, budget = sys.argv[1], sys.argv[2], float(sys.argv[3])
 if engine == "spark":
-    from factory._spark import spark_session
+    from factory import spark_session
     spark_session({master!r}, conf={{"spark.driver.memory": {memory!r}}})
 config = BuildConfig(target="value_tier", id_column="customer_id", time_budget_s=budget, engine=engine,
                      spark_master={master!r}, seed=0)
@@ -158,7 +159,7 @@ def pandas_memory_fit(points: list[dict[str, Any]]) -> tuple[float, float] | Non
 
 def synthetic_log(cache: Path, lines: int) -> Path:
     """The seed-0 synthetic log of ``lines`` lines, generated once per cache folder."""
-    from factory.features._synthetic import write_synthetic_log
+    from factory.features import write_synthetic_log
 
     path = cache / f"synthetic-{lines}-seed0.parquet"
     if not path.is_file():

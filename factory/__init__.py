@@ -13,6 +13,7 @@ from factory._latency import DeviceProfile
 from factory._schema import InputSchema
 from factory._search import SearchResult, Trial, score
 from factory._settings import METRICS, MISSING_TOKEN, ONNX_ML_OPSET, ONNX_OPSET, SUPPORTED_LEARNERS
+from factory._spark import spark_session
 from factory._stages import DataSplit
 from factory.errors import BudgetError, FactoryError, FactoryInputError, ParityError
 
@@ -36,4 +37,5 @@ __all__ = [
     "Trial",
     "build",
     "score",
+    "spark_session",
 ]

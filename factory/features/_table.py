@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from factory._settings import ENGINES as SETTINGS_ENGINES
 from factory.errors import FactoryInputError
 
 from ._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP, LogColumns
@@ -20,7 +21,7 @@ from ._report import CleaningReport
 from ._value_tier import cutoff_for_span, value_tier_from_spend
 
 #: Where the log is cleaned and aggregated: pandas in this process, or PySpark DataFrames.
-ENGINES = ("pandas", "spark")
+ENGINES = SETTINGS_ENGINES
 
 
 @dataclass(frozen=True)
