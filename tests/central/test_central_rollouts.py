@@ -42,7 +42,10 @@ def _report(api: Any, device: dict[str, str], model_version: str, start: int, n:
     body = {"device_id": device["id"], "results": results}
     assert api.client.post("/v1/results:batch", json=body, headers=bearer(device["token"])).status_code == 200
     outcomes = [
-        {"customer_ref": r["customer_ref"], "actual_segment": r["segment"] if i < hit_rate * n else CLASSES[(i + 1) % 3]}
+        {
+            "customer_ref": r["customer_ref"],
+            "actual_segment": r["segment"] if i < hit_rate * n else CLASSES[(i + 1) % 3],
+        }
         for i, r in enumerate(results)
     ]
     assert api.client.post("/v1/outcomes", json={"outcomes": outcomes}, headers=ADMIN).status_code == 200
@@ -149,3 +152,37 @@ def test_long_poll_returns_when_the_store_should_switch(api, fleet) -> None:  # 
     assert same.json()["changed"] is False and same.json()["model_version"] == CHAMPION
     other = api.client.get(f"/v1/models/wait?running={CHALLENGER}&timeout=5", headers=bearer(device["token"]))
     assert other.json() == {"model_version": CHAMPION, "changed": True, "waited_s": other.json()["waited_s"]}
+
+
+def test_rollout_commands_start_show_pause_and_roll_back(api, settings, fleet, tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+
+    from central_helpers import ADMIN_TOKEN
+
+    from central.cli import main
+    from central.core.config import get_settings
+
+    for name in list(os.environ):
+        if name.startswith("EDGESEG_") and name != "EDGESEG_KEY_DIR":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("EDGESEG_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("EDGESEG_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("EDGESEG_PUBLIC_KEY", str(settings.public_key_path))
+    if hasattr(get_settings, "cache_clear"):
+        get_settings.cache_clear()
+    order = tmp_path / "order.json"
+    order.write_text(json.dumps(fleet["orders"][0]))
+    start = ["rollout", "start", CHALLENGER, "--canary", "s2", "--watch", "7d", "--actor", "ana"]
+    assert main([*start[:-2], "--actor", "ana"]) == 1  # no signed order: refused, nothing started
+    assert "need 1 distinct signed rollback orders" in capsys.readouterr().err
+    assert main([*start, "--rollback-order", str(order)]) == 0
+    assert main(["rollout", "pause", "1", "--actor", "ana", "--reason", "checking a store"]) == 0
+    assert main(["rollout", "rollback", "1", "--actor", "ana", "--reason", "customer complaints"]) == 0
+    capsys.readouterr()
+    assert main(["rollout", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert "rolled_back" in shown and "by ana: customer complaints" in shown and "paused" in shown
+    assert _current(api, fleet["devices"]["s2"])["model_version"] == CHAMPION
+    if hasattr(get_settings, "cache_clear"):
+        get_settings.cache_clear()
