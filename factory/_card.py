@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,11 +39,6 @@ def _sections(manifest: Manifest) -> tuple[Target, Metrics, Budgets, Search, Par
     return target, metrics, budgets, search, parity
 
 
-def _json(value: Any) -> str:
-    """A mapping as JSON text (as the manifest shows it), '' for None."""
-    return "" if value is None else json.dumps(value, sort_keys=True)
-
-
 def _g(value: float) -> str:
     return format(value, "g")
 
@@ -55,7 +49,65 @@ def _label_rule(rule: Any) -> str:
             f"Label rule: segments discovered by {rule['method']} clustering, k by {rule['criterion']}, "
             "named by the rules below; the dormant rule first."
         )
-    return f"Label rule: `{rule}`"
+    return "Label rule: see the table below."
+
+
+def _plain(value: Any) -> str:
+    """A value as a reader sees it: numbers short, numpy scalars as Python's, lists joined."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # np.str_('x') -> 'x', np.float64(1.5) -> 1.5
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "—"
+    if isinstance(value, float):
+        return format(value + 0.0, ".4g")  # + 0.0: no "-0"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _settings_table(values: Mapping[str, Any] | None, header: tuple[str, str] = ("setting", "value")) -> Block:
+    """A mapping (label rule, chosen settings, versions, device profile) as a two-column table."""
+    return ("table", list(header), [[key, _plain(value)] for key, value in sorted((values or {}).items())])
+
+
+def natural_order(classes: Sequence[str]) -> list[str]:
+    """Classes as a reader expects them: value tiers low to high (lapsed → top), else as given."""
+    from factory.features import VALUE_TIERS
+
+    rank = {name: i for i, name in enumerate(VALUE_TIERS)}
+    if not all(name in rank for name in classes):
+        return list(classes)
+    return sorted(classes, key=rank.__getitem__)
+
+
+def prune_same_class_splits(rules: str) -> str:
+    """sklearn ``export_text`` rules without splits whose two sides end in the same class.
+
+    A depth-3 tree often splits where both leaves say ``lapsed``: true to the tree, noise to a
+    reader. Such a split becomes its leaf, repeatedly, so no rule shows two equal leaves.
+    """
+    lines = [line for line in rules.splitlines() if line.strip()]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(lines) - 3):
+            depth = lines[i].index("|---")
+            a, leaf_a, b, leaf_b = lines[i : i + 4]
+            if (
+                "class:" not in a
+                and "class:" in leaf_a
+                and "class:" in leaf_b
+                and "class:" not in b
+                and a.index("|---") == b.index("|---") == depth
+                and leaf_a.index("|---") == leaf_b.index("|---") == depth + 4
+                and leaf_a.split("class:")[1].strip() == leaf_b.split("class:")[1].strip()
+            ):
+                lines[i : i + 4] = [leaf_a[:depth] + "|---" + leaf_a[leaf_a.index("|---") + 4 :]]
+                changed = True
+                break
+    return "\n".join(lines) + "\n"
 
 
 def card_blocks(manifest: Manifest) -> list[Block]:
@@ -64,7 +116,8 @@ def card_blocks(manifest: Manifest) -> list[Block]:
     target, metrics, budgets, search, parity = _sections(manifest)
     test = metrics.test
     measured = budgets.measured
-    classes = list(target.classes)
+    classes = natural_order(target.classes)
+    position = [list(target.classes).index(c) for c in classes]  # manifest order -> natural order
     data = manifest.data or {}
     b: list[Block] = [
         ("h", 1, f"Model card: {manifest.model_version}"),
@@ -74,6 +127,7 @@ def card_blocks(manifest: Manifest) -> list[Block]:
             f"({', '.join(classes)}) at the till, from {len(manifest.inputs)} raw inputs, "
             "in one ONNX graph served by the edgeseg edge runtime.",
         ),
+        *_use_blocks(manifest, metrics),
         ("h", 2, "Data"),
         (
             "ul",
@@ -86,6 +140,9 @@ def card_blocks(manifest: Manifest) -> list[Block]:
             ],
         ),
     ]
+    if isinstance(target.label_rule, Mapping) and target.label_rule.get("kind") != "clusters":
+        b.append(_settings_table(target.label_rule, ("label rule", "value")))
+    b += _dictionary_blocks(manifest)
     if manifest.segments:
         b += _segment_blocks(manifest.segments)
     if manifest.few_labels:
@@ -102,14 +159,14 @@ def card_blocks(manifest: Manifest) -> list[Block]:
             ["segment", "precision", "recall", "f1", "support"],
             [
                 [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
-                for c, v in test["per_class"].items()
+                for c, v in sorted(test["per_class"].items(), key=lambda kv: _rank(classes, kv[0]))
             ],
         ),
         ("p", "Confusion matrix (rows = truth, columns = predicted):"),
         (
             "table",
             ["truth \\ predicted", *classes],
-            [[c, *row] for c, row in zip(classes, test["confusion_matrix"], strict=True)],
+            [[c, *[test["confusion_matrix"][i][j] for j in position]] for c, i in zip(classes, position, strict=True)],
         ),
         ("plot", "confusion", "Confusion matrix on the test rows"),
     ]
@@ -119,7 +176,10 @@ def card_blocks(manifest: Manifest) -> list[Block]:
 
         b += baseline_card_blocks(metrics, search.learner)
         if baseline.get("decision_tree", {}).get("rules"):
-            b += [("p", "The depth-3 tree, readable as rules:"), ("pre", baseline["decision_tree"]["rules"])]
+            b += [
+                ("p", "The depth-3 tree, readable as rules (splits whose two sides give the same class merged):"),
+                ("pre", prune_same_class_splits(baseline["decision_tree"]["rules"])),
+            ]
     b += _explain_blocks(manifest)
     preprocessing = manifest.preprocessing or {}
     if preprocessing:
@@ -146,14 +206,19 @@ def card_blocks(manifest: Manifest) -> list[Block]:
                 ["artifact size (bytes)", budgets.size_bytes, measured.size_bytes],
             ],
         ),
-        ("p", f"Device profile: {_json(measured.device_profile) or 'this build machine (scale 1.0)'}."),
+        *(
+            [("p", "Device profile:"), _settings_table(measured.device_profile, ("device profile", "value"))]
+            if measured.device_profile
+            else [("p", "Device profile: this build machine (scale 1.0).")]
+        ),
         ("h", 2, "Search"),
         (
             "p",
             f"FLAML over {', '.join(search.estimator_list)}, {search.trials} trials "
             f"({search.feasible_trials} within budget) in {search.wall_time_s:.1f} s, seed {search.seed}. "
-            f"Chosen: **{search.learner}** with `{_json(search.config)}`. Every trial is in `{SEARCH_LOG_FILE}`.",
+            f"Chosen: **{search.learner}** with the settings below. Every trial is in `{SEARCH_LOG_FILE}`.",
         ),
+        _settings_table(search.config, ("chosen setting", "value")),
         ("plot", "pareto", "Validation quality vs single-row p99 latency of every trial"),
         ("h", 2, "Parity (ONNX vs native)"),
         (
@@ -162,18 +227,82 @@ def card_blocks(manifest: Manifest) -> list[Block]:
             f"{parity.rows_with_unseen_category} with unseen categories): labels agree on "
             f"{parity.label_agreement:.4%}, max probability difference {parity.max_abs_prob_diff:.2e}.",
         ),
-        ("h", 2, "Segment profiles"),
     ]
-    items = []
-    for name, profile in (target.profiles or {}).items():
-        medians = ", ".join(f"{k} {v:.4g}" for k, v in list(profile.get("medians", {}).items())[:8])
-        items.append(f"**{name}**: {profile['count']} customers ({profile['share']:.1%}); medians: {medians}")
-    b += [("ul", items), ("p", f"Built {manifest.created_at} with {_json(manifest.libraries)}.")]
+    b += _profile_blocks(manifest, classes)
+    b += [("p", f"Built {manifest.created_at} with:"), _settings_table(manifest.libraries, ("library", "version"))]
     if manifest.promotion is not None:
         from factory.retrain import card_blocks as retrain_blocks
 
         b += retrain_blocks(manifest.promotion, manifest.lineage or {})
     return b
+
+
+def _rank(classes: list[str], name: str) -> int:
+    return classes.index(name) if name in classes else len(classes)
+
+
+def _use_blocks(manifest: Manifest, metrics: Metrics) -> list[Block]:
+    """Intended use and limitations: what the model is for and where it stops being right."""
+    accuracy = metrics.test.get("accuracy")
+    dates = (manifest.data or {}).get("report") or {}
+    cutoff = dates.get("cutoff") if isinstance(dates, Mapping) else None
+    return [
+        ("h", 2, "Intended use and limitations"),
+        (
+            "ul",
+            [
+                "Intended use: tag a customer at the till (or in a batch) with a segment for service, offers "
+                "and reporting by segment at head office; one record in, one segment and its probabilities out.",
+                f"Not for decisions about an individual with legal or similar effect: test accuracy is "
+                f"{_f(accuracy, '.1%') if accuracy is not None else '—'}, so a sizeable share of customers is "
+                "put in the wrong segment; use the probabilities, not just the label.",
+                "Inputs must be computed as in training (the feature dictionary below: units and meaning); "
+                "the device refuses a record missing an input training always had or with an unknown field "
+                "(strict contract), and counts unseen categories and out-of-range numbers.",
+                "The world moves: "
+                + (f"the features describe customers at the cutoff {str(cutoff)[:10]}; " if cutoff else "")
+                + "watch the drift (PSI) and accuracy on the head-office dashboard and retrain when they move.",
+                "Customer ids never leave the device in clear: results carry an HMAC pseudonym.",
+            ],
+        ),
+    ]
+
+
+def _dictionary_blocks(manifest: Manifest) -> list[Block]:
+    """The feature dictionary: every input with its meaning, unit, type and missing share."""
+    dictionary = manifest.feature_dictionary or {}
+    rows = []
+    for spec in manifest.inputs:
+        entry = dictionary.get(spec.name) or {}
+        if spec.type == "number":
+            seen = f"{_plain(spec.min)} … {_plain(spec.max)}" if spec.min is not None else "—"
+        else:
+            seen = f"{len(spec.categories or ())} categories"
+        missing = "—" if spec.missing_in_training is None else f"{spec.missing_in_training:.1%}"
+        rows.append([spec.name, entry.get("meaning", "—"), entry.get("unit", "—"), spec.type, seen, missing])
+    return [
+        ("h", 2, "Feature dictionary"),
+        ("table", ["input", "meaning", "unit", "type", "training range", "missing in training"], rows),
+    ]
+
+
+def _profile_blocks(manifest: Manifest, classes: list[str]) -> list[Block]:
+    """Segment profiles for every input: medians of numbers, most frequent value of strings."""
+    profiles = manifest.target.profiles or {}
+    if not profiles:
+        return []
+    shown = [c for c in classes if c in profiles] + [c for c in profiles if c not in classes]
+    rows: list[list[Any]] = [
+        ["customers", *[f"{profiles[c]['count']} ({profiles[c]['share']:.1%})" for c in shown]],
+    ]
+    for spec in manifest.inputs:
+        key = "medians" if spec.type == "number" else "top_categories"
+        rows.append([spec.name, *[_plain((profiles[c].get(key) or {}).get(spec.name)) for c in shown]])
+    return [
+        ("h", 2, "Segment profiles"),
+        ("p", "Per segment (training rows): the median of each number, the most frequent value of each string."),
+        ("table", ["input", *shown], rows),
+    ]
 
 
 def _segment_blocks(segments: Mapping[str, Any]) -> list[Block]:
@@ -249,9 +378,19 @@ def _explain_blocks(manifest: Manifest) -> list[Block]:
     blocks: list[Block] = [("h", 2, "Explanations")]
     ranking = importance.get("ranking") or []
     if ranking:
+        total = sum(float(r["mean_abs_shap"]) for r in ranking) or 1.0
         blocks += [
-            ("p", f"Global feature importance: {importance['method']}; explained output: {importance['output']}."),
-            ("table", ["input", "mean |SHAP|"], [[r["feature"], f"{r['mean_abs_shap']:.4g}"] for r in ranking]),
+            (
+                "p",
+                f"Global feature importance: {importance['method']}. Shown as each input's share of the total "
+                f"mean |SHAP| (%), one unit whatever the learner's raw output (here {importance['output']}), "
+                "so cards of different learners compare.",
+            ),
+            (
+                "table",
+                ["input", "share of importance"],
+                [[r["feature"], f"{100 * float(r['mean_abs_shap']) / total:.1f}%"] for r in ranking],
+            ),
             ("plot", "importance", "SHAP importance per input"),
         ]
     else:

@@ -71,8 +71,9 @@ def test_cards_carry_the_manifest_numbers(card: tuple[dict[str, Any], str, str])
     assert values == sorted(values, reverse=True)  # the ranking survives the sorted-keys manifest
     importance = {r["feature"]: r["mean_abs_shap"] for r in ranking}
     assert set(importance) == {spec["name"] for spec in manifest["inputs"]}
-    for name in importance:
-        assert f"| {name} | {importance[name]:.4g} |" in markdown
+    total = sum(importance.values())
+    for name in importance:  # each input's share of the total (one unit across learners)
+        assert f"| {name} | {100 * importance[name] / total:.1f}% |" in markdown
         assert f"<td>{name}</td>" in html
     assert "|--- " in markdown  # the depth-3 tree's rules
 
