@@ -42,7 +42,7 @@ def _report(device_id: str, budget: PrivacyBudget, seed: int, **counts: object) 
     )
 
 
-def test_reports_beyond_the_daily_budget_are_refused_naming_it(api, device) -> None:
+def test_reports_beyond_the_daily_budget_are_refused_naming_it(api, device) -> None:  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {device['token']}"}
     budget = PrivacyBudget(epsilon=2.0, reports_per_day=4)  # central's default limit is ε 2 a day
     first = _report(device["id"], budget, 0)
@@ -74,7 +74,7 @@ def test_reports_beyond_the_daily_budget_are_refused_naming_it(api, device) -> N
     assert [d["device_id"] for d in drift] == [device["id"]]
 
 
-def test_a_report_must_state_its_sensitivity_and_noise(api, device) -> None:
+def test_a_report_must_state_its_sensitivity_and_noise(api, device) -> None:  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {device['token']}"}
     body = _report(device["id"], PrivacyBudget(), 0) | {"sensitivity": 1}
     answer = api.client.post("/v1/privacy/reports", json=body, headers=headers)
@@ -82,7 +82,7 @@ def test_a_report_must_state_its_sensitivity_and_noise(api, device) -> None:
     assert "sensitivity 1 must be the number of count vectors (3)" in answer.text
 
 
-def test_the_device_holds_reports_beyond_its_budget_until_the_next_day(api, device, tmp_path) -> None:
+def test_the_device_holds_reports_beyond_its_budget_until_the_next_day(api, device, tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "outbox.db"
     outbox = Outbox(path, device_id=device["id"])
     spool = DriftSpool.for_outbox(path)
@@ -104,7 +104,7 @@ def test_the_device_holds_reports_beyond_its_budget_until_the_next_day(api, devi
     outbox.close()
 
 
-def _results(api, device: dict[str, str], cells: dict[tuple[str, str], int], start: int = 1) -> None:
+def _results(api, device: dict[str, str], cells: dict[tuple[str, str], int], start: int = 1) -> None:  # type: ignore[no-untyped-def]
     """``cells[(day, segment)]`` results of distinct customers for ``device``."""
     results, seq = [], start
     for (day, segment), n in cells.items():
@@ -122,10 +122,10 @@ def _results(api, device: dict[str, str], cells: dict[tuple[str, str], int], sta
 
 @pytest.fixture
 def k10_api(settings, test_artifact):  # type: ignore[no-untyped-def]
+    from central_helpers import CentralApi
     from fastapi.testclient import TestClient
 
     from central.main import create_app
-    from central_helpers import CentralApi
 
     app = create_app(settings.model_copy(update={"small_cell_k": 10}))  # the default k
     with TestClient(app) as client:
@@ -134,7 +134,7 @@ def k10_api(settings, test_artifact):  # type: ignore[no-untyped-def]
         yield api
 
 
-def test_small_cells_are_suppressed_in_exports_and_the_page(k10_api) -> None:
+def test_small_cells_are_suppressed_in_exports_and_the_page(k10_api) -> None:  # type: ignore[no-untyped-def]
     api = k10_api
     leeds, york = api.add_device("leeds"), api.add_device("york")
     _results(api, leeds, {("2026-11-24", "high"): 12, ("2026-11-24", "low"): 9, ("2026-11-25", "mid"): 10})
@@ -162,7 +162,7 @@ def test_small_cells_are_suppressed_in_exports_and_the_page(k10_api) -> None:
     assert ">low</td>" not in page  # no recall row for the 3 'low' outcomes
 
 
-def test_federated_statistics_combine_noised_reports_per_store(api, test_artifact) -> None:
+def test_federated_statistics_combine_noised_reports_per_store(api, test_artifact) -> None:  # type: ignore[no-untyped-def]
     api.publish(test_artifact)
     budget = PrivacyBudget(epsilon=1.0, reports_per_day=4)
     for store, seed in (("leeds", 10), ("york", 20)):
@@ -201,7 +201,7 @@ def _observe(state: CustomerState, ref: str, customer: str) -> None:
     )
 
 
-def test_erasure_removes_the_customer_everywhere_and_nothing_else(api, device, tmp_path) -> None:
+def test_erasure_removes_the_customer_everywhere_and_nothing_else(api, device, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
     from central.models import Outcome, Result
@@ -267,7 +267,7 @@ def test_erasure_removes_the_customer_everywhere_and_nothing_else(api, device, t
     assert api.client.get("/v1/stats/accuracy", headers=ADMIN).json()["evaluated"] == 5
 
 
-def test_erase_by_raw_id_needs_the_deployment_secret(api, settings, tmp_path) -> None:
+def test_erase_by_raw_id_needs_the_deployment_secret(api, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     refused = api.client.post("/v1/customers/erase", json={"customer_id": "17850"}, headers=ADMIN)
     assert refused.status_code == 422
     assert "central holds no pseudonym secret to compute one from a raw id" in refused.json()["detail"]
@@ -286,3 +286,54 @@ def test_erase_by_raw_id_needs_the_deployment_secret(api, settings, tmp_path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("erasure 1 recorded: 0 results and 0 outcomes deleted at central; ")
     assert "17850" not in done.stdout
+
+
+@pytest.mark.slow
+def test_small_cells_are_suppressed_in_the_page_in_chromium(tmp_path, central_signing_key, test_artifact) -> None:  # type: ignore[no-untyped-def]
+    """The same rule as the export, in the page a browser renders (default k = 10)."""
+    from central_helpers import ADMIN_TOKEN, CentralProcess, free_port, require, upload_body
+    from test_central_dashboard import CHROMIUM, CHROMIUM_ARGS
+
+    sync_playwright = require("playwright.sync_api", "playwright==1.65.2").sync_playwright
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (bash scripts/ci_system_deps.sh installs it)")
+    env = {
+        "EDGESEG_DATABASE_URL": f"sqlite:///{tmp_path / 'central.db'}",
+        "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
+        "EDGESEG_ENV": "test",
+        "EDGESEG_PUBLIC_KEY_PATH": str(central_signing_key[1]),
+    }  # no EDGESEG_SMALL_CELL_K: the default
+    central = CentralProcess(env, free_port(), tmp_path / "central.log")
+    central.start()
+    try:
+        central.call("POST", "/v1/models", upload_body(test_artifact))
+        for store, cells in (("leeds", {"high": 12, "low": 9}), ("york", {"mid": 3})):
+            device = central.call("POST", "/v1/devices", {"store": store})
+            results, seq = [], 1
+            for segment, n in cells.items():
+                for _ in range(n):
+                    ref = f"{store}-{seq}"
+                    results.append(
+                        make_result(seq, segment=segment, customer_ref=ref, classified_at="2026-11-24T10:00:00Z")
+                    )
+                    seq += 1
+            central.call(
+                "POST", "/v1/results:batch", {"device_id": device["id"], "results": results}, token=device["token"]
+            )
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(http_credentials={"username": "head-office", "password": ADMIN_TOKEN})
+                page = context.new_page()
+                assert page.goto(f"{central.url}/dashboard").status == 200
+                assert page.locator("#segment-mix h2").inner_text() == "Segment mix over time (12 results)"
+                (bar,) = page.locator("#segment-mix svg rect title").all_text_contents()  # york's 3 and leeds' 9: none
+                assert bar.startswith("2026-11-24 high: 12")
+                assert page.locator("#segment-mix tbody tr td:first-child").all_inner_texts() == ["leeds"]
+                assert page.locator("#suppressed").inner_text() == (
+                    "2 cells (store × day × segment) of fewer than 10 customers are not shown."
+                )
+            finally:
+                browser.close()
+    finally:
+        central.kill()
