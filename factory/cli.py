@@ -256,16 +256,18 @@ def _default_job(args: argparse.Namespace, console: Any) -> tuple[Any, dict[str,
     """The bundled Online Retail table and the BuildConfig fields its job implies."""
     common = {"id_column": "customer_id", "source_name": args.log.name if args.log else "online_retail.parquet"}
     engine = {"engine": args.engine, "spark_master": args.spark_master}  # where the log becomes features
+    source = f"{args.log}" if args.log else "UCI Online Retail"
+    on = f" (on Spark, {args.spark_master})" if args.engine == "spark" else ""
     if args.job == "clusters":
         from factory.segments import build_segment_table
 
-        console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → discovered segments")
+        console.print(f"[bold]default job[/]: {source} → RFM+X customer features{on} → discovered segments")
         table, info = build_segment_table(args.log, dormant_days=args.dormant_days, **engine)
         job = {"target": "segment", "labels": "clusters", "name": args.name or "retail-segments"}
     else:
         from factory.features import CleaningReport, build_value_tier_table
 
-        console.print("[bold]default job[/]: UCI Online Retail → RFM+X customer features → 90-day value tier")
+        console.print(f"[bold]default job[/]: {source} → RFM+X customer features{on} → 90-day value tier")
         table, info = build_value_tier_table(
             args.log, horizon_days=args.horizon_days, dormant_days=args.dormant_days, **engine
         )
