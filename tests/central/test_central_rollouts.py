@@ -186,3 +186,18 @@ def test_rollout_commands_start_show_pause_and_roll_back(api, settings, fleet, t
     assert _current(api, fleet["devices"]["s2"])["model_version"] == CHAMPION
     if hasattr(get_settings, "cache_clear"):
         get_settings.cache_clear()
+
+
+def test_drift_flagged_on_the_canary_only_rolls_back(api, settings, fleet) -> None:  # type: ignore[no-untyped-def]
+    devices = fleet["devices"]
+    _start(api, settings, fleet["orders"][:1], ["s1"])
+    steady = {"recency_days": [300, 400, 200, 100], "country": [800, 150, 30, 20]}  # the reference's shape
+    shifted = {"recency_days": [0, 0, 100, 900], "country": [0, 0, 1000, 0]}
+    for store, version, histograms in (("s1", CHALLENGER, shifted), ("s2", CHAMPION, steady)):
+        device = devices[store]
+        body = {"device_id": device["id"], "model_version": version, "histograms": histograms}
+        response = api.client.post("/v1/drift", json=body, headers=bearer(device["token"]))
+        assert response.status_code == 201, response.text
+    state, events = _service(api, settings)(T0 + timedelta(days=1))
+    assert state == "rolled_back"
+    assert "drift on canary devices" in events[-1][2] and "champion stores are not flagged" in events[-1][2]
