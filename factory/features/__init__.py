@@ -12,12 +12,14 @@ The pieces, in the order the default job uses them::
 ``write_synthetic_log`` writes a log of any size with the bundled one's statistics.
 """
 
+from factory._settings import ENGINES
+
 from ._columns import LogColumns
 from ._customer import FEATURE_COLUMNS, build_customer_features
 from ._log import load_transactions, stock_code_family
 from ._report import CleaningReport
 from ._synthetic import SyntheticLog, write_synthetic_log
-from ._table import ENGINES, LoadedLog, build_value_tier_table, default_log_path, load_log
+from ._table import LoadedLog, build_value_tier_table, default_log_path, load_log
 from ._value_tier import VALUE_TIERS, default_cutoff, future_value_tier
 
 __all__ = [

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from factory._settings import ENGINES as SETTINGS_ENGINES
+from factory._settings import ENGINES
 from factory.errors import FactoryInputError
 
 from ._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP, LogColumns
@@ -19,9 +19,6 @@ from ._dictionary import feature_dictionary
 from ._log import _choose_columns, _header, _reader_kind, load_transactions
 from ._report import CleaningReport
 from ._value_tier import cutoff_for_span, value_tier_from_spend
-
-#: Where the log is cleaned and aggregated: pandas in this process, or PySpark DataFrames.
-ENGINES = SETTINGS_ENGINES
 
 
 @dataclass(frozen=True)
