@@ -75,6 +75,7 @@ def test_retrain_warm_starts_and_the_gate_stops_shuffled_labels(champion_dir: Pa
     points = champion_starting_points(champion, n_rows=1000, n_features=len(champion.manifest.inputs))
     best = min((t for t in champion.trials if t["learner"] == "lgbm" and t["feasible"]), key=lambda t: t["loss"])
     first = points["lgbm"][0]
+    assert champion.manifest.search is not None
     assert first["n_estimators"] == best["config"]["n_estimators"] or champion.manifest.search.learner == "lgbm"
     assert "log_max_bin" in first and "max_bin" not in first  # FLAML's search-space names
 
