@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +47,13 @@ if str(REPO) not in sys.path:  # run as a script: benchmarks/ is sys.path[0]
     sys.path.insert(0, str(REPO))
 
 from benchmarks.central_ingest import (  # noqa: E402
-    ADMIN_TOKEN,
     CLASSES,
     _call,
     _free_port,
     _percentile,
     _postgres_database,
     _signed_artifact,
+    _start_central,
 )
 
 SIZES = {"smoke": (40, 3, 20), "quick": (1000, 3, 100), "full": (1000, 10, 100)}
@@ -246,33 +245,12 @@ async def _run_device(
         conn.close()
 
 
-def _start_serve(
-    database_url: str, public_key: Path, port: int, args: argparse.Namespace, log: Path
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "EDGESEG_DATABASE_URL": database_url,
-        "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
-        "EDGESEG_ENV": "test",
-        "EDGESEG_PUBLIC_KEY_PATH": str(public_key),
-        "EDGESEG_DB_POOL_SIZE": str(args.pool_size),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+def _start_serve(database_url: str, public_key: Path, port: int, args: argparse.Namespace, log: Path) -> Any:
+    """``edgeseg-central serve --workers N`` (the real command) with its own metrics folder."""
     command = [sys.executable, "-m", "central.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(args.workers), "--log-level", "warning"]  # fmt: skip
-    with open(log, "ab") as handle:
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"central exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("central did not start within 60 s")
+    env = {"EDGESEG_DB_POOL_SIZE": str(args.pool_size), "PROMETHEUS_MULTIPROC_DIR": ""}
+    return _start_central(database_url, public_key, port, args.workers, log, command, env)
 
 
 def _verify(database_url: str, devices: list[Device]) -> dict[str, Any]:
@@ -424,7 +402,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paced-batches", type=int, default=2, help="then this many per device, paced")
     parser.add_argument("--paced-load", type=float, default=0.5, help="paced offered load / saturation rate")
     parser.add_argument("--workers", type=int, default=2, help="edgeseg-central serve --workers")
-    parser.add_argument("--pool-size", type=int, default=5, help="EDGESEG_DB_POOL_SIZE per worker")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=5,
+        help="EDGESEG_DB_POOL_SIZE per worker (central's default; docs/SCALE.md compares 1, 2 and 5)",
+    )
     parser.add_argument("--drift-every", type=int, default=2, help="a drift snapshot every N batches (0: none)")
     parser.add_argument("--replay-fraction", type=float, default=0.05, help="batches sent again (a lost ack)")
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per request, then retried")

@@ -104,15 +104,25 @@ def _call(url: str, method: str, path: str, body: Any, token: str = ADMIN_TOKEN)
         return json.loads(response.read())
 
 
-def _start_central(database_url: str, public_key: Path, port: int, workers: int, log: Path):  # type: ignore[no-untyped-def]
+def _start_central(  # type: ignore[no-untyped-def]
+    database_url: str,
+    public_key: Path,
+    port: int,
+    workers: int,
+    log: Path,
+    command: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+):
+    """Start central (``command``, default uvicorn on the app factory) and wait for /healthz."""
     env = {
         **os.environ,
         "EDGESEG_DATABASE_URL": database_url,
         "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN,
         "EDGESEG_ENV": "test",
         "EDGESEG_PUBLIC_KEY_PATH": str(public_key),
+        **(extra_env or {}),
     }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "central.main:create_app",
+    command = command or [sys.executable, "-m", "uvicorn", "--factory", "central.main:create_app",
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                "--workers", str(workers)]  # fmt: skip
     with open(log, "ab") as handle:
