@@ -23,27 +23,22 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 CHAMPION_CUTOFF = "2011-06-01"
 RETRAIN_CUTOFF = "2011-09-01"
 HORIZON = 30
 
 
-def _time_to(trials: list[Any], target: float) -> float | None:
+def _time_to(trials: list[dict[str, Any]], target: float) -> float | None:
     """Search seconds until the first feasible trial with quality >= target (None: never)."""
     for trial in trials:
-        if trial.feasible and trial.error is None and trial.quality >= target:
-            return float(trial.elapsed_s)
+        if trial["feasible"] and trial["error"] is None and trial["quality"] >= target:
+            return float(trial["elapsed_s"])
     return None
 
 
 def measure(budget_s: float, seeds: list[int], workdir: Path) -> dict[str, Any]:
-    from edge_runtime.classifier import Classifier
     from factory import build
-    from factory._search import score
-    from factory._stages import load_data, make_labels, search_models, split_data
-    from factory.retrain import champion_starting_points, read_champion, window_tables
+    from factory.retrain import read_champion, warm_start_searches, window_tables
 
     first = window_tables(None, horizon_days=HORIZON, dormant_days=30, cutoff=CHAMPION_CUTOFF)
     info = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in first.train_info.items()}
@@ -55,31 +50,16 @@ def measure(budget_s: float, seeds: list[int], workdir: Path) -> dict[str, Any]:
     tables = window_tables(None, horizon_days=HORIZON, dormant_days=30, cutoff=RETRAIN_CUTOFF)
     runs = []
     for seed in seeds:
-        config = champion.config(time_budget_s=budget_s, seed=seed, out_dir=workdir)
-        table = load_data(tables.train, config)
-        dataset = split_data(make_labels(table, config), config)
-        validation = dataset.validation
-        classifier = Classifier.load(champion.artifact_dir, contract="lenient")  # validation frame: gaps, extras
-        predicted = classifier.classify_many({c: validation[c].to_numpy() for c in validation.columns}).probabilities
-        order = [list(classifier.classes).index(c) for c in dataset.classes]
-        target, _ = score(
-            config.metric, dataset.y[dataset.split.validation], np.asarray(predicted)[:, order], len(order)
-        )
-        points = champion_starting_points(champion, n_rows=len(dataset.split.train), n_features=dataset.frame.shape[1])
-        row: dict[str, Any] = {
-            "seed": seed,
-            "champion_quality": target,
-            "points": {k: len(v) for k, v in points.items()},
-        }
-        found: dict[str, list[Any]] = {}
-        for name, start in (("cold", None), ("warm", points)):
-            searched = search_models(dataset, config.replace(starting_points=start))
-            trials = found[name] = [t for t in searched.search.trials if not t.learner.startswith("baseline_")]
+        found = warm_start_searches(champion, tables.train, time_budget_s=budget_s, seed=seed)
+        target = found["target"]
+        row: dict[str, Any] = {"seed": seed, "champion_quality": target, "points": found["points"]}
+        for name in ("cold", "warm"):
+            trials = found[name]
             row[name] = {
                 "trials": len(trials),
                 "seconds_to_champion": _time_to(trials, target),
-                "first_trial_quality": trials[0].quality if trials else None,
-                "best_quality": max((t.quality for t in trials if t.feasible), default=None),
+                "first_trial_quality": trials[0]["quality"] if trials else None,
+                "best_quality": max((t["quality"] for t in trials if t["feasible"]), default=None),
             }
         warm_first = row["warm"]["first_trial_quality"]
         row["cold"]["seconds_to_warm_first_trial"] = None if warm_first is None else _time_to(found["cold"], warm_first)

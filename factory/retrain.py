@@ -54,6 +54,7 @@ __all__ = [
     "retrain",
     "add_retrain_parser",
     "run_retrain",
+    "warm_start_searches",
     "window_tables",
 ]
 
@@ -528,6 +529,32 @@ def card_blocks(promotion: Mapping[str, Any], lineage: Mapping[str, Any]) -> lis
             f"warm start {lineage.get('warm_start')}.",
         ),
     ]
+
+
+def warm_start_searches(
+    champion: Champion, table: pd.DataFrame, *, time_budget_s: float, seed: int = 0
+) -> dict[str, Any]:
+    """The retrain's search on ``table`` twice with the same budget, cold (FLAML's own start) and
+    warm (the champion's starting points), for ``benchmarks.warm_start``: the champion's quality
+    on the table's validation rows (the target) and each search's non-baseline trials as dicts
+    (``elapsed_s``, ``quality``, ``feasible`` …) in the order they ran."""
+    from edge_runtime.classifier import Classifier
+    from factory._search import score
+    from factory._stages import load_data, make_labels, search_models, split_data
+
+    config = champion.config(time_budget_s=time_budget_s, seed=seed)
+    dataset = split_data(make_labels(load_data(table, config), config), config)
+    validation = dataset.validation
+    classifier = Classifier.load(champion.artifact_dir, contract="lenient")  # the validation frame as it is
+    predicted = classifier.classify_many({c: validation[c].to_numpy() for c in validation.columns}).probabilities
+    order = [list(classifier.classes).index(c) for c in dataset.classes]
+    target, _ = score(config.metric, dataset.y[dataset.split.validation], np.asarray(predicted)[:, order], len(order))
+    points = champion_starting_points(champion, n_rows=len(dataset.split.train), n_features=dataset.frame.shape[1])
+    runs = {}
+    for name, start in (("cold", None), ("warm", points)):
+        searched = search_models(dataset, config.replace(starting_points=start or None))
+        runs[name] = [t.to_dict() for t in searched.search.trials if not t.learner.startswith("baseline_")]
+    return {"target": target, "metric": config.metric, "points": {k: len(v) for k, v in points.items()}, **runs}
 
 
 # ----------------------------------------------------------------------------- command line
