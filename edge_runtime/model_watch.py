@@ -49,11 +49,11 @@ class ModelWatcher:
         updater: ModelUpdater,
         *,
         runtime: Runtime | None = None,
+        random_state: int | None = None,
         poll_interval_s: float = 300.0,
+        sleep: Callable[[float], object] = time.sleep,
         long_poll_s: float = 25.0,
         jitter_s: float = 5.0,
-        random_state: int | None = None,
-        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         for name, value in (("poll_interval_s", poll_interval_s), ("long_poll_s", long_poll_s), ("jitter_s", jitter_s)):
             if not value >= 0:
