@@ -25,8 +25,14 @@ def run(time_budget_s: float, out_dir: str) -> dict[str, Any]:
 
     from factory import build
     from factory.clv import clv_tiers, rfm_summary
-    from factory.features import build_value_tier_table, default_log_path, load_transactions
-    from factory.features._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP
+    from factory.features import (
+        AMOUNT,
+        CUSTOMER_ID,
+        TIMESTAMP,
+        build_value_tier_table,
+        default_log_path,
+        load_transactions,
+    )
 
     table, info = build_value_tier_table()
     thresholds = info["thresholds"]["thresholds"]

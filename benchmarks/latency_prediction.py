@@ -21,10 +21,8 @@ import numpy as np
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from edge_runtime.session import make_session
-    from factory._config import BuildConfig
-    from factory._float_graph import device_timing
-    from factory._latency import measure_artifact
-    from factory._stages import load_data, make_labels, search_models, split_data
+    from factory import BuildConfig
+    from factory.stages import device_timing, load_data, make_labels, measure_artifact, search_models, split_data
 
     config = BuildConfig(target=args.target, drop=args.drop, time_budget_s=args.time_budget_s)
     dataset = split_data(make_labels(load_data(args.data, config), config), config)

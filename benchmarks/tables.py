@@ -24,7 +24,7 @@ import numpy as np
 
 
 def _held_out(metric: str, y: np.ndarray, proba: np.ndarray, n_classes: int) -> float:
-    from factory._search import score
+    from factory import score
 
     return score(metric, y, proba, n_classes)[0]
 

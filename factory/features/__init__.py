@@ -14,7 +14,7 @@ The pieces, in the order the default job uses them::
 
 from factory._settings import ENGINES
 
-from ._columns import LogColumns
+from ._columns import AMOUNT, CUSTOMER_ID, TIMESTAMP, LogColumns
 from ._customer import FEATURE_COLUMNS, build_customer_features
 from ._log import load_transactions, stock_code_family
 from ._report import CleaningReport
@@ -23,6 +23,9 @@ from ._table import LoadedLog, build_value_tier_table, default_log_path, load_lo
 from ._value_tier import VALUE_TIERS, default_cutoff, future_value_tier
 
 __all__ = [
+    "AMOUNT",
+    "CUSTOMER_ID",
+    "TIMESTAMP",
     "ENGINES",
     "FEATURE_COLUMNS",
     "VALUE_TIERS",
