@@ -146,3 +146,33 @@ def test_cli_partitions_and_retention(database_url, monkeypatch, capsys, tmp_pat
         assert "deleted 0 result(s)" in capsys.readouterr().out
     finally:
         get_settings.cache_clear()
+
+
+def test_migration_0003_round_trips_stored_results(store, monkeypatch) -> None:
+    """Down to 0002 (one table, unique key, hashes in results) and up again keeps every result,
+    its id and its content check."""
+    from central.core.migrate import alembic_config, upgrade
+
+    db, device_id = store
+    _at(monkeypatch, datetime(2026, 2, 10))
+    _send(db, device_id, [1, 2])
+    _at(monkeypatch, datetime(2026, 4, 10))
+    _send(db, device_id, [3])
+    with db.engine.connect() as conn:
+        before = conn.execute(text("SELECT id, seq FROM results ORDER BY id")).all()
+    from alembic import command
+
+    config = alembic_config()
+    with db.engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+        conn.commit()
+        assert conn.execute(text("SELECT id, seq FROM results ORDER BY id")).all() == before
+        assert conn.execute(text("SELECT count(*) FROM results WHERE content_sha256 IS NULL")).scalar_one() == 0
+    upgrade(db.engine)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT id, seq FROM results ORDER BY id")).all() == before
+    assert _count(db, "result_keys") == 3
+    with pytest.raises(Conflict, match="result seq 2 of epoch '' conflicts"):
+        _send(db, device_id, [2], segment="low")
+    assert _send(db, device_id, [1, 2, 3, 4]).stored == 1
