@@ -304,7 +304,7 @@ def _central_blocks(
     if central.get("status") != "ok":
         return blocks
     blocks.append(Para(f"`{central.get('command', '')}` ({central.get('seconds', 0):.1f} s)."))
-    rows = [[k, _num(v, 2) if isinstance(v, float) else str(v)] for k, v in _flatten(central["data"])][:80]
+    rows = [[k, _num(v, 2) if isinstance(v, float) else str(v)] for k, v in _flatten(central["data"])][:160]
     return blocks + [Table(["measure", "value"], rows)]
 
 
