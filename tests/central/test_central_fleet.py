@@ -40,3 +40,59 @@ def test_a_fleet_syncing_through_two_workers_stores_every_result_once(backend, r
     assert saturation["acked_duplicates"] == 10 * saturation["replayed_batches"] > 0
     # Two of the 20 devices drift; each posts a snapshot every second batch.
     assert saturation["drift_posts"] == 20 and saturation["drift_flagged"] == 2
+
+
+def test_metrics_of_two_workers_are_summed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``serve --workers 2``: whichever worker answers /metrics, it counts every worker's requests."""
+    import os
+    import re
+    import subprocess
+    import time
+    import urllib.request
+
+    from central_helpers import ADMIN_TOKEN, free_port
+
+    port = free_port()
+    env = {**os.environ, "EDGESEG_DATABASE_URL": f"sqlite:///{tmp_path / 'central.db'}",
+           "EDGESEG_ADMIN_TOKEN": ADMIN_TOKEN, "EDGESEG_ENV": "test"}  # fmt: skip
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [
+        sys.executable,
+        "-m",
+        "central.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    answered = 0
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(url + path, timeout=5) as response:  # a new connection each time
+            return response.read().decode()
+
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                get("/healthz")
+                answered += 1
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert answered, "central did not start"
+        for _ in range(30):
+            get("/healthz")
+            answered += 1
+        pattern = re.compile(r'edgeseg_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)')
+        for _ in range(6):  # scrapes land on either worker
+            found = pattern.search(get("/metrics"))
+            assert found is not None and float(found.group(1)) == answered
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
