@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ def make_environment() -> Environment:
 @router.get(
     "/dashboard",
     response_class=HTMLResponse,
-    responses={401: error("the admin token is needed (HTTP Basic password or bearer)")},
+    responses={
+        400: error("since or until is not a date YYYY-MM-DD, or bucket is not day or week"),
+        401: error("the admin token is needed (HTTP Basic password or bearer)"),
+    },
 )
 def dashboard(
     request: Request,
@@ -43,25 +47,33 @@ def dashboard(
     bucket: str = "day",
 ) -> HTMLResponse:
     """The page; ``store``, ``since``/``until`` (YYYY-MM-DD) and ``bucket`` (day/week) filter the mix."""
-    view = _view(session, settings, store, since, until, bucket)
+    try:
+        view = _view(session, settings, store, since, until, bucket)
+    except ValueError as exc:  # in the page's own media type: a browser shows it
+        return HTMLResponse(f"<p>{html.escape(str(exc))}</p>", status_code=400)
     template = request.app.state.templates.get_template("dashboard.html")
     return HTMLResponse(template.render(view=view))
 
 
 def _view(session: Any, settings: Any, store: str | None, since: str | None, until: str | None, bucket: str) -> Any:
-    try:
-        return build_view(
-            session, threshold=settings.drift_psi_threshold, min_customers=settings.small_cell_k,
-            store=store or None, since=since or None, until=until or None, bucket=bucket,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    """The view model; ValueError naming a malformed date."""
+    return build_view(
+        session, threshold=settings.drift_psi_threshold, min_customers=settings.small_cell_k,
+        store=store or None, since=since or None, until=until or None, bucket=bucket,
+    )  # fmt: skip
+
+
+class CSVResponse(PlainTextResponse):
+    media_type = "text/csv"
 
 
 @router.get(
     "/dashboard/mix.csv",
-    response_class=PlainTextResponse,
-    responses={401: error("the admin token is needed (HTTP Basic password or bearer)")},
+    response_class=CSVResponse,
+    responses={
+        400: error("since or until is not a date YYYY-MM-DD, or bucket is not day or week"),
+        401: error("the admin token is needed (HTTP Basic password or bearer)"),
+    },
 )
 def mix_csv(
     session: SessionDep,
@@ -71,10 +83,13 @@ def mix_csv(
     since: str | None = None,
     until: str | None = None,
     bucket: str = "day",
-) -> PlainTextResponse:
+) -> CSVResponse:
     """The segment mix the page shows with the same filters, one row per bucket x store x segment
     (cells under the small-cell threshold are left out, as on the page)."""
-    view = _view(session, settings, store, since, until, bucket)
+    try:
+        view = _view(session, settings, store, since, until, bucket)
+    except ValueError as exc:
+        return CSVResponse(f"error\n{exc}\n", status_code=400)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([bucket, "store", "segment", "results", "share_of_bucket_store"])
@@ -85,7 +100,7 @@ def mix_csv(
     for b, s, segment, n in sorted(view.mix_rows, key=lambda row: (row[0], row[1], rank.get(row[2], len(rank)))):
         writer.writerow([b, s, segment, n, f"{n / totals[(b, s)]:.4f}"])
     headers = {"Content-Disposition": 'attachment; filename="segment_mix.csv"'}
-    return PlainTextResponse(out.getvalue(), media_type="text/csv", headers=headers)
+    return CSVResponse(out.getvalue(), headers=headers)
 
 
 @router.get(
