@@ -227,7 +227,7 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
             "classified_ats": [r["classified_at"] for r in rows],
             "hashes": [r["content_sha256"] for r in rows],
         }
-        return list(session.execute(_PG_INSERT, params).scalars())
+        return sorted(session.execute(_PG_INSERT, params).scalars())
     if dialect != "sqlite":  # pragma: no cover - the two supported back ends
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
     keys = cast(Table, ResultKey.__table__)
@@ -341,7 +341,12 @@ def ingest(
     # At or below the watermark a seq was stored, even when retention has since removed it.
     fresh = [r for r, result in zip(rows, results, strict=True) if result.seq not in stored and result.seq > watermark]
     inserted = _insert_ignoring_duplicates(session, fresh) if fresh else []
-    if watermark + 1 in set(inserted):
+    if inserted and outbox.results_count == watermark and inserted == list(range(watermark + 1, inserted[-1] + 1)):
+        # In-order delivery, the usual case: nothing was stored above the watermark (every key of
+        # the epoch is at or below it) and this batch continues it without a hole, so the new
+        # watermark is its last seq; no query. (Could the count be off, this only under-acks.)
+        watermark = inserted[-1]
+    elif watermark + 1 in set(inserted):
         watermark = _advance_watermark(session, device_id, epoch, watermark, max(len(rows) + 1, _MIN_WINDOW))
     outbox.acked_through = watermark
     outbox.results_count = outbox.results_count + len(inserted)
