@@ -32,19 +32,12 @@ from edge_runtime.artifact import (
     Manifest,
     manifest_bytes,
 )
+from edge_runtime.durable import fsync_dir
 from edge_runtime.signing import key_id, sha256_file
 from factory._card import render_card, render_card_html
 from factory.signing import load_or_create_key, sign_manifest
 
 __all__ = ["write_artifact", "write_build"]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_artifact(
@@ -84,7 +77,7 @@ def write_artifact(
                 os.fsync(handle.fileno())
         os.chmod(staging, 0o755)
         os.rename(staging, destination)
-        _fsync_dir(destination.parent)
+        fsync_dir(destination.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
