@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import html
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -28,38 +29,41 @@ def make_environment() -> Environment:
     return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
 
 
-@router.get(
-    "/dashboard",
-    response_class=HTMLResponse,
-    responses={
-        400: error("since or until is not a date YYYY-MM-DD, or bucket is not day or week"),
-        401: error("the admin token is needed (HTTP Basic password or bearer)"),
-    },
-)
+@dataclass
+class MixFilters:
+    """The segment mix's query parameters, shared by the page and its CSV export."""
+
+    store: str | None = None
+    since: str | None = None  # YYYY-MM-DD, inclusive
+    until: str | None = None  # YYYY-MM-DD, inclusive
+    bucket: str = "day"  # day or week
+
+
+FiltersDep = Annotated[MixFilters, Depends()]
+_PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error("since or until is not a date YYYY-MM-DD, or bucket is not day or week"),
+    401: error("the admin token is needed (HTTP Basic password or bearer)"),
+}
+
+
+@router.get("/dashboard", response_class=HTMLResponse, responses=_PAGE_ERRORS)
 def dashboard(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    _admin: DashboardAdminDep,
-    store: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    bucket: str = "day",
+    request: Request, session: SessionDep, settings: SettingsDep, _admin: DashboardAdminDep, filters: FiltersDep
 ) -> HTMLResponse:
     """The page; ``store``, ``since``/``until`` (YYYY-MM-DD) and ``bucket`` (day/week) filter the mix."""
     try:
-        view = _view(session, settings, store, since, until, bucket)
+        view = _view(session, settings, filters)
     except ValueError as exc:  # in the page's own media type: a browser shows it
         return HTMLResponse(f"<p>{html.escape(str(exc))}</p>", status_code=400)
     template = request.app.state.templates.get_template("dashboard.html")
     return HTMLResponse(template.render(view=view))
 
 
-def _view(session: Any, settings: Any, store: str | None, since: str | None, until: str | None, bucket: str) -> Any:
-    """The view model; ValueError naming a malformed date."""
+def _view(session: Any, settings: Any, f: MixFilters) -> Any:
+    """The view model; ValueError naming a malformed date or bucket (an empty field is no filter)."""
     return build_view(
         session, threshold=settings.drift_psi_threshold, min_customers=settings.small_cell_k,
-        store=store or None, since=since or None, until=until or None, bucket=bucket,
+        store=f.store or None, since=f.since or None, until=f.until or None, bucket=f.bucket,
     )  # fmt: skip
 
 
@@ -67,32 +71,17 @@ class CSVResponse(PlainTextResponse):
     media_type = "text/csv"
 
 
-@router.get(
-    "/dashboard/mix.csv",
-    response_class=CSVResponse,
-    responses={
-        400: error("since or until is not a date YYYY-MM-DD, or bucket is not day or week"),
-        401: error("the admin token is needed (HTTP Basic password or bearer)"),
-    },
-)
-def mix_csv(
-    session: SessionDep,
-    settings: SettingsDep,
-    _admin: DashboardAdminDep,
-    store: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    bucket: str = "day",
-) -> CSVResponse:
+@router.get("/dashboard/mix.csv", response_class=CSVResponse, responses=_PAGE_ERRORS)
+def mix_csv(session: SessionDep, settings: SettingsDep, _admin: DashboardAdminDep, filters: FiltersDep) -> CSVResponse:
     """The segment mix the page shows with the same filters, one row per bucket x store x segment
     (cells under the small-cell threshold are left out, as on the page)."""
     try:
-        view = _view(session, settings, store, since, until, bucket)
+        view = _view(session, settings, filters)
     except ValueError as exc:
         return CSVResponse(f"error\n{exc}\n", status_code=400)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([bucket, "store", "segment", "results", "share_of_bucket_store"])
+    writer.writerow([filters.bucket, "store", "segment", "results", "share_of_bucket_store"])
     totals: dict[tuple[str, str], int] = {}
     for b, s, _, n in view.mix_rows:
         totals[(b, s)] = totals.get((b, s), 0) + n
