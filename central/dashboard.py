@@ -233,13 +233,18 @@ def build_view(
     view.accuracy = {
         "evaluated": acc.evaluated,
         "accuracy": acc.accuracy,
-        "recall": [
-            (seg, value, acc.support.get(seg, 0), colours.get(seg, PALETTE[0])) for seg, value in acc.recall.items()
+        "recall": [  # in the legend's natural order
+            (seg, value, acc.support.get(seg, 0), colours.get(seg, PALETTE[0]))
+            for seg, value in sorted(acc.recall.items(), key=lambda kv: _position(segments, kv[0]))
         ],
     }
     view.rollouts = _rollouts(session)
     view.store_models = _store_models(session)
     return view
+
+
+def _position(ordered: list[str], name: str) -> int:
+    return ordered.index(name) if name in ordered else len(ordered)
 
 
 def _psi_scale(inputs: list[tuple[str, float]], threshold: float) -> float:
