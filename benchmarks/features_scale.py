@@ -78,7 +78,7 @@ logging.getLogger("flaml").setLevel(logging.ERROR)
 import pandas as pd
 from factory import BuildConfig
 # the stages up to the search alone: a whole build would add export, parity and the card to the time
-from factory._stages import load_data, make_labels, search_models, split_data
+from factory.stages import load_data, make_labels, search_models, split_data
 engine, table, budget = sys.argv[1], sys.argv[2], float(sys.argv[3])
 if engine == "spark":
     from factory import spark_session
