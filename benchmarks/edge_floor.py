@@ -5,7 +5,7 @@ Prints one JSON object::
     python benchmarks/edge_floor.py --artifact exported_models/<name>/<version> [--public-key K]
     python benchmarks/edge_floor.py --artifact DIR --smoke      # seconds: is it working
 
-Three numbers make the floor (DESIGN §2: a fraction of a µs of tree work per row, the rest is
+Three numbers make the floor (docs/DESIGN.md §2: a fraction of a µs of tree work per row, the rest is
 overhead):
 
 * **node visits per row**: the ensemble is walked (per tree, the depth of the leaf each row

@@ -6,7 +6,7 @@ signature over ``manifest.json``, hash the exact ``model.onnx`` bytes against th
 sample (label exact, probabilities within 1e-4). Any failure raises a ``ModelLoadError``
 subclass and nothing is served.
 
-The single-record path is built for microseconds (DESIGN §2): per-field validators prebuilt
+The single-record path is built for microseconds (docs/DESIGN.md §2): per-field validators prebuilt
 from the manifest write straight into reused input buffers, one ``run`` per call on a session
 with one thread and no spinning; a second, threaded session serves large batches. Everything
 the manifest says is resolved once, at load, from the typed :class:`~edge_runtime.artifact.Manifest`

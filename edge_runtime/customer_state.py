@@ -1,4 +1,4 @@
-"""Customer feature state at the till: till events in, the model's input record out (DESIGN §4a).
+"""Customer feature state at the till: till events in, the model's input record out (docs/DESIGN.md §4a).
 
 A till sees *events* (a loyalty card, a basket of lines, a return), but the model's inputs are
 the factory's RFM+X customer features (``factory.features.build_customer_features``). This

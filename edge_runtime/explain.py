@@ -22,7 +22,7 @@ machine (2 shared cores, one onnxruntime thread, no spinning) for the retail seg
 about 14 µs p50 for classifying the same record alone; ``tests/factory/test_explain_edge.py``
 measures it on every run and prints it. Cheap enough to run whenever the till asks for it.
 
-Only numpy, onnxruntime and the standard library are used (DESIGN §4).
+Only numpy, onnxruntime and the standard library are used (docs/DESIGN.md §4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The outbox: every result is committed to a local SQLite file before it is returned.
 
-Guarantees (DESIGN §4-5):
+Guarantees (docs/DESIGN.md §4-5):
 
 * ``seq`` is per device and epoch, starts at 1, increases by one per committed result, never
   reuses a number: it is SQLite's rowid, assigned inside the transaction that stores the row
@@ -17,7 +17,7 @@ Guarantees (DESIGN §4-5):
 * Every outbox file has an **epoch** (32 random hex chars, made with the file, kept in
   ``meta``). Seqs are unique within an epoch only: a recreated or quarantined file starts a
   new epoch at seq 1, and every sync batch carries the epoch, so central never confuses the
-  new file's seq 1 with the old one's (DESIGN §5, issue 10 item 2). ``sent_through`` is the
+  new file's seq 1 with the old one's (docs/DESIGN.md §5, issue 10 item 2). ``sent_through`` is the
   highest seq ever sent in this epoch: an ack above it is inconsistent and marks nothing.
   A file made before epochs keeps the legacy epoch ``""`` (central's name for the seqs it
   already holds from it); only new files get a random one.

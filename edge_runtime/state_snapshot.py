@@ -1,4 +1,4 @@
-"""Bootstrap a till's customer state from a signed head-office snapshot (DESIGN §4a, issue 11).
+"""Bootstrap a till's customer state from a signed head-office snapshot (docs/DESIGN.md §4a, issue 11).
 
 A store does not start empty: head office replays its transaction log up to a date through the
 same device implementation (``factory.state_snapshot``), keyed by the deployment's customer

@@ -1,6 +1,6 @@
 """The sync protocol: results exactly once, and drift counts, from the device to head office.
 
-**Results** (DESIGN §5). The device keeps every result in its outbox until central has
+**Results** (docs/DESIGN.md §5). The device keeps every result in its outbox until central has
 acknowledged it. A round reads a bounded batch (``outbox.pending(batch_size)``), POSTs it to
 ``/v1/results:batch`` and marks synced only the seqs of that batch central answered for.
 Central stores each ``(device_id, seq)`` once, so resending after a lost reply is harmless: the

@@ -276,7 +276,7 @@ def device_timing(
     """What a latency budget times: the graph the device will run, and the rows as it feeds them.
 
     The float graph (and ``feeds`` coded from its vocabulary) when it can be derived, else
-    the raw graph and ``feeds`` as given. Budgets are about the device (DESIGN §2), and a
+    the raw graph and ``feeds`` as given. Budgets are about the device (docs/DESIGN.md §2), and a
     device runs the float graph whenever the artifact has one; timing the raw graph instead
     refused models a till would have run within budget (wide string tables most).
     """

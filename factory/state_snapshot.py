@@ -1,4 +1,4 @@
-"""A store's signed customer-state snapshot from the transaction log (issue 11, DESIGN §4a).
+"""A store's signed customer-state snapshot from the transaction log (issue 11, docs/DESIGN.md §4a).
 
 A new till should not start with every customer unknown. Head office replays the log up to a
 date (``until``, exclusive) through the device implementation (``edge_runtime.customer_state``,

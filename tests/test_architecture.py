@@ -174,3 +174,18 @@ def test_failure_message_lists_file_line_and_module() -> None:
     source = "import json\n\nfrom factory._build import _split\n"
     (offence,) = find_offences(source, "benchmarks/_job.py", "benchmarks")
     assert str(offence) == "benchmarks/_job.py:3 imports factory._build"
+
+
+def test_design_references_point_inside_the_repo() -> None:
+    """A docstring's "DESIGN §N" must name docs/DESIGN.md: a clone has no ../shared beside it."""
+    import re
+
+    bare = re.compile(r"(?<!docs/)\bDESIGN(?:\.md)? §")
+    found = [
+        f"{path.relative_to(REPO_ROOT)}:{number}"
+        for path, _ in _source_files()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if bare.search(line)
+    ]
+    assert (REPO_ROOT / "docs" / "DESIGN.md").is_file()
+    assert not found, "DESIGN references outside the repo (write docs/DESIGN.md §N):\n" + "\n".join(found)
