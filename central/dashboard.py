@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ __all__ = ["DashboardView", "build_view"]
 
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
 CHART_W, CHART_H, PAD = 720, 220, 30
-BUCKETS = ("day", "week")
+BUCKETS = stats.BUCKETS  # hour, day, week
 # Class orders an analyst reads as a scale: the default job's value tiers, low to high
 # (factory.features.VALUE_TIERS; central does not import the factory). Other classes keep
 # their manifest order after these.
@@ -43,14 +43,6 @@ def class_order(session: Session, seen: list[str]) -> list[str]:
         if any(name in rank for name in ordered):
             return sorted(ordered, key=lambda name: (rank.get(name, len(rank)), ordered.index(name)))
     return ordered
-
-
-def bucket_of(day: str, bucket: str) -> str:
-    """A ``YYYY-MM-DD`` day's bucket: itself, or the Monday of its ISO week."""
-    if bucket == "week":
-        date = datetime.strptime(day, "%Y-%m-%d")
-        return (date - timedelta(days=date.weekday())).strftime("%Y-%m-%d")
-    return day
 
 
 def card_url(model_version: str) -> str:
@@ -115,13 +107,14 @@ def build_view(
     bucket: str = "day",
 ) -> DashboardView:
     """The page's numbers; ``store``, ``since``/``until`` (``YYYY-MM-DD``, inclusive) and
-    ``bucket`` (``day``/``week``) filter the segment mix (and its CSV export)."""
+    ``bucket`` (``hour``/``day``/``week``) filter the segment mix (and its CSV export)."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {BUCKETS}, got {bucket!r}")
+    bounds: dict[str, date] = {}
     for name, value in (("since", since), ("until", until)):
         if value is not None:
             try:
-                datetime.strptime(value, "%Y-%m-%d")
+                bounds[name] = datetime.strptime(value, "%Y-%m-%d").date()
             except ValueError:
                 raise ValueError(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
     now = utc_now()
@@ -158,8 +151,10 @@ def build_view(
         )
 
     view.stores = sorted({d.store for d in devices.list_devices(session)})
-    rows, view.suppressed = stats.segment_mix_suppressed(session, days=days, store=store, min_customers=min_customers)
-    rows = [r for r in rows if (since is None or r.day >= since) and (until is None or r.day <= until)]
+    rows, view.suppressed = stats.segment_mix_suppressed(
+        session, days=days, store=store, min_customers=min_customers, bucket=bucket,
+        since=bounds.get("since"), until=bounds.get("until"),
+    )  # fmt: skip
     segments = class_order(session, sorted({r.segment for r in rows}))
     colours = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)}
     view.segments = [(s, colours[s]) for s in segments]
@@ -167,7 +162,7 @@ def build_view(
     per_store: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     cells: dict[tuple[str, str, str], int] = defaultdict(int)
     for r in rows:
-        key = bucket_of(r.day, bucket)
+        key = r.day  # the bucket's label, grouped (and suppressed) by the database
         per_day[key][r.segment] += r.count
         per_store[r.store][r.segment] += r.count
         cells[(key, r.store, r.segment)] += r.count

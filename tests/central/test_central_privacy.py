@@ -105,13 +105,17 @@ def test_the_device_holds_reports_beyond_its_budget_until_the_next_day(api, devi
 
 
 def _results(api, device: dict[str, str], cells: dict[tuple[str, str], int], start: int = 1) -> None:  # type: ignore[no-untyped-def]
-    """``cells[(day, segment)]`` results of distinct customers for ``device``."""
+    """``cells[(day, segment)]`` results of distinct customers for ``device`` (at 10:00 UTC
+    unless ``day`` is a whole ISO time)."""
     results, seq = [], start
     for (day, segment), n in cells.items():
         for _ in range(n):
             results.append(
                 make_result(
-                    seq, segment=segment, customer_ref=f"{device['id'][:6]}-{seq}", classified_at=f"{day}T10:00:00Z"
+                    seq,
+                    segment=segment,
+                    customer_ref=f"{device['id'][:6]}-{seq}",
+                    classified_at=day if "T" in day else f"{day}T10:00:00Z",
                 )
             )
             seq += 1
@@ -160,6 +164,48 @@ def test_small_cells_are_suppressed_in_exports_and_the_page(k10_api) -> None:  #
     assert "2 cells (store × day × segment) of fewer than 10 customers are not shown." in page
     assert "Segment mix over time (22 results)" in page
     assert ">low</td>" not in page  # no recall row for the 3 'low' outcomes
+
+
+def test_hour_day_and_week_buckets_suppress_each_cell_as_shown(k10_api) -> None:  # type: ignore[no-untyped-def]
+    """An analyst can look at hours, days or ISO weeks; every cell is grouped by the database
+    and checked against k=10 at that bucket, so an hour of 4 customers is hidden while its
+    day (16) shows, and a week adds up small days without exposing them."""
+    api = k10_api
+    leeds = api.add_device("leeds")
+    _results(
+        api,
+        leeds,
+        {
+            ("2026-11-22T23:59:00Z", "high"): 10,  # a Sunday: the week of Monday 16 Nov
+            ("2026-11-24T10:05:00Z", "high"): 12,
+            ("2026-11-24T11:05:00Z", "high"): 4,
+            ("2026-11-26T10:05:00Z", "high"): 6,
+            ("2026-11-29T23:30:00Z", "high"): 1,  # Sunday: still the week of Monday 23 Nov
+        },
+    )
+
+    def mix(bucket: str) -> tuple[list[tuple[str, int]], int]:
+        body = api.client.get(f"/v1/stats/segments?bucket={bucket}", headers=ADMIN).json()
+        return [(r["day"], r["count"]) for r in body["rows"]], body["suppressed"]
+
+    assert mix("hour") == ([("2026-11-22 23:00", 10), ("2026-11-24 10:00", 12)], 3)
+    assert mix("day") == ([("2026-11-22", 10), ("2026-11-24", 16)], 2)
+    assert mix("week") == ([("2026-11-16", 10), ("2026-11-23", 23)], 0)
+    assert api.client.get("/v1/stats/segments?bucket=minute", headers=ADMIN).status_code == 422
+
+    one_day = "since=2026-11-24&until=2026-11-24"
+    page = api.client.get(f"/dashboard?{one_day}&bucket=hour", headers=ADMIN).text
+    assert "2026-11-24 10:00 high: 12 (100%)" in page and "11:00" not in page
+    assert "1 cells (store × hour × segment) of fewer than 10 customers are not shown." in page
+    csv = api.client.get(f"/dashboard/mix.csv?{one_day}&bucket=hour", headers=ADMIN).text
+    assert csv.splitlines() == [
+        "hour,store,segment,results,share_of_bucket_store",
+        "2026-11-24 10:00,leeds,high,12,1.0000",
+    ]
+    week = api.client.get("/dashboard/mix.csv?since=2026-11-24&bucket=week", headers=ADMIN).text
+    assert week.splitlines()[1:] == ["2026-11-23,leeds,high,23,1.0000"]  # the 24th on, by its Monday
+    bad = api.client.get("/dashboard?bucket=minute", headers=ADMIN)
+    assert bad.status_code == 400 and "bucket must be one of (&#x27;hour&#x27;, &#x27;day&#x27;" in bad.text
 
 
 def test_federated_statistics_combine_noised_reports_per_store(api, test_artifact) -> None:  # type: ignore[no-untyped-def]

@@ -36,12 +36,12 @@ class MixFilters:
     store: str | None = None
     since: str | None = None  # YYYY-MM-DD, inclusive
     until: str | None = None  # YYYY-MM-DD, inclusive
-    bucket: str = "day"  # day or week
+    bucket: str = "day"  # hour, day or week
 
 
 FiltersDep = Annotated[MixFilters, Depends()]
 _PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: error("since or until is not a date YYYY-MM-DD, or bucket is not day or week"),
+    400: error("since or until is not a date YYYY-MM-DD, or bucket is not hour, day or week"),
     401: error("the admin token is needed (HTTP Basic password or bearer)"),
 }
 
@@ -50,7 +50,7 @@ _PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
 def dashboard(
     request: Request, session: SessionDep, settings: SettingsDep, _admin: DashboardAdminDep, filters: FiltersDep
 ) -> HTMLResponse:
-    """The page; ``store``, ``since``/``until`` (YYYY-MM-DD) and ``bucket`` (day/week) filter the mix."""
+    """The page; ``store``, ``since``/``until`` (YYYY-MM-DD) and ``bucket`` (hour/day/week) filter the mix."""
     try:
         view = _view(session, settings, filters)
     except ValueError as exc:  # in the page's own media type: a browser shows it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
 
@@ -34,11 +34,13 @@ def segment_mix(
     _admin: AdminDep,
     days: Annotated[int | None, Query(ge=1, le=3660)] = None,
     store: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    bucket: Annotated[Literal["hour", "day", "week"], Query()] = "day",
 ) -> SegmentMixPublic:
-    """Results per store, UTC day and segment (optionally the last ``days`` days, one store);
-    cells of fewer than ``EDGESEG_SMALL_CELL_K`` customers are left out and counted."""
+    """Results per store, UTC ``bucket`` (hour, day or ISO week by its Monday; the row's ``day``
+    is the bucket's label) and segment (optionally the last ``days`` days, one store); cells
+    of fewer than ``EDGESEG_SMALL_CELL_K`` customers are left out and counted, per bucket."""
     k = settings.small_cell_k
-    rows, suppressed = stats.segment_mix_suppressed(session, days=days, store=store, min_customers=k)
+    rows, suppressed = stats.segment_mix_suppressed(session, days=days, store=store, min_customers=k, bucket=bucket)
     return SegmentMixPublic(rows=rows, suppressed=suppressed, min_customers=k)
 
 
