@@ -46,6 +46,11 @@ Guarantees (docs/DESIGN.md §4-5):
   ``edge_runtime.sync.DriftSpool`` sends from. A crash loses at most the counts of the last
   ``drift_checkpoint_rows - 1`` results (measured cost: see ``benchmarks/edge_latency.py``
   and the issue 10 note).
+* The input counts of validation (how many records had missing, unknown or out-of-range
+  inputs, and how many were refused: ``InputStats``) are checkpointed the same way, with the
+  drift counts and at ``close``, into ``input_stats`` (one row per writer and model), so
+  ``edge-runtime status`` in another process reads them (:meth:`Outbox.input_stats`, totals
+  since the file was made). A new process folds the rows of dead writers into one.
 
 Probabilities are stored as packed float64 in the model's class order (a few hundred
 nanoseconds instead of a JSON dump per result); each (model_version, classes) pair is stored
@@ -64,7 +69,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -108,6 +113,12 @@ CREATE TABLE IF NOT EXISTS drift_state (
     owner TEXT NOT NULL,
     model_version TEXT NOT NULL,
     snapshot TEXT NOT NULL,
+    PRIMARY KEY (owner, model_version)
+);
+CREATE TABLE IF NOT EXISTS input_stats (
+    owner TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    stats TEXT NOT NULL,
     PRIMARY KEY (owner, model_version)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -191,6 +202,19 @@ def counts_only(snapshot: Mapping[str, Any]) -> str:
     inputs = {name: {"counts": list(entry["counts"])} for name, entry in snapshot["inputs"].items()}
     kept = {k: snapshot[k] for k in ("model_version", "rows", "since", "until") if k in snapshot}
     return json.dumps({**kept, "inputs": inputs}, sort_keys=True)
+
+
+def merge_input_stats(total: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    """Add ``more`` (an ``InputStats.snapshot()``) into ``total``: counts add, per-input
+    counts add per input (the shape is the snapshot's, whatever counters it has)."""
+    for key, value in more.items():
+        if isinstance(value, Mapping):
+            into = total.setdefault(key, {})
+            for name, n in value.items():
+                into[name] = into.get(name, 0) + int(n)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def spool_snapshot(db: sqlite3.Connection, snapshot: Mapping[str, Any]) -> int | None:
@@ -289,6 +313,9 @@ class Outbox:
         self.drift_checkpoint_rows = drift_checkpoint_rows
         self._drift: DriftCounts | None = None
         self._drift_unsaved = 0
+        # What the writer's validation counted so far, as (model_version, InputStats snapshot):
+        # Runtime sets it; checkpointed with the drift counts and at close.
+        self.input_stats_source: Callable[[], tuple[str, Mapping[str, Any]]] | None = None
         self._owner = f"{os.getpid()}:{secrets.token_hex(4)}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -300,6 +327,7 @@ class Outbox:
             try:
                 self._check_meta()
                 self._recover_drift()
+                self._fold_input_stats()
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -341,6 +369,47 @@ class Outbox:
             logger.info(
                 "outbox %s: recovered the drift counts of %s (writer %s ended)", self.path, model_version, owner
             )
+
+    def _fold_input_stats(self) -> None:
+        """Fold the input counts of writers that ended into the row of owner ``""`` (inside the
+        open transaction), so the table holds one row per model and live writer."""
+        rows = self._db.execute("SELECT owner, model_version, stats FROM input_stats WHERE owner != ''").fetchall()
+        for owner, model_version, stats in rows:
+            if _owner_alive(owner):
+                continue
+            old = self._db.execute(
+                "SELECT stats FROM input_stats WHERE owner = '' AND model_version = ?", (model_version,)
+            ).fetchone()
+            total = merge_input_stats(json.loads(old[0]) if old else {}, json.loads(stats))
+            self._db.execute(
+                "INSERT OR REPLACE INTO input_stats (owner, model_version, stats) VALUES ('', ?, ?)",
+                (model_version, json.dumps(total, sort_keys=True)),
+            )
+            self._db.execute("DELETE FROM input_stats WHERE owner = ? AND model_version = ?", (owner, model_version))
+
+    def _save_input_stats(self, model_version: str, stats: Mapping[str, Any]) -> None:
+        """This writer's counts so far for ``model_version`` (lock held; the caller's
+        transaction if one is open)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO input_stats (owner, model_version, stats) VALUES (?, ?, ?)",
+            (self._owner, model_version, json.dumps(dict(stats), sort_keys=True)),
+        )
+
+    def save_input_stats(self, model_version: str, stats: Mapping[str, Any]) -> None:
+        """Checkpoint this writer's input counts for ``model_version`` now (Runtime calls it
+        when it stops serving a model, so that model's last counts are kept)."""
+        with self._lock:
+            self._save_input_stats(model_version, stats)
+
+    def input_stats(self) -> dict[str, dict[str, Any]]:
+        """Input counts per model version, summed over every writer since the file was made
+        (as of each writer's last checkpoint), read from the file."""
+        with self._lock:
+            rows = self._db.execute("SELECT model_version, stats FROM input_stats ORDER BY model_version").fetchall()
+        totals: dict[str, dict[str, Any]] = {}
+        for model_version, stats in rows:
+            merge_input_stats(totals.setdefault(model_version, {}), json.loads(stats))
+        return totals
 
     def _quarantine_if_corrupt(self) -> dict[str, Any] | None:
         """Move a corrupt file (and its -wal/-shm) aside, never deleting it; what was done."""
@@ -562,6 +631,8 @@ class Outbox:
             "INSERT OR REPLACE INTO drift_state (owner, model_version, snapshot) VALUES (?, ?, ?)",
             (self._owner, str(snapshot["model_version"]), counts_only(snapshot)),
         )
+        if self.input_stats_source is not None:
+            self._save_input_stats(*self.input_stats_source())
         self._drift_unsaved = 0
 
     def take_drift(self, drift: DriftCounts) -> dict[str, Any]:
@@ -838,11 +909,13 @@ class Outbox:
             self._checkpointer.join(timeout=10)
         with self._lock:
             try:
+                if self.input_stats_source is not None:
+                    self._save_input_stats(*self.input_stats_source())
                 if self._drift is not None:
                     self._spool_taken(self._drift)
                     self._drift = None
             except sqlite3.Error as exc:  # a full disk: the checkpoint (if any) is recovered later
-                logger.warning("outbox %s: drift counts not spooled at close: %s", self.path, exc)
+                logger.warning("outbox %s: drift and input counts not saved at close: %s", self.path, exc)
             finally:
                 self._db.close()
 

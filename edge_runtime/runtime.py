@@ -133,6 +133,7 @@ class Runtime:
         self.outbox = Outbox(
             outbox_path, device_id=device_id, durability=durability, max_backlog=max_backlog, **(outbox_options or {})
         )  # outbox_options: retention, disk and drift checkpoint keywords of Outbox
+        self.outbox.input_stats_source = self._input_stats_now  # persisted for `edge-runtime status`
         self.device_id = device_id
         self.durability = durability
         self.customer_state_path = (
@@ -175,8 +176,14 @@ class Runtime:
         self._install(previous)
         return previous
 
+    def _input_stats_now(self) -> tuple[str, dict[str, Any]]:
+        """The served model's version and its validation counts (what the outbox checkpoints)."""
+        classifier = self._active[0]
+        return classifier.model_version, classifier.input_stats
+
     def _install(self, classifier: Classifier) -> None:
         old = self._active[0]
+        self.outbox.save_input_stats(old.model_version, old.input_stats)  # its counts to date stay readable
         # One tuple assignment: a concurrent classify sees the old pair or the new pair.
         # Drift histograms restart with the new model's reference bins.
         self._active = (classifier, DriftHistograms(classifier.manifest))

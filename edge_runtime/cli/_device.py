@@ -313,7 +313,9 @@ def run_serve(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def run_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     settings = settings_from(args)
-    status: dict[str, Any] = {"device_id": settings.device_id, "model": None, "outbox": None}
+    status: dict[str, Any] = {
+        "device_id": settings.device_id, "model": None, "outbox": None, "inputs": None, "inputs_by_model": {},
+    }  # fmt: skip
     if settings.artifact is not None:
         try:
             classifier = load_classifier(settings)
@@ -327,6 +329,11 @@ def run_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if settings.outbox.exists():
         with open_outbox(settings) as box:
             status["outbox"] = box.status()
+            # what validation counted in every process that wrote this outbox (serve, classify,
+            # ingest), as of their last checkpoint: missing/unknown/out-of-range inputs, refusals
+            status["inputs_by_model"] = box.input_stats()
+        model = status["model"] or {}
+        status["inputs"] = status["inputs_by_model"].get(str(model.get("model_version")))
     stdout.write(json.dumps(status, indent=2) + "\n")
     return 0
 

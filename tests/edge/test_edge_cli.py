@@ -9,6 +9,8 @@ import json
 import math
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -178,7 +180,7 @@ def test_verify_and_status(env, capsys, toy_artifact, tmp_path):
 
     assert main(["status"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status == {"device_id": "till-cli", "outbox": None,
+    assert status == {"device_id": "till-cli", "outbox": None, "inputs": None, "inputs_by_model": {},
                       "model": {"model_version": "toy-seg/20261127T000000Z",
                                 "artifact_dir": str(toy_artifact),
                                 "classes": ["A", "B", "C", "D"]}}  # fmt: skip
@@ -189,6 +191,31 @@ def test_verify_and_status(env, capsys, toy_artifact, tmp_path):
     assert main(["status"]) == 0
     outbox = json.loads(capsys.readouterr().out)["outbox"]
     assert (outbox["last_seq"], outbox["backlog"], outbox["backlog_exceeded"]) == (1, 1, False)
+
+
+def test_status_in_another_process_shows_the_input_gaps_a_runtime_counted(env, toy_artifact, toy_public_key):
+    """An integrator on the lenient contract sees, from ``edge-runtime status`` (a process of
+    its own), how many records arrived with missing or unknown inputs in the serving process."""
+    records = [{"Age": 30}, {"Age": 41, "Agee": 2, "Gender": "Male"}, {"Age": 50, "Gender": "Robot"}]
+    for _ in range(2):  # two serving processes' lifetimes: the counts add up
+        with Runtime(toy_artifact, outbox_path=env / "outbox.db", device_id="till-cli", secret=SECRET,
+                     public_key=toy_public_key, contract="lenient") as runtime:  # fmt: skip
+            for record in records:
+                runtime.classify(record)
+            with pytest.raises(edge_runtime.SchemaError, match="field 'Age': is required"):
+                runtime.classify({})  # a required input is refused even when lenient
+
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_runtime.cli", "status"], capture_output=True, text=True, timeout=120, check=True
+    )
+    status = json.loads(done.stdout)
+    inputs = status["inputs"]
+    assert status["inputs_by_model"] == {"toy-seg/20261127T000000Z": inputs}
+    assert inputs["records"] == 8 and inputs["refused"] == 2
+    assert inputs["missing"]["Work_Experience"] == 6  # no classified record had it
+    assert inputs["records_with_missing"] == 6  # every classified record left an optional input out
+    assert inputs["extra_fields"] == {"Agee": 2}
+    assert inputs["unknown_category"] == {"Gender": 2} and inputs["records_with_unknown"] == 2
 
 
 def test_calibrate_writes_a_profile_the_factory_can_read(env, capsys):
