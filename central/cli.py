@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = device.add_parser("revoke", help="revoke a device's token")
     revoke.add_argument("device_id", metavar="ID")
 
+    store = commands.add_parser("store", help="name stores for people").add_subparsers(
+        dest="store_command", required=True
+    )
+    rename = store.add_parser(
+        "rename", help='give a store a display name: the dashboard and CSV show "NAME (STORE)"'
+    )  # fmt: skip
+    rename.add_argument("store", metavar="STORE", help="the store id devices were registered with (--store)")
+    rename.add_argument("display_name", metavar="NAME", help='e.g. "Leeds Briggate"')
+    store.add_parser("list", help="every store with its display name")
+
     model = commands.add_parser("model", help="publish signed artifacts").add_subparsers(
         dest="model_command", required=True
     )
@@ -197,6 +207,28 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
         db.dispose()
 
 
+def _store(args: argparse.Namespace, settings: Settings) -> int:
+    from central.services import devices, stores
+    from central.services.errors import ServiceError
+
+    db = _database(settings)
+    try:
+        with db.sessionmaker() as session:
+            if args.store_command == "rename":
+                try:
+                    row = stores.rename_store(session, args.store, args.display_name)
+                except ServiceError as exc:
+                    return _refused(exc.detail)
+                print(f"store {row.store} is now shown as {stores.label(row.store, {row.store: row.display_name})}")
+                return 0
+            names = stores.display_names(session)
+            for store in sorted({d.store for d in devices.list_devices(session)}):
+                print(f"{store}\t{names.get(store, '')}")
+            return 0
+    finally:
+        db.dispose()
+
+
 def _model(args: argparse.Namespace, settings: Settings) -> int:
     from central.schemas import RollbackOrder
     from central.services.errors import ServiceError
@@ -289,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args, settings)
     if args.command == "device":
         return _device(args, settings)
+    if args.command == "store":
+        return _store(args, settings)
     if args.command == "model":
         return _model(args, settings)
     if args.command == "rollout":

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from central.models import utc_now
-from central.services import devices, drift, models, stats
+from central.services import devices, drift, models, stats, stores
 
 __all__ = ["DashboardView", "build_view"]
 
@@ -78,7 +78,8 @@ class DashboardView:
     min_customers: int = 1  # small-cell suppression: cells of fewer customers are not shown
     suppressed: int = 0
     filters: dict[str, str] = field(default_factory=dict)  # store, since, until, bucket as asked
-    stores: list[str] = field(default_factory=list)  # every store, for the filter
+    stores: list[str] = field(default_factory=list)  # every store id, for the filter
+    store_labels: dict[str, str] = field(default_factory=dict)  # id -> "Leeds Briggate (store-7)" or the id
     mix_rows: list[tuple[str, str, str, int]] = field(default_factory=list)  # bucket, store, segment, count
     store_models: list[dict[str, Any]] = field(default_factory=list)  # which model each store runs
     chart_w: int = CHART_W
@@ -124,11 +125,12 @@ def build_view(
     view.filters = {"store": store or "", "since": since or "", "until": until or "", "bucket": bucket}
     if since is not None:
         days = max((now.date() - datetime.strptime(since, "%Y-%m-%d").date()).days + 1, 1)
+    names = stores.display_names(session)
     for d in devices.list_devices(session):
         view.devices.append(
             {
                 "id": d.id,
-                "store": d.store,
+                "store": stores.label(d.store, names),
                 "last_seen": _ago(d.last_seen_at, now),
                 "backlog": "?" if d.backlog is None else d.backlog,
                 "model_version": d.model_version or "—",
@@ -151,6 +153,7 @@ def build_view(
         )
 
     view.stores = sorted({d.store for d in devices.list_devices(session)})
+    view.store_labels = {s: stores.label(s, names) for s in view.stores}
     rows, view.suppressed = stats.segment_mix_suppressed(
         session, days=days, store=store, min_customers=min_customers, bucket=bucket,
         since=bounds.get("since"), until=bounds.get("until"),
@@ -199,7 +202,7 @@ def build_view(
         total = sum(counts.values())
         view.store_mix.append(
             {
-                "store": store,
+                "store": stores.label(store, names),
                 "total": total,
                 "shares": [(seg, colours[seg], 100.0 * counts.get(seg, 0) / total) for seg in segments],
             }
@@ -234,7 +237,7 @@ def build_view(
         ],
     }
     view.rollouts = _rollouts(session)
-    view.store_models = _store_models(session)
+    view.store_models = _store_models(session, names)
     return view
 
 
@@ -247,15 +250,16 @@ def _psi_scale(inputs: list[tuple[str, float]], threshold: float) -> float:
     return max([2 * threshold, *(max(v, 0.0) for _, v in inputs)])
 
 
-def _store_models(session: Session) -> list[dict[str, Any]]:
-    """Per store: each device's running model (with its card) and its newest install report."""
+def _store_models(session: Session, names: dict[str, str]) -> list[dict[str, Any]]:
+    """Per store (shown by its name, ``names``): each device's running model (with its card)
+    and its newest install report."""
     out: list[dict[str, Any]] = []
     for d in devices.list_devices(session):
         reports = devices.list_model_reports(session, d.id)
         last = reports[-1] if reports else None
         out.append(
             {
-                "store": d.store,
+                "store": stores.label(d.store, names),
                 "device_id": d.id,
                 "model_version": d.model_version or "",
                 "card": card_url(d.model_version) if d.model_version else "",

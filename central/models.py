@@ -40,6 +40,7 @@ __all__ = [
     "Rollout",
     "RolloutEvent",
     "StagedRollout",
+    "StoreName",
     "utc_now",
 ]
 
@@ -82,6 +83,17 @@ class Device(Base):
     results_count: Mapped[int] = mapped_column(BigInteger, default=0)
     backlog: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class StoreName(Base):
+    """A store's display name for people ("Leeds Briggate"): stores are the strings devices
+    were registered with (``device add --store``), which stay the key everywhere else."""
+
+    __tablename__ = "store_names"
+
+    store: Mapped[str] = mapped_column(String(128), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    renamed_at: Mapped[Timestamp]
 
 
 class OutboxEpoch(Base):

@@ -137,6 +137,25 @@ def test_cli_devices(env, capsys, tmp_path) -> None:
     assert _err(capsys) == "edgeseg-central: device 'd-nope' is not registered\n"
 
 
+def test_cli_store_rename_names_a_store_for_the_dashboard(env, capsys) -> None:
+    """An analyst reads "Leeds Briggate (store-7)" instead of the id the till was set up with;
+    a typo'd store id is refused with the stores that exist."""
+    assert main(["device", "add", "--store", "store-7"]) == 0
+    capsys.readouterr()
+    assert main(["store", "rename", "store-7", "Leeds Brigate"]) == 0
+    assert main(["store", "rename", "store-7", "  Leeds Briggate "]) == 0  # a second rename corrects it
+    assert capsys.readouterr().out.splitlines() == [
+        "store store-7 is now shown as Leeds Brigate (store-7)",
+        "store store-7 is now shown as Leeds Briggate (store-7)",
+    ]
+    assert main(["store", "rename", "store-8", "York"]) == 1
+    assert _err(capsys) == "edgeseg-central: no device is registered with store 'store-8'; known stores: ['store-7']\n"
+    assert main(["store", "rename", "store-7", " "]) == 1
+    assert _err(capsys) == "edgeseg-central: a store name must be 1-200 characters, got ' '\n"
+    assert main(["store", "list"]) == 0
+    assert capsys.readouterr().out == "store-7\tLeeds Briggate\n"
+
+
 def test_cli_model_publish(env, capsys, tmp_path, central_signing_key, test_artifact) -> None:
     # No device of "leeds" is registered yet: a typo would roll out to nobody, so it needs --create.
     assert main(["model", "publish", str(test_artifact), "--store", "leeds"]) == 1

@@ -152,6 +152,23 @@ def test_segment_mix_per_store_per_day(api, device) -> None:
     assert [r["store"] for r in only_s2] == ["s2"]
 
 
+def test_named_stores_read_as_name_and_id_on_the_dashboard_and_csv(api, device) -> None:
+    from central.services.stores import rename_store
+
+    other = api.add_device("s2")
+    _post_results(api, device, [make_result(1, segment="high")])
+    _post_results(api, other, [make_result(1, segment="mid")])
+    with api.db.sessionmaker() as session:
+        rename_store(session, "s1", "Leeds Briggate")
+    page = api.client.get("/dashboard", headers=ADMIN).text
+    assert "<td>Leeds Briggate (s1)</td>" in page and "<td>s2</td>" in page  # unnamed: the id alone
+    assert '<option value="s1">Leeds Briggate (s1)</option>' in page  # the filter still sends the id
+    csv = api.client.get("/dashboard/mix.csv?bucket=day", headers=ADMIN).text.splitlines()
+    assert csv[1:] == ["2026-11-26,Leeds Briggate (s1),high,1,1.0000", "2026-11-26,s2,mid,1,1.0000"]
+    only = api.client.get("/dashboard/mix.csv?store=s1", headers=ADMIN).text.splitlines()
+    assert only[1:] == ["2026-11-26,Leeds Briggate (s1),high,1,1.0000"]
+
+
 def test_metrics_count_ingest(api, device) -> None:
     _post_results(api, device, [make_result(1), make_result(2)])
     _post_results(api, device, [make_result(2), make_result(3)])

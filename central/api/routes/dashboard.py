@@ -87,7 +87,7 @@ def mix_csv(session: SessionDep, settings: SettingsDep, _admin: DashboardAdminDe
         totals[(b, s)] = totals.get((b, s), 0) + n
     rank = {name: i for i, (name, _) in enumerate(view.segments)}
     for b, s, segment, n in sorted(view.mix_rows, key=lambda row: (row[0], row[1], rank.get(row[2], len(rank)))):
-        writer.writerow([b, s, segment, n, f"{n / totals[(b, s)]:.4f}"])
+        writer.writerow([b, view.store_labels.get(s, s), segment, n, f"{n / totals[(b, s)]:.4f}"])
     headers = {"Content-Disposition": 'attachment; filename="segment_mix.csv"'}
     return CSVResponse(out.getvalue(), headers=headers)
 
