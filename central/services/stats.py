@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from central.models import Device, Outcome, Result, utc_now
 from central.schemas import AccuracyPublic, SegmentMixRow
 
-__all__ = ["BUCKETS", "accuracy", "segment_mix"]
+__all__ = ["BUCKETS", "accuracy", "segment_mix_suppressed"]
 
 BUCKETS = ("hour", "day", "week")  # how the mix groups classification times (UTC)
 
@@ -30,23 +30,6 @@ def _day(value: object) -> str:
     if isinstance(value, datetime | date):
         return value.strftime("%Y-%m-%d")
     return str(value)[:10]
-
-
-def segment_mix(
-    session: Session,
-    *,
-    days: int | None = None,
-    store: str | None = None,
-    min_customers: int = 1,
-    bucket: str = "day",
-    since: date | None = None,
-    until: date | None = None,
-) -> list[SegmentMixRow]:
-    """Result counts per store, UTC ``bucket`` of classification and segment, cells of fewer
-    than ``min_customers`` customers left out (:func:`segment_mix_suppressed` counts them)."""
-    return segment_mix_suppressed(
-        session, days=days, store=store, min_customers=min_customers, bucket=bucket, since=since, until=until
-    )[0]
 
 
 def _bucket_key(session: Session, bucket: str) -> ColumnElement[object]:
@@ -80,7 +63,8 @@ def segment_mix_suppressed(
     since: date | None = None,
     until: date | None = None,
 ) -> tuple[list[SegmentMixRow], int]:
-    """:func:`segment_mix` and how many cells it suppressed.
+    """Result counts per store, UTC ``bucket`` of classification and segment, and how many
+    cells it suppressed: cells of fewer than ``min_customers`` customers are left out.
 
     ``since``/``until`` are inclusive UTC days; ``days`` keeps the last ``days`` days."""
     key = _bucket_key(session, bucket)
