@@ -192,6 +192,10 @@ def test_hour_day_and_week_buckets_suppress_each_cell_as_shown(k10_api) -> None:
     assert mix("day") == ([("2026-11-22", 10), ("2026-11-24", 16)], 2)
     assert mix("week") == ([("2026-11-16", 10), ("2026-11-23", 23)], 0)
     assert api.client.get("/v1/stats/segments?bucket=minute", headers=ADMIN).status_code == 422
+    typo = api.client.get("/v1/stats/segments?buckt=hour", headers=ADMIN)
+    assert (typo.status_code, typo.json()["detail"]) == (
+        422, "unknown query parameter 'buckt'; this route takes ['days', 'store', 'bucket']",
+    )  # fmt: skip
 
     one_day = "since=2026-11-24&until=2026-11-24"
     page = api.client.get(f"/dashboard?{one_day}&bucket=hour", headers=ADMIN).text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from central.api.deps import AdminDep, OwnDevice, SessionDep, SettingsDep
 from central.api.responses import ADMIN_ERRORS, DEVICE_ERRORS, error
@@ -27,8 +27,12 @@ def _drift_public(report: DriftReport, threshold: float) -> DriftPublic:
     )
 
 
+_MIX_PARAMETERS = ("days", "store", "bucket")
+
+
 @router.get("/stats/segments", response_model=SegmentMixPublic, responses=ADMIN_ERRORS)
 def segment_mix(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     _admin: AdminDep,
@@ -39,6 +43,11 @@ def segment_mix(
     """Results per store, UTC ``bucket`` (hour, day or ISO week by its Monday; the row's ``day``
     is the bucket's label) and segment (optionally the last ``days`` days, one store); cells
     of fewer than ``EDGESEG_SMALL_CELL_K`` customers are left out and counted, per bucket."""
+    unknown = sorted(set(request.query_params) - set(_MIX_PARAMETERS))
+    if unknown:  # a typo (?buckt=hour) must not quietly answer with the default buckets
+        raise HTTPException(
+            status_code=422, detail=f"unknown query parameter {unknown[0]!r}; this route takes {list(_MIX_PARAMETERS)}"
+        )
     k = settings.small_cell_k
     rows, suppressed = stats.segment_mix_suppressed(session, days=days, store=store, min_customers=k, bucket=bucket)
     return SegmentMixPublic(rows=rows, suppressed=suppressed, min_customers=k)
