@@ -193,6 +193,12 @@ def test_verify_and_status(env, capsys, toy_artifact, tmp_path):
     assert (outbox["last_seq"], outbox["backlog"], outbox["backlog_exceeded"]) == (1, 1, False)
 
 
+def _status_in_another_process() -> dict:
+    """``edge-runtime status`` as its own process (the environment of the ``env`` fixture)."""
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "status"]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout)
+
+
 def test_status_in_another_process_shows_the_input_gaps_a_runtime_counted(env, toy_artifact, toy_public_key):
     """An integrator on the lenient contract sees, from ``edge-runtime status`` (a process of
     its own), how many records arrived with missing or unknown inputs in the serving process."""
@@ -205,10 +211,7 @@ def test_status_in_another_process_shows_the_input_gaps_a_runtime_counted(env, t
             with pytest.raises(edge_runtime.SchemaError, match="field 'Age': is required"):
                 runtime.classify({})  # a required input is refused even when lenient
 
-    done = subprocess.run(
-        [sys.executable, "-m", "edge_runtime.cli", "status"], capture_output=True, text=True, timeout=120, check=True
-    )
-    status = json.loads(done.stdout)
+    status = _status_in_another_process()
     inputs = status["inputs"]
     assert status["inputs_by_model"] == {"toy-seg/20261127T000000Z": inputs}
     assert inputs["records"] == 8 and inputs["refused"] == 2
@@ -216,6 +219,18 @@ def test_status_in_another_process_shows_the_input_gaps_a_runtime_counted(env, t
     assert inputs["records_with_missing"] == 6  # every classified record left an optional input out
     assert inputs["extra_fields"] == {"Agee": 2}
     assert inputs["unknown_category"] == {"Gender": 2} and inputs["records_with_unknown"] == 2
+
+
+def test_status_reads_the_input_counts_of_a_runtime_still_serving(env, toy_artifact, toy_public_key):
+    """While serve runs, status (another process) sees the counts of its last checkpoint, taken
+    with the drift counts every ``drift_checkpoint_rows`` stored results."""
+    with Runtime(toy_artifact, outbox_path=env / "outbox.db", device_id="till-cli", secret=SECRET,
+                 public_key=toy_public_key, outbox_options={"drift_checkpoint_rows": 2}) as runtime:  # fmt: skip
+        for age in (30, 40, 50):
+            runtime.classify({"Age": age, "Gender": "Robot"})
+        inputs = _status_in_another_process()["inputs"]
+        assert (inputs["records"], inputs["unknown_category"]) == (2, {"Gender": 2})  # the 3rd is not checkpointed yet
+        assert runtime.status()["inputs"]["records"] == 3
 
 
 def test_calibrate_writes_a_profile_the_factory_can_read(env, capsys):
