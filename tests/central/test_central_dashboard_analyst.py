@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,13 @@ def test_the_analyst_reads_shares_filters_exports_and_opens_the_card(populated_c
             rows = list(csv.DictReader(io.StringIO(exported.text())))
             assert {r["store"] for r in rows} == {"york"} and sum(int(r["results"]) for r in rows) == 20
             assert [r["week"] for r in rows] == ["2026-11-23"] * len(rows)
+            # the same filter per hour: the same 20 results, each bar an hour of a day
+            page.select_option("#filters select[name=bucket]", "hour")
+            page.click("#filters button")
+            assert "bucket=hour" in page.url
+            assert page.locator("#segment-mix h2").inner_text() == "Segment mix over time (20 results)"
+            hours = page.locator("#segment-mix svg text.day").all_text_contents()
+            assert hours and all(re.fullmatch(r"11-2[56] \d\d:00", h) for h in hours), hours
             refused = context.request.get(f"{central.url}/dashboard?since=yesterday")
             assert refused.status == 400 and "since must be a date YYYY-MM-DD" in refused.text()
             card = context.request.get(f"{central.url}/dashboard/models/{MODEL_VERSION}/card")
