@@ -201,7 +201,16 @@ def test_an_outbox_damaged_while_open_ends_a_command_with_a_message(tmp_path, mo
     def damaged(self: Outbox, limit: int) -> list[dict[str, Any]]:
         raise sqlite3.DatabaseError("database disk image is malformed")
 
+    def nothing_to_erase(self: object, method: str, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        assert (method, path) == ("GET", "/v1/devices/d-1/erasures")  # the round's first call
+        return {"erasures": []}
+
+    from edge_runtime.client import HeadOfficeClient
+
     monkeypatch.setattr(Outbox, "pending", damaged)
+    # sync applies central's erasures before it reads the outbox; answer that call so the
+    # damaged outbox is what the round meets (central itself is hq.invalid)
+    monkeypatch.setattr(HeadOfficeClient, "request_json", nothing_to_erase)
     monkeypatch.setenv("EDGESEG_OUTBOX", str(tmp_path / "o.db"))
     monkeypatch.setenv("EDGESEG_DEVICE_TOKEN", "t")
     monkeypatch.delenv("EDGESEG_CONFIG", raising=False)
