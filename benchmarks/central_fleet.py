@@ -51,9 +51,9 @@ from benchmarks.central_ingest import (  # noqa: E402
     _call,
     _free_port,
     _percentile,
-    _postgres_database,
     _signed_artifact,
     _start_central,
+    run_backends,
 )
 
 SIZES = {"smoke": (40, 3, 20), "quick": (1000, 3, 100), "full": (1000, 10, 100)}
@@ -437,22 +437,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="edgeseg-fleet-") as tmp:
         folder = Path(tmp)
-        for backend in args.backends.split(","):
-            if backend == "sqlite":
-                url = f"sqlite:///{folder / 'central.db'}"
-                out["backends"]["sqlite"] = bench_backend("sqlite", url, args, folder)
-            elif backend == "postgresql":
-                try:
-                    url, drop = _postgres_database(args.pg_url)
-                except Exception as exc:  # noqa: BLE001 - report and go on with the others
-                    out["backends"]["postgresql"] = {"skipped": f"PostgreSQL not reachable: {exc}"}
-                    continue
-                try:
-                    out["backends"]["postgresql"] = bench_backend("postgresql", url, args, folder)
-                finally:
-                    drop()
-            else:
-                raise SystemExit(f"unknown backend {backend!r} (sqlite, postgresql)")
+        try:
+            out["backends"] = run_backends(
+                args.backends, args.pg_url, folder, lambda name, url: bench_backend(name, url, args, folder)
+            )
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
     out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
 

@@ -255,6 +255,32 @@ def _postgres_database(admin_url: str) -> tuple[str, Any]:
     return f"{base}/{name}", drop
 
 
+def run_backends(backends: str, pg_url: str, folder: Path, bench: Any) -> dict[str, Any]:
+    """``bench(name, database_url)`` on each of ``backends`` ("sqlite,postgresql").
+
+    PostgreSQL gets a fresh database that is dropped afterwards; an unreachable server is
+    reported as skipped, so the SQLite figures still come out. Shared by the ingest and the
+    fleet benchmarks.
+    """
+    results: dict[str, Any] = {}
+    for backend in backends.split(","):
+        if backend == "sqlite":
+            results["sqlite"] = bench("sqlite", f"sqlite:///{folder / 'central.db'}")
+        elif backend == "postgresql":
+            try:
+                url, drop = _postgres_database(pg_url)
+            except Exception as exc:  # noqa: BLE001 - report and go on with the others
+                results["postgresql"] = {"skipped": f"PostgreSQL not reachable: {exc}"}
+                continue
+            try:
+                results["postgresql"] = bench("postgresql", url)
+            finally:
+                drop()
+        else:
+            raise ValueError(f"unknown backend {backend!r} (sqlite, postgresql)")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
@@ -274,21 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:
         folder = Path(tmp)
-        for backend in args.backends.split(","):
-            if backend == "sqlite":
-                out["backends"]["sqlite"] = bench_backend("sqlite", f"sqlite:///{folder / 'central.db'}", args, folder)
-            elif backend == "postgresql":
-                try:
-                    url, drop = _postgres_database(args.pg_url)
-                except Exception as exc:  # noqa: BLE001 - report and go on with the others
-                    out["backends"]["postgresql"] = {"skipped": f"PostgreSQL not reachable: {exc}"}
-                    continue
-                try:
-                    out["backends"]["postgresql"] = bench_backend("postgresql", url, args, folder)
-                finally:
-                    drop()
-            else:
-                parser.error(f"unknown backend {backend!r} (sqlite, postgresql)")
+        try:
+            out["backends"] = run_backends(
+                args.backends, args.pg_url, folder, lambda name, url: bench_backend(name, url, args, folder)
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
     print(json.dumps(out, indent=2))
     return 0
 
