@@ -50,9 +50,7 @@ def test_a_device_reports_outcomes_only_as_itself(api, device) -> None:  # type:
     assert MODEL_VERSION  # the published model is the one the results name
 
 
-def test_runtime_report_outcome_stores_the_ref_and_refuses_a_typo(
-    till_artifact, signing_public_key, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+def test_runtime_report_outcome_stores_the_ref_and_refuses_a_typo(till_artifact, signing_public_key, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from edge_runtime import Runtime
 
     with Runtime(
