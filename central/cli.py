@@ -24,10 +24,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from central.core.config import Settings, describe_database, ensure_admin_token_file, get_settings
 from central.core.db import Database
@@ -124,6 +126,17 @@ def _database(settings: Settings) -> Database:
     return db
 
 
+@contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    """A session on the migrated database, the engine disposed afterwards (one per command)."""
+    db = _database(settings)
+    try:
+        with db.sessionmaker() as session:
+            yield session
+    finally:
+        db.dispose()
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -180,53 +193,45 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
     from central.services import devices
     from central.services.errors import ServiceError
 
-    db = _database(settings)
-    try:
-        with db.sessionmaker() as session:
-            if args.device_command == "add":
-                try:
-                    wanted = args.device_id if args.adopt_outbox is None else _outbox_device_id(args.adopt_outbox)
-                    device, token = devices.create_device(session, args.store, wanted)
-                except (ServiceError, ValueError) as exc:
-                    return _refused(exc)
-                if args.json:
-                    print(json.dumps({"id": device.id, "store": device.store, "token": token}))
-                else:
-                    print(f"device id: {device.id}")
-                    print(f"store:     {device.store}")
-                    print(f"token:     {token}")
-                    print("The token is shown once; central keeps only its hash.")
-                return 0
+    with _session(settings) as session:
+        if args.device_command == "add":
             try:
-                device = devices.revoke_device(session, args.device_id)
-            except LookupError as exc:
-                return _refused(exc.args[0])
-            print(f"revoked {device.id} (store {device.store})")
+                wanted = args.device_id if args.adopt_outbox is None else _outbox_device_id(args.adopt_outbox)
+                device, token = devices.create_device(session, args.store, wanted)
+            except (ServiceError, ValueError) as exc:
+                return _refused(exc)
+            if args.json:
+                print(json.dumps({"id": device.id, "store": device.store, "token": token}))
+            else:
+                print(f"device id: {device.id}")
+                print(f"store:     {device.store}")
+                print(f"token:     {token}")
+                print("The token is shown once; central keeps only its hash.")
             return 0
-    finally:
-        db.dispose()
+        try:
+            device = devices.revoke_device(session, args.device_id)
+        except LookupError as exc:
+            return _refused(exc.args[0])
+        print(f"revoked {device.id} (store {device.store})")
+        return 0
 
 
 def _store(args: argparse.Namespace, settings: Settings) -> int:
     from central.services import devices, stores
     from central.services.errors import ServiceError
 
-    db = _database(settings)
-    try:
-        with db.sessionmaker() as session:
-            if args.store_command == "rename":
-                try:
-                    row = stores.rename_store(session, args.store, args.display_name)
-                except ServiceError as exc:
-                    return _refused(exc.detail)
-                print(f"store {row.store} is now shown as {stores.label(row.store, {row.store: row.display_name})}")
-                return 0
-            names = stores.display_names(session)
-            for store in sorted({d.store for d in devices.list_devices(session)}):
-                print(f"{store}\t{names.get(store, '')}")
+    with _session(settings) as session:
+        if args.store_command == "rename":
+            try:
+                row = stores.rename_store(session, args.store, args.display_name)
+            except ServiceError as exc:
+                return _refused(exc.detail)
+            print(f"store {row.store} is now shown as {stores.label(row.store, {row.store: row.display_name})}")
             return 0
-    finally:
-        db.dispose()
+        names = stores.display_names(session)
+        for store in sorted({d.store for d in devices.list_devices(session)}):
+            print(f"{store}\t{names.get(store, '')}")
+        return 0
 
 
 def _model(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,34 +240,30 @@ def _model(args: argparse.Namespace, settings: Settings) -> int:
     from central.services.models import register_artifact_dir, rollback
 
     target = f"store {args.store}" if args.store else "all stores"
-    db = _database(settings)
-    try:
-        with db.sessionmaker() as session:
-            try:
-                if args.model_command == "rollback":
-                    order = RollbackOrder.model_validate_json(Path(args.order).read_bytes())
-                    entry = rollback(
-                        session,
-                        order,
-                        args.store,
-                        public_key_path=settings.public_key_path,
-                        max_future_skew_s=settings.max_future_skew_s,
-                    )
-                    print(f"rolled {target} back from {order.from_version} to {entry.model_version}")
-                    return 0
-                model = register_artifact_dir(
+    with _session(settings) as session:
+        try:
+            if args.model_command == "rollback":
+                order = RollbackOrder.model_validate_json(Path(args.order).read_bytes())
+                entry = rollback(
                     session,
-                    args.artifact_dir,
-                    settings.public_key_path,
-                    rollout_to=args.store or "all",
-                    create_store=args.create,
+                    order,
+                    args.store,
+                    public_key_path=settings.public_key_path,
+                    max_future_skew_s=settings.max_future_skew_s,
                 )
-            except (ServiceError, ValidationError, OSError) as exc:
-                return _refused(exc)
-            print(f"published {model.model_version} ({', '.join(model.classes)}) to {target}")
-            return 0
-    finally:
-        db.dispose()
+                print(f"rolled {target} back from {order.from_version} to {entry.model_version}")
+                return 0
+            model = register_artifact_dir(
+                session,
+                args.artifact_dir,
+                settings.public_key_path,
+                rollout_to=args.store or "all",
+                create_store=args.create,
+            )
+        except (ServiceError, ValidationError, OSError) as exc:
+            return _refused(exc)
+        print(f"published {model.model_version} ({', '.join(model.classes)}) to {target}")
+        return 0
 
 
 def _partitions(args: argparse.Namespace, settings: Settings) -> int:
