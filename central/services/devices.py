@@ -106,6 +106,14 @@ def record_device_event(session: Session, device: Device, event: DeviceEventCrea
     """Keep what ``device`` says about itself (e.g. a corrupt outbox moved aside); commits."""
     fields = event.model_dump()
     fields["at"] = event.at.astimezone(UTC).replace(tzinfo=None)  # stored as naive UTC, like every time
+    # A device resends an event whose answer it lost (the fault soak saw it): the same event
+    # again is the stored one, not a second report of the same quarantine.
+    same = select(DeviceEvent).where(
+        DeviceEvent.device_id == device.id, *(getattr(DeviceEvent, key) == value for key, value in fields.items())
+    )
+    existing = session.scalars(same.limit(1)).first()
+    if existing is not None:
+        return existing
     row = DeviceEvent(device_id=device.id, created_at=utc_now(), **fields)
     session.add(row)
     session.commit()

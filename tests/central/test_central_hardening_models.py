@@ -258,6 +258,10 @@ def test_devices_report_a_quarantined_outbox(api) -> None:
     )
     created = api.client.post(url, json={**event, "detail": "quick_check: malformed"}, headers=bearer(device["token"]))
     assert created.status_code == 201
+    # a resend after a lost answer is the same event, not a second quarantine (the soak found it)
+    again = api.client.post(url, json={**event, "detail": "quick_check: malformed"}, headers=bearer(device["token"]))
+    assert (again.status_code, again.json()) == (201, created.json())
+    assert len(api.client.get(url, headers=ADMIN).json()) == 1
     listed = api.client.get(url, headers=ADMIN).json()
     assert [{k: e[k] for k in ("kind", "epoch_old", "epoch_new", "at", "detail")} for e in listed] == [
         {
