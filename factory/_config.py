@@ -144,6 +144,13 @@ class BuildConfig:
     )
     size_budget_kb: float = _param(DEFAULT_SIZE_BUDGET_KB, _POSITIVE, help="artifact size budget in KiB")
     time_budget_s: float = _param(DEFAULT_TIME_BUDGET_S, _POSITIVE, help="AutoML search time in seconds")
+    max_trials: int | None = _param(
+        None,
+        Interval(int, 1, None, closed="left"),
+        NoneOr(),
+        help="stop the search after this many trials (with a generous time budget: the same trials on a busy "
+        "machine as on a quiet one)",
+    )
     metric: str = _param(DEFAULT_METRIC, StrOptions(METRICS), help="quality the search optimises")
     learners: Sequence[str] = _param(
         DEFAULT_LEARNERS, StrSequence(SUPPORTED_LEARNERS, non_empty=True), help="FLAML learners to search"

@@ -320,4 +320,6 @@ def flaml_arguments(
         "verbose": 0,
         "early_stop": False,
         "starting_points": _starting_points(config),
+        # a trial count makes the search independent of the machine's load (FLAML's max_iter)
+        **({} if config.max_trials is None else {"max_iter": config.max_trials}),
     }

@@ -11,7 +11,7 @@ outcome when it matures (H days later); central's staged rollout decides
 (``central.services.rollouts.evaluate_rollouts`` with the simulated clock, as cron would).
 
 * month A, worse in the field: the challenger passes the gate, but the canary stores' tills send
-  shifted inputs (a units bug: money in cents, visits counted ten times, recency always 0); the canary is worse
+  shifted inputs (a units bug: amounts in cents, counts ten times over, recency always 0); the canary is worse
   than the champion stores over the same days, central rolls it back with the operator's
   pre-signed orders, and every canary device runs the previous model again;
 * month B, normal: the challenger passes the gate, goes to the canary stores, is as good there as
@@ -65,7 +65,15 @@ class Models:
     retrain_s: dict[str, float] = field(default_factory=dict)
 
 
-def build_models(out_dir: Path, *, time_budget_s: float = 10.0, say: Callable[[str], None] = print) -> Models:
+# Each search stops after this many trials (the time budget is only a cap): the gate's numbers
+# must not depend on how busy the machine is, as a time-only budget made them (a loaded machine
+# ran fewer trials and once kept the champion in a normal month).
+TRIALS = 25
+
+
+def build_models(
+    out_dir: Path, *, time_budget_s: float = 120.0, max_trials: int = TRIALS, say: Callable[[str], None] = print
+) -> Models:
     """The first champion, then month A (normal), B (normal) and C (shuffled labels) retrains; A
     and B against the first champion (A is rolled back in the field), C against B (promoted)."""
     import logging
@@ -80,7 +88,8 @@ def build_models(out_dir: Path, *, time_budget_s: float = 10.0, say: Callable[[s
     info = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in tables.train_info.items()}
     first = build(
         tables.train, target="value_tier", id_column="customer_id", name="retail-life", out_dir=out_dir,
-        time_budget_s=time_budget_s, learners=("lgbm",), seed=0, data_report=info, label_rule=info["thresholds"],
+        time_budget_s=time_budget_s, max_trials=max_trials, learners=("lgbm",), seed=0, data_report=info,
+        label_rule=info["thresholds"],
     )  # fmt: skip
     models = Models(first.artifact_dir)
     say(f"champion {first.model_version}: trained at cutoff {tables.window['train_cutoff'][:10]}")
@@ -88,7 +97,12 @@ def build_models(out_dir: Path, *, time_budget_s: float = 10.0, say: Callable[[s
         champion = models.challengers["B"] if month == "C" else first.artifact_dir
         started = time.perf_counter()
         result = retrain(
-            champion, cutoff=cutoff, time_budget_s=time_budget_s, shuffle_labels=month == SHUFFLED, resamples=500
+            champion,
+            cutoff=cutoff,
+            time_budget_s=time_budget_s,
+            max_trials=max_trials,
+            shuffle_labels=month == SHUFFLED,
+            resamples=500,
         )
         models.retrain_s[month] = time.perf_counter() - started
         models.challengers[month] = result.artifact_dir
@@ -225,9 +239,11 @@ class Device:
 
         manifest = self.runtime.classifier.manifest
         columns = {spec.name: table[spec.name].to_numpy() for spec in manifest.inputs}
-        if shift:  # the canary tills' bug: money in cents, visits counted ten times, recency 0
-            columns["monetary"] = columns["monetary"] * 100.0
-            columns["frequency"] = columns["frequency"] * 10
+        if shift:  # the canary tills' bug: money in cents, counts ten times over, recency 0
+            for name in ("monetary", "avg_basket_value"):
+                columns[name] = columns[name] * 100.0
+            for name in ("frequency", "avg_basket_items", "product_breadth", "category_breadth"):
+                columns[name] = columns[name] * 10
             columns["recency_days"] = columns["recency_days"] * 0.0
         columns["customer_id"] = table["ref_id"].to_numpy()
         clock = _DayClock(int(day.replace(tzinfo=dt.UTC).timestamp() * 1e9))
@@ -460,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--database-url", default=None, help="central's database (default: SQLite in --workdir)")
     parser.add_argument("--workdir", type=Path, default=None, help="models, devices and keys (default: a temp dir)")
-    parser.add_argument("--time-budget-s", type=float, default=10.0, help="search time per build")
+    parser.add_argument("--time-budget-s", type=float, default=120.0, help="cap on each build's search time")
+    parser.add_argument("--trials", type=int, default=TRIALS, help="trials per build's search")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="edgeseg-retrain-demo-"))
     os.environ.setdefault("EDGESEG_KEY_DIR", str(workdir / "keys"))
@@ -468,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_or_create_key(None)
     public_key = Path(os.environ["EDGESEG_KEY_DIR"]) / "signing_key.pub.pem"
-    models = build_models(workdir / "models", time_budget_s=args.time_budget_s)
+    models = build_models(workdir / "models", time_budget_s=args.time_budget_s, max_trials=args.trials)
     url = args.database_url or f"sqlite:///{workdir / 'central.db'}"
     run_fleet(models, url, workdir / "fleet", public_key, screenshot=workdir / "rollout_timeline.png")
     print(f"(work folder: {workdir})")

@@ -37,7 +37,7 @@ def demo() -> Any:
 @pytest.fixture(scope="module")
 def models(demo: Any, tmp_path_factory: pytest.TempPathFactory, isolated_key_dir: Path) -> Any:
     """The first champion and three monthly retrains (built once for both back ends)."""
-    return demo.build_models(tmp_path_factory.mktemp("lifecycle_models"), time_budget_s=10.0)
+    return demo.build_models(tmp_path_factory.mktemp("lifecycle_models"))
 
 
 def test_the_gate_stops_the_shuffled_challenger_and_passes_the_others(models: Any) -> None:
