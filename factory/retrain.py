@@ -38,6 +38,7 @@ import pandas as pd
 
 from edge_runtime.artifact import SEARCH_LOG_FILE, Manifest, read_manifest
 from factory._config import BuildConfig
+from factory._federated import DEFAULT_MIN_SHARE, federated_card_blocks, federated_section, load_federated_stats
 from factory._manifest import frame_fingerprint
 from factory.errors import FactoryInputError
 
@@ -422,6 +423,8 @@ def retrain(
     warm_start: bool = True,
     public_key: Any = None,
     progress: Any = None,
+    federated_stats: str | Path | Mapping[str, Any] | None = None,
+    min_bin_share: float = DEFAULT_MIN_SHARE,
     **overrides: Any,
 ) -> RetrainResult:
     """Build a challenger for ``champion_dir`` on the log ``data`` (default: the bundled one) and
@@ -430,6 +433,10 @@ def retrain(
     ``overrides`` replace BuildConfig fields of the champion's (``time_budget_s``, ``out_dir``,
     ``key_dir`` …). ``shuffle_labels`` trains on permuted labels: a drill showing the gate stops
     a broken model. ``public_key`` verifies the champion (default: the key folder's).
+    ``federated_stats`` (central's federated-stats export, a JSON file or its mapping) weights
+    the stores' noised histograms into fleet shares, compares the challenger with them and
+    merges number bins with a fleet share below ``min_bin_share`` (factory._federated); all of it
+    goes into ``lineage.federated`` and the card.
     """
     from factory._build import build
     from factory._evaluate import json_safe
@@ -439,6 +446,7 @@ def retrain(
     from factory._verify import Verified
 
     champion = read_champion(champion_dir)
+    fleet = None if federated_stats is None else load_federated_stats(federated_stats, champion.manifest)
     tables = window_tables(data, horizon_days=champion.horizon_days, dormant_days=champion.dormant_days, cutoff=cutoff)
     train = tables.train
     if shuffle_labels:
@@ -484,6 +492,10 @@ def retrain(
             "warm_start": {learner: len(p) for learner, p in points.items()},
             "shuffled_labels": shuffle_labels,
         }
+        if fleet is not None:
+            lineage["federated"], manifest["reference"] = federated_section(
+                fleet, manifest["reference"], dataset.train, min_share=min_bin_share
+            )
         return dict(json_safe({**manifest, "lineage": lineage, "promotion": gate.section}))
 
     result = build(train, config, before_write=before_write, progress=progress)
@@ -528,6 +540,7 @@ def card_blocks(promotion: Mapping[str, Any], lineage: Mapping[str, Any]) -> lis
             f"data fingerprint {str(lineage.get('data_fingerprint'))[:16]}…; "
             f"warm start {lineage.get('warm_start')}.",
         ),
+        *(federated_card_blocks(lineage["federated"]) if lineage.get("federated") else []),
     ]
 
 
@@ -577,6 +590,14 @@ def add_retrain_parser(commands: Any) -> None:
     parser.add_argument(
         "--shuffle-labels", action="store_true", help="drill: train on permuted labels (the gate must stop it)"
     )
+    parser.add_argument(
+        "--federated-stats", type=Path, default=None,
+        help="central's federated-stats export (JSON): weight stores, compare, merge sparse bins",
+    )  # fmt: skip
+    parser.add_argument(
+        "--min-bin-share", type=float, default=DEFAULT_MIN_SHARE,
+        help="merge number bins with a fleet share below this (default %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the gate's section as JSON")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -600,7 +621,8 @@ def run_retrain(args: argparse.Namespace) -> int:
     try:
         result = retrain(
             args.champion, args.data, cutoff=args.cutoff, margin=args.margin, resamples=args.resamples,
-            shuffle_labels=args.shuffle_labels, warm_start=not args.no_warm_start, **overrides,
+            shuffle_labels=args.shuffle_labels, warm_start=not args.no_warm_start,
+            federated_stats=args.federated_stats, min_bin_share=args.min_bin_share, **overrides,
         )  # fmt: skip
     except FactoryError as exc:
         if args.debug:
