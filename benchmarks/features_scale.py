@@ -63,7 +63,7 @@ log = load_log(path, engine=engine, spark_master={master!r})
 cutoff = (log.last - pd.Timedelta(days=90)).normalize()
 features = log.features(cutoff, 30.0)
 seconds = time.perf_counter() - started
-from factory.features._value_tier import value_tier_from_spend
+from factory.features import value_tier_from_spend
 tier, _ = value_tier_from_spend(log.window_spend, log.last, cutoff, features.index, horizon_days=90)
 features.assign(value_tier=tier).reset_index().to_parquet(out)
 print(json.dumps({{"seconds": seconds, "session_s": session_s, "customers": len(features),

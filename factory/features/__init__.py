@@ -20,7 +20,7 @@ from ._log import load_transactions, stock_code_family
 from ._report import CleaningReport
 from ._synthetic import SyntheticLog, write_synthetic_log
 from ._table import LoadedLog, build_value_tier_table, default_log_path, load_log
-from ._value_tier import VALUE_TIERS, default_cutoff, future_value_tier
+from ._value_tier import VALUE_TIERS, default_cutoff, future_value_tier, value_tier_from_spend
 
 __all__ = [
     "AMOUNT",
@@ -41,5 +41,6 @@ __all__ = [
     "load_log",
     "load_transactions",
     "stock_code_family",
+    "value_tier_from_spend",
     "write_synthetic_log",
 ]
