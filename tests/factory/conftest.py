@@ -34,3 +34,23 @@ def spark() -> Iterator[Any]:
     session = spark_session("local[2]", conf={"spark.driver.memory": "1g"})
     yield session
     session.stop()
+
+
+RETRAIN_HORIZON = 30
+RETRAIN_CHAMPION_CUTOFF = "2011-04-01"  # the champion: trained at 2011-03-02, labels up to its window
+
+
+@pytest.fixture(scope="session")
+def champion_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A small value-tier champion on the bundled log, shared by the retrain tests (one build)."""
+    from factory import build
+    from factory.retrain import window_tables
+
+    tables = window_tables(None, horizon_days=RETRAIN_HORIZON, dormant_days=30, cutoff=RETRAIN_CHAMPION_CUTOFF)
+    info = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in tables.train_info.items()}
+    result = build(
+        tables.train, target="value_tier", id_column="customer_id", name="retail-life",
+        out_dir=tmp_path_factory.mktemp("models"), time_budget_s=5, learners=("lgbm",), seed=0,
+        data_report=info, label_rule=info["thresholds"],
+    )  # fmt: skip
+    return result.artifact_dir

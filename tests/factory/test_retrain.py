@@ -8,27 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from factory.retrain import paired_bootstrap, promotion_gate, read_champion, window_tables
 
-HORIZON = 30
-CHAMPION_CUTOFF = "2011-04-01"  # the champion: trained at 2011-03-02, labels up to its window
+HORIZON = 30  # the shared champion_dir fixture (conftest.py) uses the same horizon
 CHALLENGER_CUTOFF = "2011-07-01"
-
-
-@pytest.fixture(scope="module")
-def champion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from factory import build
-
-    tables = window_tables(None, horizon_days=HORIZON, dormant_days=30, cutoff=CHAMPION_CUTOFF)
-    info = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in tables.train_info.items()}
-    result = build(
-        tables.train, target="value_tier", id_column="customer_id", name="retail-life",
-        out_dir=tmp_path_factory.mktemp("models"), time_budget_s=5, learners=("lgbm",), seed=0,
-        data_report=info, label_rule=info["thresholds"],
-    )  # fmt: skip
-    return result.artifact_dir
 
 
 def test_windows_never_overlap_and_nothing_after_the_window_is_read() -> None:

@@ -12,25 +12,10 @@ import pytest
 from edge_runtime.artifact import NumberReference, StringReference
 from factory._federated import load_federated_stats
 from factory.errors import FactoryInputError
-from factory.retrain import read_champion, window_tables
+from factory.retrain import read_champion
 
-HORIZON = 30
-CHAMPION_CUTOFF = "2011-04-01"
+HORIZON = 30  # the shared champion_dir fixture (conftest.py) uses the same horizon
 CHALLENGER_CUTOFF = "2011-07-01"
-
-
-@pytest.fixture(scope="module")
-def champion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from factory import build
-
-    tables = window_tables(None, horizon_days=HORIZON, dormant_days=30, cutoff=CHAMPION_CUTOFF)
-    info = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in tables.train_info.items()}
-    result = build(
-        tables.train, target="value_tier", id_column="customer_id", name="retail-fed",
-        out_dir=tmp_path_factory.mktemp("models"), time_budget_s=3, learners=("lgbm",), seed=0,
-        data_report=info, label_rule=info["thresholds"],
-    )  # fmt: skip
-    return result.artifact_dir
 
 
 def _export(champion_dir: Path) -> tuple[dict[str, Any], str, str | None]:
