@@ -550,10 +550,13 @@ class SyncClient:
         stop: Callable[[], bool] = lambda: False,
         on_report: Callable[[SyncReport | SyncError], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        pause: Callable[[float], object] | None = None,
     ) -> None:
         """Sync every ``interval`` s (backing off while central is away) until ``stop()``;
         drift counts go with the first round and then with one round every ``drift_interval`` s
-        (a round that fails to deliver them leaves them due)."""
+        (a round that fails to deliver them leaves them due). ``pause`` waits between rounds
+        (default: the head-office client's sleep); an ``Event.wait`` ends the wait as soon as
+        the event that ``stop`` reads is set."""
         if interval <= 0 or drift_interval <= 0:
             raise ValueError(
                 "The 'interval' and 'drift_interval' parameters of follow must be > 0. "
@@ -578,7 +581,7 @@ class SyncClient:
                 on_report(outcome)
             if stop():
                 return
-            self.head_office.sleep(delay)
+            (pause or self.head_office.sleep)(delay)
 
 
 def _safe_backlog(outbox: OutboxLike) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
 from dataclasses import fields
 from pathlib import Path
 from types import FrameType
@@ -30,6 +31,7 @@ __all__ = [
     "open_runtime",
     "outbox_options",
     "settings_from",
+    "stop_after_round_on_sigterm",
     "stop_on_sigterm",
 ]
 
@@ -148,3 +150,16 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def stop_after_round_on_sigterm() -> threading.Event:
+    """A SIGTERM sets the returned event instead of interrupting: a loop that checks it ends
+    after the round in flight, so that round's report is still written (a service manager's
+    stop never cuts a sync round in half; Ctrl-C still stops at once)."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    return stopping

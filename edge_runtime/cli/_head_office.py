@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_runtime._settings import Settings
-from edge_runtime.cli._common import UsageError, open_outbox, settings_from, stop_on_sigterm
+from edge_runtime.cli._common import UsageError, open_outbox, settings_from, stop_after_round_on_sigterm
 from edge_runtime.client import HeadOfficeClient, RetryPolicy
 from edge_runtime.exceptions import ModelLoadError, SyncError
 from edge_runtime.outcomes import OutcomeSpool, send_outcomes
@@ -150,13 +150,15 @@ def run_sync(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             except SyncError as exc:
                 show(exc)
             return 1 if failed else 0
-        stop_on_sigterm()
+        stopping = stop_after_round_on_sigterm()
         try:
             client.follow(
                 outbox,
                 drift=spool,
                 interval=settings.sync_interval_s,
                 drift_interval=settings.drift_interval_s,
+                stop=stopping.is_set,
+                pause=stopping.wait,
                 on_report=show,
             )
         except KeyboardInterrupt:

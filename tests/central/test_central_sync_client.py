@@ -203,6 +203,42 @@ def test_follow_keeps_syncing_and_backs_off_while_central_is_away(tmp_path) -> N
     assert sleeps == [5.0, 5.0]  # the interval floors the backoff between rounds
 
 
+def test_sync_follow_ends_after_the_round_a_sigterm_arrives_in(tmp_path) -> None:
+    """A service manager's stop mid-round: the round still delivers and reports, then follow ends."""
+    import os
+    import signal
+    import threading
+
+    from edge_runtime.cli._common import stop_after_round_on_sigterm
+
+    outbox = Outbox(tmp_path / "outbox.db", device_id="d-1")
+    fill_outbox(outbox, 2)
+    outcomes: list = []
+
+    class StoppedMidRequest:
+        def handle_request(self, request: Request) -> Response:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the batch is in flight
+            results = json.loads(request.content or b"")["results"]
+            return Response(
+                200, json.dumps({"acked_through": results[-1]["seq"], "stored": 2, "duplicates": 0}).encode()
+            )
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        stopping = stop_after_round_on_sigterm()
+        waited: list[float] = []
+        SyncClient(head_office(StoppedMidRequest())).follow(
+            outbox, interval=3600.0, stop=stopping.is_set, pause=lambda s: waited.append(s) or stopping.wait(s),
+            on_report=outcomes.append,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert isinstance(stopping, threading.Event) and stopping.is_set()
+    [report] = outcomes  # the round finished and was reported; no second round, no hour-long wait
+    assert report.marked == 2 and outbox.backlog() == 0
+    assert waited == []
+
+
 def _snapshot(model_version: str, recency: list[int], country: list[int]) -> dict:
     """A Runtime.drift_snapshot() for the test artifact's reference (3 bins + missing; 2 + other + missing)."""
     return {"model_version": model_version, "since": "2026-11-30T00:00:00Z", "until": "2026-11-30T00:15:00Z",
