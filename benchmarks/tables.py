@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time_budget_s=args.time_budget_s,
         out_dir=args.out,
         date_columns=args.date_column,
+        seed=args.seed,
+        cv_folds=args.cv_folds,
     )
     wall = time.monotonic() - started
     manifest = result.manifest
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     y_fit, y_test = y[fit_rows], y[split.test]
     references = {
         "logistic": make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)),
-        "lightgbm_300": lightgbm.LGBMClassifier(n_estimators=300, verbose=-1, random_state=0),
+        "lightgbm_300": lightgbm.LGBMClassifier(n_estimators=300, verbose=-1, random_state=args.seed),
     }
     reference_scores = {}
     for name, model in references.items():
@@ -72,6 +74,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "table": Path(args.data).name,
         "rows": manifest["data"]["rows"],
+        "seed": args.seed,
+        "selection": {k: v for k, v in (manifest["search"].get("selection") or {}).items() if k != "ranked"},
+        "cv_quality": next(
+            (r["cv_quality"] for r in (manifest["search"].get("selection") or {}).get("ranked", [])
+             if r["trial_index"] == manifest["search"]["trial_index"]),
+            None,
+        ),  # fmt: skip
         "columns": {c["name"]: c["kind"] for c in manifest["data"]["schema"]},
         "learner": manifest["search"]["learner"],
         "metric": metric,
@@ -118,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = table_parser("python -m benchmarks.tables", __doc__, time_budget_s=60.0)
     parser.add_argument("--date-column", nargs="*", default=[])
     parser.add_argument("--metric", default="roc_auc")
+    parser.add_argument("--seed", type=int, default=0, help="the build's seed: its split, search and references")
+    parser.add_argument("--cv-folds", type=int, default=5, help="the build's --cv-folds (0: choose on the holdout)")
     parser.add_argument("--out", default="/tmp/edgeseg-tables")
     parser.add_argument("--json", help="append the result as one JSON line to this file")
     args = parser.parse_args(argv)

@@ -391,6 +391,9 @@ class Search(_Part):
     seed: int = _field(_int)
     estimator_list: tuple[str, ...] = _field(_str_list)
     rejected_at_export: tuple[Mapping[str, Any], ...] | None = _field(_object_list, "optional")  # passed over
+    # How the candidates were ordered before export: {"method": "cv", "folds", "ranked": [...]} or
+    # {"method": "holdout", "reason"} (factory/_rerank.py); absent in artifacts from before it.
+    selection: Mapping[str, Any] | None = _field(_object, "optional")
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def _search(config: BuildConfig, verified: Verified, searched: Searched) -> dict
         "wall_time_s": searched.search.wall_time_s,
         "seed": config.seed,
         "estimator_list": list(config.learners),
+        **({"selection": searched.search.selection} if searched.search.selection is not None else {}),
     }
 
 

@@ -3,11 +3,12 @@
 A build is a pipeline of named stages, each a function of the previous stage's record and the
 ``BuildConfig`` (testable alone):
 
-    data → labels → split → search → verify → manifest → write
-    (_stages)                        (_verify) (_assemble) (_artifact)
+    data → labels → split → search → rerank → verify → manifest → write
+    (_stages)                        (_rerank) (_verify) (_assemble) (_artifact)
 
 load and check the table → make or check the labels → infer the schema, stratified
-train/validation/test split → fit our preprocessing on train, budgeted FLAML search → for the
+train/validation/test split → fit our preprocessing on train, budgeted FLAML search → on a
+small table, the best candidates ordered by cross-validation instead of one holdout → for the
 best feasible candidates in order: export the whole graph, run the parity gate, re-measure
 latency and size on the artifact → assemble the manifest → write the first candidate that passed
 everything, atomically and signed. Nothing is written before every check has passed.
@@ -30,6 +31,7 @@ from factory._assemble import assemble_manifest
 from factory._config import BuildConfig
 from factory._evaluate import json_safe
 from factory._latency import LatencyMeasurer
+from factory._rerank import rerank
 from factory._schema import InputSchema
 from factory._search import ProgressHook, SearchResult
 from factory._stages import Dataset, DataSplit, load_data, make_labels, search_models, split_data
@@ -110,7 +112,7 @@ def build(
     table = load_data(data, config)
     labelled = make_labels(table, config)
     dataset = split_data(labelled, config)
-    searched = search_models(dataset, config, progress=progress, profile=profile, **timing)
+    searched = rerank(search_models(dataset, config, progress=progress, profile=profile, **timing), dataset, config)
     verified = verify(searched, dataset, config, **timing)
 
     name = config.name or Path(table.source).stem.lower().replace("_", "-")

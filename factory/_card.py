@@ -174,7 +174,9 @@ def card_blocks(manifest: Manifest) -> list[Block]:
     if baseline:
         from factory.explain._baseline import baseline_card_blocks
 
-        b += baseline_card_blocks(metrics, search.learner)
+        b += baseline_card_blocks(
+            metrics, search.learner, selection=search.selection, exported_trial=search.trial_index
+        )
         if baseline.get("decision_tree", {}).get("rules"):
             b += [
                 ("p", "The depth-3 tree, readable as rules (splits whose two sides give the same class merged):"),

@@ -151,6 +151,12 @@ class BuildConfig:
         help="stop the search after this many trials (with a generous time budget: the same trials on a busy "
         "machine as on a quiet one)",
     )
+    cv_folds: int = _param(
+        5,
+        Interval(int, 0, None, closed="left"),
+        help="on tables up to 20,000 train + validation rows, order the search's best candidates by this many "
+        "cross-validation folds instead of one holdout (0: the holdout order)",
+    )
     metric: str = _param(DEFAULT_METRIC, StrOptions(METRICS), help="quality the search optimises")
     learners: Sequence[str] = _param(
         DEFAULT_LEARNERS, StrSequence(SUPPORTED_LEARNERS, non_empty=True), help="FLAML learners to search"
@@ -229,6 +235,10 @@ class BuildConfig:
                     "The 'reference_date' parameter of BuildConfig must be an ISO date (YYYY-MM-DD). "
                     f"Got {self.reference_date!r} instead."
                 ) from None
+        if self.cv_folds == 1:
+            raise FactoryInputError(
+                "The 'cv_folds' parameter of BuildConfig must be 0 (off) or an int >= 2. Got 1 instead."
+            )
         if self.labels != "clusters" and self.target is None:
             raise FactoryInputError(
                 f"The 'target' parameter of BuildConfig must name the label column when labels={self.labels!r} "

@@ -34,6 +34,9 @@ __all__ = ["Budgets", "Candidate", "ExportContext", "SearchResult", "Trial", "ru
 # Added to an over-budget candidate's loss: larger than any accuracy/F1/AUC loss, and growing
 # with the overshoot so the searcher is pulled back towards smaller, faster configurations.
 OVER_BUDGET_PENALTY = 1.0
+# The compact presets are tried first, within this share of the search's time budget; FLAML
+# searches for the rest of it (at least half of it, should a preset overrun).
+PRESET_TIME_SHARE = 0.25
 
 
 @dataclass
@@ -56,6 +59,10 @@ class Trial:
     # what the artifact measured.
     remeasured_p50_us: float | None = None
     remeasured_p99_us: float | None = None
+    # The rerank stage's k-fold cross-validated quality (mean and spread over the folds) on the
+    # training and validation rows; None: not re-scored (a large table, or outside the top).
+    cv_quality: float | None = None
+    cv_std: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +84,7 @@ class SearchResult:
     wall_time_s: float = 0.0
     baselines: dict[str, Trial] = field(default_factory=dict)  # our own baselines' trials, by name
     baseline_models: dict[str, Any] = field(default_factory=dict)  # and their fitted models
+    selection: dict[str, Any] | None = None  # how ``candidates`` were ordered at the end (factory._rerank)
 
     def closest(self, n: int = 3) -> list[Trial]:
         """The infeasible trials nearest to the budgets, for the error message."""
@@ -237,12 +245,38 @@ class _BudgetedMetric:
         from factory.explain import baseline_models
 
         for name, model in baseline_models(self.config.seed).items():
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=UserWarning)
-                model.fit(*train)
-            trial, _ = self.evaluate(model, f"baseline_{name}", {"baseline": name}, *validation)
+            trial = self.add_fixed(model, f"baseline_{name}", {"baseline": name}, train, validation)
             self.result.baselines[name] = trial
             self.result.baseline_models[name] = model
+
+    def add_presets(
+        self, train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray], *, until: float
+    ) -> None:
+        """The compact presets (``factory._presets``) as trials, until the monotonic time
+        ``until``: a practitioner's first recipe competes with what the search finds, under the
+        same budgets."""
+        from factory._presets import compact_presets
+
+        presets = compact_presets(self.config.learners, len(self.context.classes), self.config.seed)
+        for name, (learner, params, model) in presets.items():
+            if time.monotonic() >= until:
+                return
+            self.add_fixed(model, learner, {"preset": name, **params}, train, validation)
+
+    def add_fixed(
+        self,
+        model: Any,
+        learner: str,
+        config: dict[str, Any],
+        train: tuple[np.ndarray, np.ndarray],
+        validation: tuple[np.ndarray, np.ndarray],
+    ) -> Trial:
+        """Fit one fixed configuration on the search's training rows and log it as a trial."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            model.fit(*train)
+        trial, _ = self.evaluate(model, learner, config, *validation)
+        return trial
 
 
 _LEARNER_NAMES = {
@@ -289,7 +323,10 @@ def run_search(
     scorer = _BudgetedMetric(config, context, keep=keep, progress=progress, measure=measure)
     automl = AutoML()  # type: ignore[no-untyped-call]  # flaml has no annotations
     started = time.monotonic()
-    automl.fit(**flaml_arguments(config, scorer, train, validation))
+    # The presets come out of the time budget (at most PRESET_TIME_SHARE of it), FLAML gets the rest.
+    scorer.add_presets(train, validation, until=started + PRESET_TIME_SHARE * config.time_budget_s)
+    left = max(config.time_budget_s - (time.monotonic() - started), config.time_budget_s / 2)
+    automl.fit(**flaml_arguments(config.replace(time_budget_s=left), scorer, train, validation))
     scorer.add_baselines(train, validation)
     scorer.result.wall_time_s = time.monotonic() - started
     return scorer.result

@@ -50,3 +50,10 @@ GOLDEN_SAMPLES = 8
 REFERENCE_BINS = 10
 ONNX_OPSET = 15  # onnxmltools' LightGBM/XGBoost converters cap the main opset at 15
 ONNX_ML_OPSET = 3
+
+# The rerank stage (factory/_rerank.py): on tables up to this many train + validation rows, the
+# search's best candidates are ordered by k-fold cross-validation instead of one holdout.
+RERANK_MAX_ROWS = 20_000
+RERANK_CANDIDATES = 20  # the search's best distinct candidates re-scored (plus the baselines)
+RERANK_TIME_SHARE = 0.25  # at most this share of the search's time budget ...
+RERANK_MIN_TIME_S = 1.0  # ... but never less than this

@@ -42,6 +42,7 @@ import numpy as np
 from factory._config import BuildConfig
 from factory._latency import LatencyMeasurer
 from factory._search import (
+    PRESET_TIME_SHARE,
     Candidate,
     ExportContext,
     ProgressHook,
@@ -197,5 +198,6 @@ def run_spark_search(
                 best = trial
             progress(trial, best, trial.elapsed_s)
     driver.add_baselines(train, validation)
+    driver.add_presets(train, validation, until=time.monotonic() + PRESET_TIME_SHARE * config.time_budget_s)
     result.wall_time_s = time.monotonic() - started
     return result

@@ -246,6 +246,20 @@ def _summary(result: BuildResult, console: Any) -> None:
             "—" if chosen is None else f"{chosen:.4f}"
         )
         table.add_row("baselines (validation)", f"{metric}: " + " · ".join(shown) + f"; exported {exported}")
+    selection = search.selection or {}
+    if selection.get("method") == "cv":  # the rerank stage ordered the candidates: what decided
+        ranked = {r["trial_index"]: r for r in selection["ranked"]}
+        mine = ranked.get(search.trial_index, {}).get("cv_quality")
+        theirs = [
+            f"{display_name(name)} {entry['search']['cv_quality']:.4f}"
+            for name, entry in baseline.items()
+            if (entry.get("search") or {}).get("cv_quality") is not None
+        ]
+        table.add_row(
+            f"chosen by {selection['folds']}-fold CV",
+            f"{len(ranked)} best candidates re-scored on {selection['rows']:,} rows in {selection['time_s']:.1f} s; "
+            f"exported {'—' if mine is None else f'{mine:.4f}'}" + (" · " + " · ".join(theirs) if theirs else ""),
+        )
     console.print(table)
     # The path on its own line, never wrapped or cut at the terminal's width: users copy it.
     console.print(f"artifact (model card: {CARD_HTML_FILE}):", highlight=False)

@@ -210,10 +210,19 @@ def test_search_log_holds_every_trial_with_latency_and_size(built: tuple[str, An
     chosen = trials[result.manifest["search"]["trial_index"]]
     assert chosen["feasible"] is True
     # the best feasible trial is exported unless the manifest says why it was passed over
-    # (parity or the artifact's re-measured latency)
+    # (parity or the artifact's re-measured latency); "best" by cross-validation when the rerank
+    # stage ordered the candidates (each re-scored trial's cv_quality is in the log), else by loss
     passed_over = {r["trial_index"] for r in result.manifest["search"]["rejected_at_export"]}
     feasible = [t for t in trials if t["feasible"] and t["index"] not in passed_over]
-    assert chosen["loss"] == min(t["loss"] for t in feasible)
+    selection = result.manifest["search"]["selection"]
+    if selection["method"] == "cv":
+        first = next(r for r in selection["ranked"] if r["trial_index"] not in passed_over)
+        assert first["trial_index"] == chosen["index"] and first["cv_quality"] == chosen["cv_quality"]
+        sign = -1 if result.manifest["metrics"]["metric"] == "log_loss" else 1
+        qualities = [sign * r["cv_quality"] for r in selection["ranked"]]
+        assert qualities == sorted(qualities, reverse=True)  # ordered by the cross-validated score
+    else:
+        assert chosen["loss"] == min(t["loss"] for t in feasible)
     for t in trials:
         if t["feasible"]:
             assert t["latency_p99_us"] <= LATENCY_BUDGET_US and t["size_bytes"] <= SIZE_BUDGET_KB * 1024

@@ -15,7 +15,7 @@ import pytest
 SECTIONS = [
     "Data",
     "Quality on held-out data",
-    "Never worse than our own baselines (same rows; chosen on validation)",
+    "Never worse than our own baselines (same rows)",
     "Explanations",
     "Preprocessing",
     "Budgets (target device)",
@@ -83,3 +83,26 @@ def test_card_and_search_log_agree_on_the_trials(small_artifact: Path, card: tup
     trials = (small_artifact / "search_log.jsonl").read_text().splitlines()
     assert f"{manifest['search']['trials']} trials" in markdown
     assert len(trials) == manifest["search"]["trials"]
+
+
+def test_the_card_says_how_the_candidates_were_ordered(card: tuple[dict[str, Any], str, str]) -> None:
+    """The segmentation table is small enough for the rerank stage: the card names the folds, the
+    rows, and shows each baseline's cross-validated score beside the exported model's."""
+    manifest, markdown, _ = card
+    selection = manifest["search"]["selection"]
+    assert selection["method"] == "cv"
+    assert selection["rows"] == manifest["metrics"]["n_train"] + manifest["metrics"]["n_val"]
+    said = f"{selection['folds']}-fold cross-validation on {selection['rows']:,} rows"
+    assert said in markdown
+    ranked = {r["trial_index"]: r for r in selection["ranked"]}
+    exported = ranked[manifest["search"]["trial_index"]]
+    assert f"| exported model ({manifest['search']['learner']}) | " in markdown
+    assert f"{exported['cv_quality']:.4f}" in markdown
+    for entry in manifest["metrics"]["baseline"].values():
+        search = entry.get("search") or {}
+        if search.get("cv_quality") is not None:
+            assert f"{search['cv_quality']:.4f}" in markdown
+            # never worse on the measure the choice was made on, unless that baseline's own
+            # artifact was refused (the verify stage tries candidates in this order)
+            refused = {r["trial_index"] for r in manifest["search"]["rejected_at_export"]}
+            assert exported["cv_quality"] >= search["cv_quality"] or search["trial_index"] in refused
