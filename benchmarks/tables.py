@@ -29,6 +29,12 @@ def _held_out(metric: str, y: np.ndarray, proba: np.ndarray, n_classes: int) -> 
     return score(metric, y, proba, n_classes)[0]
 
 
+def _exported_cv_quality(search: dict[str, Any]) -> float | None:
+    """The exported trial's cross-validated quality (None: chosen on the holdout)."""
+    ranked = (search.get("selection") or {}).get("ranked", [])
+    return next((r["cv_quality"] for r in ranked if r["trial_index"] == search["trial_index"]), None)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import lightgbm
     from sklearn.linear_model import LogisticRegression
@@ -76,11 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows": manifest["data"]["rows"],
         "seed": args.seed,
         "selection": {k: v for k, v in (manifest["search"].get("selection") or {}).items() if k != "ranked"},
-        "cv_quality": next(
-            (r["cv_quality"] for r in (manifest["search"].get("selection") or {}).get("ranked", [])
-             if r["trial_index"] == manifest["search"]["trial_index"]),
-            None,
-        ),  # fmt: skip
+        "cv_quality": _exported_cv_quality(manifest["search"]),
         "columns": {c["name"]: c["kind"] for c in manifest["data"]["schema"]},
         "learner": manifest["search"]["learner"],
         "metric": metric,

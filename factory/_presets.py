@@ -35,9 +35,7 @@ _PRESETS: dict[tuple[str, str], dict[str, Any]] = {
 }  # fmt: skip
 
 
-def compact_presets(
-    learners: Sequence[str], n_classes: int, seed: int
-) -> dict[str, tuple[str, dict[str, Any], Any]]:
+def compact_presets(learners: Sequence[str], n_classes: int, seed: int) -> dict[str, tuple[str, dict[str, Any], Any]]:
     """Unfitted preset models for the searched ``learners``:
     ``{"<learner>_<preset>": (learner, hyperparameters, model)}``."""
     out: dict[str, tuple[str, dict[str, Any], Any]] = {}
