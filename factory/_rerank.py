@@ -10,7 +10,8 @@ them took 2.4 s. On a large table the holdout is already precise and the refits 
 the stage is skipped above ``RERANK_MAX_ROWS``.
 
 The candidates are the search's best distinct configurations plus every feasible baseline (so
-the exported model is never worse than our own baselines *on the measure it was chosen by*).
+the exported model is never worse than our own baselines *on the measure it was chosen by*) and
+every feasible compact preset (``factory._presets``).
 Each configuration is cloned and refitted on every fold; the ranking is by the mean fold loss,
 the holdout loss breaking ties. A time bound (a share of the search's budget) stops the
 re-scoring; candidates it leaves unscored keep their holdout order after the scored ones.
@@ -46,13 +47,14 @@ def _skipped(reason: str) -> dict[str, Any]:
 
 
 def _to_rescore(candidates: list[Candidate], limit: int) -> list[Candidate]:
-    """The best ``limit`` distinct configurations, then any feasible baseline not among them."""
+    """The best ``limit`` distinct configurations, then any feasible baseline or compact preset
+    not among them (a fixed recipe's holdout score is as noisy as any other's)."""
     chosen: list[Candidate] = []
     seen: set[str] = set()
     for candidate in candidates:
         key = candidate.trial.learner + json.dumps(candidate.trial.config, sort_keys=True, default=str)
-        is_baseline = candidate.trial.learner.startswith("baseline_")
-        if key in seen or (len(chosen) >= limit and not is_baseline):
+        is_fixed = candidate.trial.learner.startswith("baseline_") or "preset" in candidate.trial.config
+        if key in seen or (len(chosen) >= limit and not is_fixed):
             continue
         seen.add(key)
         chosen.append(candidate)
