@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(filter 1,$(FULL)),--full,)
+	$(BIN)/python -m benchmarks.clv_default --time-budget-s $(TIME_BUDGET) --json benchmarks/reports/clv_default.json
 
 # A model that keeps learning: monthly retrains, the promotion gate, canary rollouts with automatic
 # rollback, on a simulated 4-store fleet against a real central (scripts/retrain_demo.py).

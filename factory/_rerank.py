@@ -53,8 +53,7 @@ def _to_rescore(candidates: list[Candidate], limit: int) -> list[Candidate]:
     seen: set[str] = set()
     for candidate in candidates:
         key = candidate.trial.learner + json.dumps(candidate.trial.config, sort_keys=True, default=str)
-        is_fixed = candidate.trial.learner.startswith("baseline_") or "preset" in candidate.trial.config
-        if key in seen or (len(chosen) >= limit and not is_fixed):
+        if key in seen or (len(chosen) >= limit and not candidate.trial.fixed):
             continue
         seen.add(key)
         chosen.append(candidate)

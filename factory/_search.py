@@ -64,6 +64,11 @@ class Trial:
     cv_quality: float | None = None
     cv_std: float | None = None
 
+    @property
+    def fixed(self) -> bool:
+        """A fixed recipe (one of our baselines or compact presets), not a configuration FLAML chose."""
+        return self.learner.startswith("baseline_") or "preset" in self.config
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -233,7 +238,9 @@ class _BudgetedMetric:
         if feasible and graph is not None:
             self.result.candidates.append(Candidate(trial=trial, model=model, graph=graph))
             self.result.candidates.sort(key=lambda c: c.trial.loss)
-            del self.result.candidates[self.keep :]
+            # the best `keep`, and every fixed recipe (baseline, preset) however it did on the
+            # holdout: the rerank stage re-scores those whatever their holdout rank
+            self.result.candidates[self.keep :] = [c for c in self.result.candidates[self.keep :] if c.trial.fixed]
         if self.progress is not None:
             self.progress(trial, self.best_feasible(), trial.elapsed_s)
         return trial, penalty
