@@ -30,3 +30,11 @@ def test_one_row_per_table_with_the_median_gap(tmp_path: Path) -> None:
     assert "| 0.950 / 0.900 / 0.910 | 0.910 / 0.920 / 0.910 |" in a
     assert "| **+0.100** |" in b and "| holdout |" in b
     assert "30 → 36" in a
+    assert "| —, —, — |" in a  # no CV recorded by these runs
+
+
+def test_the_cv_pair_is_shown_when_the_run_recorded_it(tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    run = _run("a.csv", 0, 0.90, 0.92) | {"cv_quality": 0.9051, "references_cv": {"lightgbm_300": 0.8962}}
+    results.write_text(json.dumps(run) + "\n")
+    assert "| 0.905 / 0.896 |" in summarize(results).splitlines()[2]
