@@ -212,7 +212,8 @@ def test_search_log_holds_every_trial_with_latency_and_size(built: tuple[str, An
     # the best feasible trial is exported unless the manifest says why it was passed over
     # (parity or the artifact's re-measured latency); "best" by cross-validation when the rerank
     # stage ordered the candidates (each re-scored trial's cv_quality is in the log), else by loss
-    passed_over = {r["trial_index"] for r in result.manifest["search"]["rejected_at_export"]}
+    # (the exported trial itself may be listed too: its refit refused, the trial as searched kept)
+    passed_over = {r["trial_index"] for r in result.manifest["search"]["rejected_at_export"]} - {chosen["index"]}
     feasible = [t for t in trials if t["feasible"] and t["index"] not in passed_over]
     selection = result.manifest["search"]["selection"]
     if selection["method"] == "cv":
