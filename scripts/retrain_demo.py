@@ -69,6 +69,11 @@ class Models:
 # must not depend on how busy the machine is, as a time-only budget made them (a loaded machine
 # ran fewer trials and once kept the champion in a normal month).
 TRIALS = 25
+# The demo's budget for p99 latency, far above what its models measure (tens of us): with
+# the default 50 us, a trial near the line was feasible on a quiet machine and not on a busy one,
+# which changed the search's path and the champion, and once left month A's gain inside the
+# gate's interval (CI, 2026-11-30). The size budget, which does not depend on timing, stays.
+LATENCY_BUDGET_US = 5000.0
 
 
 def build_models(
@@ -89,6 +94,7 @@ def build_models(
     first = build(
         tables.train, target="value_tier", id_column="customer_id", name="retail-life", out_dir=out_dir,
         time_budget_s=time_budget_s, max_trials=max_trials, learners=("lgbm",), seed=0, data_report=info,
+        latency_budget_us=LATENCY_BUDGET_US,
         label_rule=info["thresholds"],
     )  # fmt: skip
     models = Models(first.artifact_dir)
