@@ -175,6 +175,9 @@ def assemble_manifest(
             "schema": schema.report(),  # each column: the type chosen and why (factory._schema)
         },  # fmt: skip
     }
+    notes = [*data.notes, *labelled.notes]
+    if notes:  # how the file was read and which rows were left out (factory._data, factory._stages)
+        manifest["data"]["notes"] = notes
     if dictionary is not None:  # what each input means and its unit (report-only)
         manifest["feature_dictionary"] = dictionary
     if till:  # a transaction-log job: how the till makes these inputs, and the gate that proved it

@@ -137,6 +137,7 @@ def card_blocks(manifest: Manifest) -> list[Block]:
                 f"Split: {metrics.n_train} train / {metrics.n_val} validation / {metrics.n_test} test rows "
                 "(stratified; the test rows were never seen by the search).",
                 *([_label_rule(target.label_rule)] if target.label_rule else []),
+                *(f"{note[:1].upper()}{note[1:]}." for note in data.get("notes", [])),
             ],
         ),
     ]

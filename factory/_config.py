@@ -125,6 +125,9 @@ class BuildConfig:
         None, Text(), NoneOr(), group="table", help="customer id column (dropped; devices pseudonymise it)"
     )
     sep: str | None = _param(None, Text(), NoneOr(), group="table", help="CSV separator (default: sniffed)")
+    sheet: str | None = _param(
+        None, Text(), NoneOr(), group="table", help="Excel workbook: the sheet to read (default: the largest)"
+    )
     date_columns: Sequence[str] = _param(
         (),
         StrSequence(),

@@ -19,8 +19,9 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from factory._columns import blank_to_missing
 from factory._config import BuildConfig
-from factory._data import check_target, load_table
+from factory._data import check_target, read_table
 from factory._latency import DeviceProfile, LatencyMeasurer, measure_candidate
 from factory._manifest import frame_fingerprint
 from factory._parity import encode_frame, stress_rows
@@ -53,20 +54,23 @@ class TableData:
     raw: pd.DataFrame
     source: str
     fingerprint: str
+    notes: tuple[str, ...] = ()  # how the file was read beyond the defaults (factory._data)
 
 
 def load_data(data: str | Path | pd.DataFrame, config: BuildConfig) -> TableData:
     """Read the table (or copy the frame) and check the columns the config names exist."""
+    notes: tuple[str, ...] = ()
     if isinstance(data, pd.DataFrame):
         raw, source = data.copy(), config.source_name or "DataFrame"
     else:
-        raw, source = load_table(data, sep=config.sep), config.source_name or Path(data).name
+        read = read_table(data, sep=config.sep, sheet=config.sheet)
+        raw, source, notes = read.frame, config.source_name or Path(data).name, read.notes
     unknown = [c for c in config.not_inputs if c not in raw.columns]
     if unknown:
         raise FactoryInputError(
             f"column {unknown[0]!r} (to drop) is not in the data; columns are: {', '.join(map(str, raw.columns))}"
         )
-    return TableData(raw=raw, source=source, fingerprint=frame_fingerprint(raw))
+    return TableData(raw=raw, source=source, fingerprint=frame_fingerprint(raw), notes=notes)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Labelled:
     segments_report: dict[str, Any] | None = None  # labels="clusters"
     segment_profiles: dict[str, Any] | None = None  # labels="clusters"
     few_report: dict[str, Any] | None = None  # labels="few"
+    notes: tuple[str, ...] = ()  # rows left out, and why
 
 
 def make_labels(data: TableData, config: BuildConfig) -> Labelled:
@@ -111,7 +116,26 @@ def make_labels(data: TableData, config: BuildConfig) -> Labelled:
         table[target] = few.labels.to_numpy()
         rule = config.label_rule or {"kind": "few labels", "method": few.report["method"]}
         return Labelled(table, check_target(table, target), rule, few_report=few.report)
-    return Labelled(table, check_target(table, target), config.label_rule)
+    table, notes = _labelled_rows(table, target)
+    return Labelled(table, check_target(table, target), config.label_rule, notes=notes)
+
+
+def _labelled_rows(table: pd.DataFrame, target: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The rows with a label. A table as it comes has a few customers not yet labelled: they
+    are left out with a note, not a refusal (``--labels few`` spreads labels to them instead)."""
+    if target not in table.columns:
+        return table, ()  # check_target names the columns there are
+    empty = blank_to_missing(table[target]).isna()
+    if not empty.any():
+        return table, ()
+    if empty.all():
+        raise FactoryInputError(f"target column {target!r} is empty in every row")
+    n = int(empty.sum())
+    note = (
+        f"{n} row{'s' if n != 1 else ''} with an empty {target!r} left out: no label to learn from "
+        "(--labels few spreads labels to them)"
+    )
+    return table.loc[~empty.to_numpy()].reset_index(drop=True), (note,)
 
 
 @dataclass(frozen=True)

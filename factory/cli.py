@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeseg-factory", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build from a labelled customer table (CSV/Parquet)")
-    build.add_argument("--data", type=Path, required=True, help="CSV, TSV or Parquet file")
+    build.add_argument("--data", type=Path, required=True, help="CSV, TSV, Parquet or Excel (.xlsx, .xls) file")
     _add_config_arguments(build, "table")
     _add_run_options(build)
     default = commands.add_parser(
@@ -100,8 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser(
         "inspect", help="show how a table's columns would be read (type, why, missing share, distinct values)"
     )
-    inspect.add_argument("--data", type=Path, required=True, help="CSV, TSV or Parquet file")
-    _add_config_arguments(inspect, None, only=("target", "drop", "id_column", "sep", "date_columns", "reference_date"))
+    inspect.add_argument("--data", type=Path, required=True, help="CSV, TSV, Parquet or Excel (.xlsx, .xls) file")
+    _add_config_arguments(
+        inspect,
+        None,
+        only=("target", "drop", "id_column", "sep", "sheet", "date_columns", "reference_date"),
+    )
     inspect.add_argument("--json", action="store_true", help="print the table as JSON")
     inspect.add_argument("--debug", action="store_true", help="show tracebacks")
     from factory.rollback import add_rollback_parser
@@ -122,20 +126,23 @@ def read_schema(
     target: str | None,
     not_inputs: Sequence[str] = (),
     sep: str | None = None,
+    sheet: str | None = None,
     date_columns: Sequence[str] = (),
     reference_date: str | None = None,
-) -> InputSchema:
-    """How the build will read the table's input columns (identifiers shown, not refused)."""
+) -> tuple[InputSchema, tuple[str, ...]]:
+    """How the build will read the table's input columns (identifiers shown, not refused), and
+    notes on how the file itself was read (encoding, sheet, a saved index; factory._data)."""
     import datetime as dt
 
     import pandas as pd
 
     from factory._config import parse_date_columns
-    from factory._data import load_table
+    from factory._data import ReadTable, read_table
     from factory._schema import infer_schema
     from factory.errors import FactoryInputError
 
-    raw = data if isinstance(data, pd.DataFrame) else load_table(data, sep=sep)
+    read = ReadTable(data) if isinstance(data, pd.DataFrame) else read_table(data, sep=sep, sheet=sheet)
+    raw = read.frame
     named = [c for c in [*([target] if target else []), *not_inputs] if c is not None]
     absent = [c for c in named if c not in raw.columns]
     if absent:
@@ -143,15 +150,16 @@ def read_schema(
             f"column {absent[0]!r} is not in the data; columns are: {', '.join(map(str, raw.columns))}"
         )
     reference = None if reference_date is None else dt.datetime.fromisoformat(reference_date)
-    return infer_schema(
+    schema = infer_schema(
         raw.drop(columns=named),
         date_columns=parse_date_columns(date_columns),
         reference_date=reference,
         refuse_identifiers=False,
     )
+    return schema, read.notes
 
 
-def _schema_table(schema: InputSchema, console: Any, title: str) -> None:
+def _schema_table(schema: InputSchema, notes: Sequence[str], console: Any, title: str) -> None:
     from rich.table import Table
 
     from factory._schema import render_schema
@@ -162,6 +170,13 @@ def _schema_table(schema: InputSchema, console: Any, title: str) -> None:
     for row in render_schema(schema):
         table.add_row(*row)
     console.print(table)
+    _print_notes(notes)
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    """How the file was read, on stderr (``inspect --json`` keeps stdout for the JSON)."""
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -169,18 +184,20 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    schema = read_schema(
+    schema, notes = read_schema(
         args.data,
         target=args.target,
         not_inputs=[*args.drop, *([args.id_column] if args.id_column else [])],
         sep=args.sep,
+        sheet=args.sheet,
         date_columns=args.date_columns,
         reference_date=args.reference_date,
     )
     if args.json:
         print(json.dumps(schema.report(), indent=2))
+        _print_notes(notes)
     else:
-        _schema_table(schema, Console(), f"{args.data}: {len(schema.columns)} model inputs")
+        _schema_table(schema, notes, Console(), f"{args.data}: {len(schema.columns)} model inputs")
     return 0
 
 
@@ -208,6 +225,8 @@ def _summary(result: BuildResult, console: Any) -> None:
         f"labels {parity.label_agreement:.2%} · max Δp {parity.max_abs_prob_diff:.1e} on {parity.rows} rows",
     )
     table.add_row("search time", f"{search.wall_time_s:.1f} s")
+    for note in (manifest.data or {}).get("notes", []):  # rows left out, encoding, sheet (factory._data)
+        table.add_row("data", note)
     segments = manifest.segments
     if segments:
         counts = ", ".join(f"{name} {n}" for name, n in segments["counts"].items())
@@ -312,15 +331,16 @@ def _run(args: argparse.Namespace) -> int:
         data = args.data
     config = BuildConfig(**options)
     if not args.quiet:  # the inferred schema, before the search (a refused identifier shows here too)
-        schema = read_schema(
+        schema, notes = read_schema(
             data,
             target=config.target if config.labels != "clusters" else None,
             not_inputs=config.not_inputs,
             sep=config.sep,
+            sheet=config.sheet,
             date_columns=config.date_columns,
             reference_date=config.reference_date,
         )
-        _schema_table(schema, console, "how the table is read")
+        _schema_table(schema, notes, console, "how the table is read")
     hook = getattr(args, "before_write", None)  # build-default: the CLV baseline joins the card
     if args.quiet:
         result = build(data, config, before_write=hook)

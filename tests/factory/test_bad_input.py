@@ -51,10 +51,19 @@ def test_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 
 def test_unknown_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    path = tmp_path / "customers.xlsx"
-    path.write_bytes(b"PK\x03\x04")
+    path = tmp_path / "customers.json"
+    path.write_text("[]")
     code, err = _run(capsys, out, "--data", str(path), "--target", "y")
-    _assert_clean_failure(code, err, out, "unknown format '.xlsx'")
+    _assert_clean_failure(code, err, out, "unknown format '.json'", ".xlsx")
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".xls"])
+def test_a_broken_workbook_names_the_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / "out"
+    path = tmp_path / f"customers{suffix}"
+    path.write_bytes(b"PK\x03\x04 half a zip")
+    code, err = _run(capsys, out, "--data", str(path), "--target", "y")
+    _assert_clean_failure(code, err, out, f"cannot read {str(path)!r}")
 
 
 def test_target_absent(capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path) -> None:
