@@ -8,6 +8,7 @@ each with a note the build shows and the manifest keeps (``data.notes``):
   latin-1 when a byte is undefined in cp1252; a UTF-16 file (Excel's "Unicode text") by its BOM;
 * a workbook with several sheets (a data dictionary beside the data) is read from its largest
   sheet unless ``sheet`` names one;
+* a title or comment block above the header (lines narrower than the table) is skipped;
 * a first column with no header holding the row numbers 0..n-1 or 1..n is the index pandas
   wrote with ``to_csv``: read as the file's index, not as an input. Any other identifier is
   still refused by the schema (docs/DESIGN.md: only true identifiers are refused).
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ _CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
 _SNIFF_BYTES = 64 * 1024
+_PREAMBLE_PROBE_LINES = 200
 _CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")
 
 
@@ -81,10 +85,31 @@ def _sniff_separator(path: Path, encoding: str) -> str:
         return ","
 
 
+def _preamble(path: Path, encoding: str, sep: str) -> int:
+    """How many lines come before the header: a title or comment block above the table.
+
+    The table's width is the commonest field count of the first lines; leading lines with fewer
+    fields are skipped, and the first line as wide as the table is the header. A header wider
+    than its rows stays (nothing after it is skipped)."""
+    with open(path, newline="", encoding=encoding, errors="replace") as handle:
+        lines = list(itertools.islice(handle, _PREAMBLE_PROBE_LINES))
+    counts = [len(next(csv.reader([line], delimiter=sep), [])) if line.strip() else 0 for line in lines]
+    widths = Counter(c for c in counts if c)
+    if not widths:
+        return 0
+    width = widths.most_common(1)[0][0]
+    return next((i for i, count in enumerate(counts) if count >= width), 0) if width > 1 else 0
+
+
 def _read_csv(path: Path, sep: str | None) -> ReadTable:
     encoding, note = _text_encoding(path)
-    frame = pd.read_csv(path, sep=sep or _sniff_separator(path, encoding), encoding=encoding)
-    return ReadTable(frame, (note,) if note else ())
+    sep = sep or _sniff_separator(path, encoding)
+    skip = _preamble(path, encoding, sep)
+    notes = (note,) if note else ()
+    if skip:
+        notes += (f"{skip} line{'s' if skip != 1 else ''} above the header skipped (a title or comment block)",)
+    frame = pd.read_csv(path, sep=sep, encoding=encoding, skiprows=skip)
+    return ReadTable(frame, notes)
 
 
 def _read_excel(path: Path, sheet: str | None) -> ReadTable:
