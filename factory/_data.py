@@ -105,7 +105,7 @@ def _read_csv(path: Path, sep: str | None) -> ReadTable:
     encoding, note = _text_encoding(path)
     sep = sep or _sniff_separator(path, encoding)
     skip = _preamble(path, encoding, sep)
-    notes = (note,) if note else ()
+    notes: tuple[str, ...] = (note,) if note else ()
     if skip:
         notes += (f"{skip} line{'s' if skip != 1 else ''} above the header skipped (a title or comment block)",)
     frame = pd.read_csv(path, sep=sep, encoding=encoding, skiprows=skip)
