@@ -34,6 +34,8 @@ __all__ = ["MIN_ROWS_PER_CLASS", "ReadTable", "check_target", "read_table"]
 
 # Every class must reach the train, validation and test splits (stratified 60/20/20).
 MIN_ROWS_PER_CLASS = 5
+# A numeric target with more distinct values than this, some too rare to split, is a quantity.
+MAX_NUMERIC_CLASSES = 20
 _CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
@@ -199,6 +201,13 @@ def check_target(frame: pd.DataFrame, target: str) -> pd.Series:
     if len(counts) < 2:
         raise FactoryInputError(f"target column {target!r} has only one class ({counts.index[0]!r}); need at least 2")
     rare = counts[counts < MIN_ROWS_PER_CLASS]
+    raw = frame[target]
+    if len(rare) and pd.api.types.is_numeric_dtype(raw) and len(counts) > MAX_NUMERIC_CLASSES:
+        raise FactoryInputError(
+            f"target column {target!r} holds {len(counts)} different numbers: a quantity, not classes. "
+            "edgeseg classifies customers into segments: cut it into tiers first (e.g. pandas.qcut), "
+            "or let the factory find segments (--labels clusters)"
+        )
     if len(rare):
         name, count = rare.index[0], int(rare.iloc[0])
         raise FactoryInputError(

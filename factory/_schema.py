@@ -347,7 +347,9 @@ def normalise_frame(frame: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
         out[name] = numbers.astype(np.float32).astype(np.float64)
     for name in schema.cat:
         values = frame[name].astype(object).where(frame[name].notna(), np.nan)
-        text = values.map(lambda v: v if isinstance(v, float) else str(v))
+        # Every present value as its text (a workbook column can mix 1, "a" and 2.5; the device
+        # receives strings), missing cells as NaN.
+        text = values.map(lambda v: v if isinstance(v, float) and math.isnan(v) else str(v))
         text = text.where(text.map(lambda v: not isinstance(v, str) or v.strip() != ""), np.nan)
         too_long = text.map(lambda v: isinstance(v, str) and len(v) > MAX_STRING_LENGTH)
         if too_long.any():

@@ -148,3 +148,29 @@ def test_a_target_empty_in_every_row_is_refused_naming_it(tmp_path: Path) -> Non
     data["segment"] = " "
     with pytest.raises(FactoryInputError, match="target column 'segment' is empty in every row"):
         build(data, target="segment", out_dir=tmp_path, time_budget_s=2, learners=["lgbm"])
+
+
+def test_a_quantity_as_target_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from factory import build
+
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"visits": rng.poisson(4, 300), "lifetime_value": rng.gamma(2.0, 500.0, 300).round(2)})
+    distinct = data["lifetime_value"].nunique()
+    with pytest.raises(
+        FactoryInputError, match=f"'lifetime_value' holds {distinct} different numbers: a quantity"
+    ) as err:
+        build(data, target="lifetime_value", out_dir=tmp_path, time_budget_s=2)
+    assert "--labels clusters" in str(err.value) and "qcut" in str(err.value)
+
+
+def test_a_category_column_mixing_numbers_and_text_is_read_as_text(tmp_path: Path) -> None:
+    """A workbook column can hold 1, "a" and 2.5 in one column; the device receives strings."""
+    from factory import build
+
+    data = _customers(400, seed=1)
+    data["plan"] = pd.Series([1, "gold", 2.5, None] * 100, dtype=object)
+    result = build(data, target="segment", out_dir=tmp_path, time_budget_s=3, learners=["lgbm"], cv_folds=0)
+    kinds = {c["name"]: c["kind"] for c in result.manifest["data"]["schema"]}
+    assert kinds["plan"] == "category"
+    plan = next(spec for spec in result.manifest["inputs"] if spec["name"] == "plan")
+    assert plan["type"] == "string" and plan["categories"] == ["1", "2.5", "gold"]  # what a till sends
