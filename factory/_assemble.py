@@ -12,6 +12,7 @@ from typing import Any
 
 from factory._config import BuildConfig
 from factory._evaluate import explanations, held_out_metrics, json_safe, preprocessing_report, segment_profiles
+from factory._leaks import suspected_leaks
 from factory._manifest import (
     FORMAT_VERSION,
     golden_records,
@@ -178,6 +179,9 @@ def assemble_manifest(
     notes = [*data.notes, *labelled.notes]
     if notes:  # how the file was read and which rows were left out (factory._data, factory._stages)
         manifest["data"]["notes"] = notes
+    leaks = suspected_leaks(dataset)
+    if leaks:  # an input that alone gives the answer away (factory._leaks): named, not refused
+        manifest["data"]["suspected_leaks"] = leaks
     if dictionary is not None:  # what each input means and its unit (report-only)
         manifest["feature_dictionary"] = dictionary
     if till:  # a transaction-log job: how the till makes these inputs, and the gate that proved it

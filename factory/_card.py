@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edge_runtime.artifact import SEARCH_LOG_FILE, Budgets, Manifest, Metrics, Parity, Search, Target
+from factory._leaks import leak_warning
 
 __all__ = ["card_blocks", "render_card", "render_card_html"]
 
@@ -138,6 +139,7 @@ def card_blocks(manifest: Manifest) -> list[Block]:
                 "(stratified; the test rows were never seen by the search).",
                 *([_label_rule(target.label_rule)] if target.label_rule else []),
                 *(f"{note[:1].upper()}{note[1:]}." for note in data.get("notes", [])),
+                *(f"**Suspected leak:** {leak_warning(leak)}." for leak in data.get("suspected_leaks", [])),
             ],
         ),
     ]

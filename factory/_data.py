@@ -30,7 +30,7 @@ import pandas as pd
 
 from factory.errors import FactoryInputError
 
-__all__ = ["MIN_ROWS_PER_CLASS", "ReadTable", "check_target", "read_table"]
+__all__ = ["MIN_ROWS_PER_CLASS", "ReadTable", "check_target", "datetimes_as_text", "read_table"]
 
 # Every class must reach the train, validation and test splits (stratified 60/20/20).
 MIN_ROWS_PER_CLASS = 5
@@ -154,6 +154,26 @@ def _without_saved_index(table: ReadTable) -> ReadTable:
     return table
 
 
+def datetimes_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its datetime columns (a workbook's or Parquet's dates) as the text a till
+    sends: ``2022-05-01`` when every value is at midnight, else ``2022-05-01 13:05:00``.
+
+    Read as Timestamps they would print with a time of day, the schema would detect that format,
+    and a till sending the plain date would be refused. Time zones are dropped (UTC)."""
+    stamps = [name for name in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[name])]
+    if not stamps:
+        return frame
+    out = frame.copy()
+    for name in stamps:
+        column = out[name]
+        if getattr(column.dt, "tz", None) is not None:
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        present = column.dropna()
+        fmt = "%Y-%m-%d" if (present == present.dt.normalize()).all() else "%Y-%m-%d %H:%M:%S"
+        out[name] = column.dt.strftime(fmt).astype(object).where(column.notna(), np.nan)
+    return out
+
+
 def read_table(path: str | Path, *, sep: str | None = None, sheet: str | None = None) -> ReadTable:
     """Load CSV/TSV/TXT, Parquet or an Excel workbook; errors name the file (module docstring)."""
     file = Path(path)
@@ -182,7 +202,8 @@ def read_table(path: str | Path, *, sep: str | None = None, sheet: str | None = 
         raise FactoryInputError(f"cannot read {str(file)!r}: {exc}") from exc
     if table.frame.empty:
         raise FactoryInputError(f"data file {str(file)!r} has no rows")
-    return _without_saved_index(table)
+    table = _without_saved_index(table)
+    return ReadTable(datetimes_as_text(table.frame), table.notes)
 
 
 def check_target(frame: pd.DataFrame, target: str) -> pd.Series:

@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 
 from factory._columns import blank_to_missing
 from factory._config import BuildConfig
-from factory._data import check_target, read_table
+from factory._data import check_target, datetimes_as_text, read_table
 from factory._latency import DeviceProfile, LatencyMeasurer, measure_candidate
 from factory._manifest import frame_fingerprint
 from factory._parity import encode_frame, stress_rows
@@ -61,7 +61,7 @@ def load_data(data: str | Path | pd.DataFrame, config: BuildConfig) -> TableData
     """Read the table (or copy the frame) and check the columns the config names exist."""
     notes: tuple[str, ...] = ()
     if isinstance(data, pd.DataFrame):
-        raw, source = data.copy(), config.source_name or "DataFrame"
+        raw, source = datetimes_as_text(data.copy()), config.source_name or "DataFrame"
     else:
         read = read_table(data, sep=config.sep, sheet=config.sheet)
         raw, source, notes = read.frame, config.source_name or Path(data).name, read.notes

@@ -137,11 +137,14 @@ def read_schema(
     import pandas as pd
 
     from factory._config import parse_date_columns
-    from factory._data import ReadTable, read_table
+    from factory._data import ReadTable, datetimes_as_text, read_table
     from factory._schema import infer_schema
     from factory.errors import FactoryInputError
 
-    read = ReadTable(data) if isinstance(data, pd.DataFrame) else read_table(data, sep=sep, sheet=sheet)
+    if isinstance(data, pd.DataFrame):
+        read = ReadTable(datetimes_as_text(data))
+    else:
+        read = read_table(data, sep=sep, sheet=sheet)
     raw = read.frame
     named = [c for c in [*([target] if target else []), *not_inputs] if c is not None]
     absent = [c for c in named if c not in raw.columns]
@@ -227,6 +230,10 @@ def _summary(result: BuildResult, console: Any) -> None:
     table.add_row("search time", f"{search.wall_time_s:.1f} s")
     for note in (manifest.data or {}).get("notes", []):  # rows left out, encoding, sheet (factory._data)
         table.add_row("data", note)
+    from factory._leaks import leak_warning
+
+    for leak in (manifest.data or {}).get("suspected_leaks", []):
+        table.add_row("[bold red]warning[/]", leak_warning(leak))
     segments = manifest.segments
     if segments:
         counts = ", ".join(f"{name} {n}" for name, n in segments["counts"].items())

@@ -120,8 +120,9 @@ def test_an_unnamed_first_column_that_is_not_the_row_numbers_is_kept(tmp_path: P
 
 # ------------------------------------------------------------------ end to end
 def test_a_workbook_with_a_date_and_unlabelled_rows_builds_and_the_card_says_how_it_was_read(
-    tmp_path: Path,
+    tmp_path: Path, signing_public_key: Path
 ) -> None:
+    from edge_runtime import Classifier
     from factory import build
 
     rng = np.random.default_rng(3)
@@ -139,6 +140,29 @@ def test_a_workbook_with_a_date_and_unlabelled_rows_builds_and_the_card_says_how
     assert len(result.split.train) + len(result.split.validation) + len(result.split.test) == 392
     card = (result.artifact_dir / "card.md").read_text()
     assert "8 rows with an empty 'segment' left out" in card and "read 'Customers', the largest" in card
+    # The workbook's dates were Timestamps; a till sends the plain date, and it is accepted.
+    assert result.manifest["dates"][0]["format"] == "%Y-%m-%d"
+    till = Classifier.load(result.artifact_dir, signing_public_key)
+    assert till.classify({"State": "Oregon", "spend": 120.0, "visits": 3, "joined": "2022-05-01"}).segment in {
+        "high",
+        "low",
+    }
+
+
+def test_datetimes_read_as_the_text_a_till_sends() -> None:
+    from factory._data import datetimes_as_text
+
+    frame = pd.DataFrame(
+        {
+            "day": pd.to_datetime(["2022-05-01", None, "2022-06-30"]),
+            "moment": pd.to_datetime(["2022-05-01 13:05:00", "2022-05-02", None], format="ISO8601"),
+            "aware": pd.to_datetime(["2022-05-01 02:00:00+02:00"] * 3),
+        }
+    )
+    text = datetimes_as_text(frame)
+    assert text["day"].tolist()[::2] == ["2022-05-01", "2022-06-30"] and pd.isna(text["day"][1])
+    assert text["moment"].tolist()[:2] == ["2022-05-01 13:05:00", "2022-05-02 00:00:00"]
+    assert text["aware"][0] == "2022-05-01"  # midnight UTC
 
 
 def test_a_target_empty_in_every_row_is_refused_naming_it(tmp_path: Path) -> None:
