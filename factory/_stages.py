@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 
 from factory._columns import blank_to_missing
 from factory._config import BuildConfig
-from factory._data import check_target, datetimes_as_text, read_table
+from factory._data import MAX_NUMERIC_CLASSES, MIN_ROWS_PER_CLASS, check_target, datetimes_as_text, read_table
 from factory._latency import DeviceProfile, LatencyMeasurer, measure_candidate
 from factory._manifest import frame_fingerprint
 from factory._parity import encode_frame, stress_rows
@@ -121,21 +121,37 @@ def make_labels(data: TableData, config: BuildConfig) -> Labelled:
 
 
 def _labelled_rows(table: pd.DataFrame, target: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """The rows with a label. A table as it comes has a few customers not yet labelled: they
-    are left out with a note, not a refusal (``--labels few`` spreads labels to them instead)."""
+    """The rows the model can learn from, and notes on the rest. A table as it comes has a few
+    customers not yet labelled, and sometimes a class with a handful of rows: both are left out
+    with a note, not a refusal (``--labels few`` spreads labels to unlabelled rows instead; a
+    class needs ``MIN_ROWS_PER_CLASS`` rows to reach train, validation and test — AutoGluon
+    drops such classes the same way). ``check_target`` refuses what is left if it is unusable."""
     if target not in table.columns:
         return table, ()  # check_target names the columns there are
+    notes: list[str] = []
     empty = blank_to_missing(table[target]).isna()
-    if not empty.any():
-        return table, ()
     if empty.all():
         raise FactoryInputError(f"target column {target!r} is empty in every row")
-    n = int(empty.sum())
-    note = (
-        f"{n} row{'s' if n != 1 else ''} with an empty {target!r} left out: no label to learn from "
-        "(--labels few spreads labels to them)"
-    )
-    return table.loc[~empty.to_numpy()].reset_index(drop=True), (note,)
+    if empty.any():
+        n = int(empty.sum())
+        notes.append(
+            f"{n} row{'s' if n != 1 else ''} with an empty {target!r} left out: no label to learn from "
+            "(--labels few spreads labels to them)"
+        )
+        table = table.loc[~empty.to_numpy()].reset_index(drop=True)
+    if pd.api.types.is_numeric_dtype(table[target]) and table[target].nunique() > MAX_NUMERIC_CLASSES:
+        return table, tuple(notes)  # a quantity: check_target says so
+    counts = table[target].astype(str).value_counts()
+    rare = counts[counts < MIN_ROWS_PER_CLASS]
+    if len(rare) and (counts >= MIN_ROWS_PER_CLASS).sum() >= 2:
+        shown = ", ".join(f"{name!r} ({int(n)})" for name, n in rare.items())
+        notes.append(
+            f"class{'es' if len(rare) != 1 else ''} {shown} of {target!r} left out: fewer than "
+            f"{MIN_ROWS_PER_CLASS} rows, too few to learn and test; the model never predicts "
+            f"{'them' if len(rare) != 1 else 'it'}"
+        )
+        table = table.loc[~table[target].astype(str).isin(rare.index).to_numpy()].reset_index(drop=True)
+    return table, tuple(notes)
 
 
 @dataclass(frozen=True)

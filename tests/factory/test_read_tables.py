@@ -198,3 +198,22 @@ def test_a_category_column_mixing_numbers_and_text_is_read_as_text(tmp_path: Pat
     assert kinds["plan"] == "category"
     plan = next(spec for spec in result.manifest["inputs"] if spec["name"] == "plan")
     assert plan["type"] == "string" and plan["categories"] == ["1", "2.5", "gold"]  # what a till sends
+
+
+def test_a_class_too_rare_to_split_is_left_out_with_a_note(tmp_path: Path) -> None:
+    from factory import build
+
+    data = _customers(400, seed=2)
+    data.loc[data.index[:3], "segment"] = "vip"  # three rows cannot reach train, validation and test
+    result = build(data, target="segment", out_dir=tmp_path, time_budget_s=3, learners=["lgbm"], cv_folds=0)
+    assert result.classes == ["high", "low"]
+    assert "class 'vip' (3) of 'segment' left out" in " ".join(result.manifest["data"]["notes"])
+
+
+def test_a_target_left_with_one_usable_class_is_refused_naming_the_rare_one(tmp_path: Path) -> None:
+    from factory import build
+
+    data = _customers(100)
+    data["segment"] = ["usual"] * 97 + ["rare"] * 3
+    with pytest.raises(FactoryInputError, match="class 'rare' of target 'segment' has 3 rows"):
+        build(data, target="segment", out_dir=tmp_path, time_budget_s=2)
