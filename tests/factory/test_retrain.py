@@ -61,7 +61,16 @@ def test_retrain_warm_starts_and_the_gate_stops_shuffled_labels(champion_dir: Pa
     first = points["lgbm"][0]
     assert champion.manifest.search is not None
     assert first["n_estimators"] == best["config"]["n_estimators"] or champion.manifest.search.learner == "lgbm"
-    assert "log_max_bin" in first and "max_bin" not in first  # FLAML's search-space names
+    # FLAML's search-space names: a FLAML trial's max_bin becomes log_max_bin; an exported preset
+    # (factory._presets, which sets no max_bin) gives a partial point FLAML completes itself.
+    from flaml.automl.task.factory import task_factory
+
+    task = task_factory("classification")
+    space = task.estimator_class_from_str("lgbm").search_space(
+        data_size=(1000, len(champion.manifest.inputs)), task=task
+    )
+    assert all(set(point) <= set(space) for point in points["lgbm"])
+    assert ("log_max_bin" in first) == ("max_bin" in champion.manifest.search.config) and "max_bin" not in first
 
     code = main([
         "retrain", "--champion", str(champion_dir), "--cutoff", CHALLENGER_CUTOFF, "--time-budget-s", "5",
