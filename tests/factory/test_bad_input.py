@@ -73,17 +73,18 @@ def test_target_absent(capsys: pytest.CaptureFixture[str], table: Path, tmp_path
 
 
 @pytest.mark.parametrize(
-    ("row", "label", "message"),
+    ("labels", "message"),
     # A rare class beside two usable ones is left out with a note (tests/factory/test_read_tables.py);
     # beside a single usable class nothing is left to learn, and the rare class is named.
-    [(slice(None), "a", "only one class ('a')"), (slice(1, None), "a", "of target 'segment' has 1 row")],
+    [(["a"], "only one class ('a')"), (["rare", "usual"], "class 'rare' of target 'segment' has 1 row")],
     ids=["one-class", "one-usable-class-and-one-row"],
 )
 def test_target_without_enough_rows_per_class(
-    capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path, row: Any, label: str, message: str
+    capsys: pytest.CaptureFixture[str], table: Path, tmp_path: Path, labels: list[str], message: str
 ) -> None:
     frame = pd.read_csv(table)
-    frame.loc[row, "segment"] = label
+    frame["segment"] = labels[-1]
+    frame.loc[0, "segment"] = labels[0]
     frame.to_csv(table, index=False)
     out = tmp_path / "out"
     code, err = _run(capsys, out, "--data", str(table), "--target", "segment", "--drop", "ID")
