@@ -26,7 +26,8 @@ Rules (docs/ARTIFACT.md, ``inputs``); every violation raises ``SchemaError(field
   field the model does not know, naming the closest known name (``difflib``, run only on that
   error path); ``"lenient"`` requires only the manifest's ``required`` inputs and ignores and
   counts unknown fields. The manifest's ``id_field`` is never "unknown": the runtime
-  pseudonymises it.
+  pseudonymises it; nor are its ``ignored_fields`` (the training table's target and dropped
+  columns), so a row of the table the model was built from is classified as it is.
 
 ``fill`` returns how many inputs of the record were missing (imputed) and how many string
 inputs held a category training never saw: :data:`CLEAN` (a shared ``(0, 0)``) on the fast path.
@@ -201,6 +202,9 @@ class RecordValidator:
         }
         self.id_field: str | None = manifest.id_field
         self.field_names = frozenset((*num_names, *cat_names))
+        # Training-table columns that are not inputs (the target, dropped columns): accepted and
+        # ignored under either contract, so a till can send a row of the table the model came from.
+        self.ignored_fields = frozenset(manifest.ignored_fields or ())
         self.stats = InputStats()
         self._warned_range: set[str] = set()
         self.set_contract(contract)
@@ -295,6 +299,8 @@ class RecordValidator:
         if size != present:
             if self.id_field is not None and self.id_field in record:
                 present += 1
+            if self.ignored_fields and size != present:
+                present += sum(1 for key in self.ignored_fields if key in record)
             if size != present:
                 if self.strict:
                     self.stats.refused += 1
@@ -329,7 +335,8 @@ class RecordValidator:
         return SchemaError(text, record[key], rule, row=row)
 
     def _unknown_keys(self, record: Mapping[Any, Any]) -> list[Any]:
-        return [k for k in record if k not in self.field_names and k != self.id_field]
+        known, ignored = self.field_names, self.ignored_fields
+        return [k for k in record if k not in known and k != self.id_field and k not in ignored]
 
     def _missing_rule(self, name: str) -> str:
         """The rule of a required input that is missing, saying why it is required."""
@@ -431,7 +438,7 @@ class RecordValidator:
     def _count_extras(self, record: Mapping[Any, Any]) -> None:
         extra = self.stats.extra_fields
         for key in record:
-            if key in self.field_names or key == self.id_field:
+            if key in self.field_names or key == self.id_field or key in self.ignored_fields:
                 continue
             label = key if isinstance(key, str) else repr(key)
             if label in extra or len(extra) < _MAX_EXTRA_NAMES:
@@ -550,7 +557,9 @@ class RecordValidator:
         """Count the columns the model does not use (by name, bounded); returns ``n_rows``.
 
         Under the strict contract an unknown column is refused like an unknown field."""
-        extras = [k for k in columns if k not in self.field_names and k != self.id_field]
+        extras = [
+            k for k in columns if k not in self.field_names and k != self.id_field and k not in self.ignored_fields
+        ]
         if extras and self.strict:
             self.stats.refused += n_rows
             raise self._unknown_field(columns, extras, None)

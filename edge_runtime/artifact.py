@@ -579,6 +579,10 @@ class Manifest(_Part):
     created_at: str | None = _field(_str, "optional")
     task: str | None = _field(_str, "optional")
     id_field: str | None = _field(_str, "optional_nullable")  # the record field the edge pseudonymises
+    # Columns of the training table that are not inputs (the target, --drop'ped and identifier
+    # columns, constant columns): a till sending a row of that table is not refused under the
+    # strict contract for them; any other unknown field still is (a typo must not pass).
+    ignored_fields: tuple[str, ...] | None = _field(_list_of(_str), "optional")
     onnx_bytes: int | None = _field(_int, "optional")
     metrics: Metrics | None = _field(Metrics.from_json, "optional")
     budgets: Budgets | None = _field(Budgets.from_json, "optional")

@@ -127,7 +127,7 @@ def assemble_manifest(
         "model_version": f"{name}/{version}",
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "task": "classification",
-        "id_field": config.id_column or "customer_id",
+        "id_field": config.id_column or "customer_id",  # (also below: the fields a till may send)
         "input_layout": {"num": schema.num, "cat": schema.cat, "missing_token": MISSING_TOKEN},
         "inputs": input_specs(train, schema, _categories(searched, dataset)),
         "target": {
@@ -176,6 +176,11 @@ def assemble_manifest(
             "schema": schema.report(),  # each column: the type chosen and why (factory._schema)
         },  # fmt: skip
     }
+    id_field = config.id_column or "customer_id"
+    fields = {*schema.columns, *(spec.column for spec in schema.dates), id_field}
+    ignored = [str(c) for c in data.raw.columns if str(c) not in fields]
+    if ignored:  # a row of the training table is not refused at the till for these (edge_runtime._schema)
+        manifest["ignored_fields"] = ignored
     notes = [*data.notes, *labelled.notes]
     if notes:  # how the file was read and which rows were left out (factory._data, factory._stages)
         manifest["data"]["notes"] = notes

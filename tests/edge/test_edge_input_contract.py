@@ -59,6 +59,23 @@ def test_a_misspelled_field_is_an_error_naming_the_closest_known_name(
     assert "lenient" in str(caught.value)  # and how to opt out
 
 
+def test_a_row_of_the_training_table_is_classified_its_target_and_dropped_columns_ignored(
+    strict: Classifier,
+) -> None:
+    """A till (or an analyst) sending rows of the table the model came from, target included,
+    is not refused under the strict contract; a misspelling of that column still is."""
+    ignored = strict.manifest.ignored_fields or ()
+    assert "value_tier" in ignored and "customer_id" not in ignored  # the target; the id is the id_field
+    row = {**_record(strict), **{name: "x" for name in ignored}}
+    assert strict.classify(row).segment in strict.classes
+    columns = {name: [value, value] for name, value in row.items()}
+    assert len(strict.classify_many(columns).segments) == 2
+    assert strict.validator.stats.extra_fields == {}  # expected columns, not extras
+    with pytest.raises(SchemaError) as caught:
+        strict.classify({**_record(strict), "value_teir": "top"})
+    assert caught.value.field == "value_teir"
+
+
 def test_the_id_field_is_not_unknown_and_an_unseen_country_is_counted(
     till_artifact: Path, signing_public_key: Path, tmp_path: Path
 ) -> None:
