@@ -182,6 +182,23 @@ def _print_notes(notes: Sequence[str]) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
+def _leak_warnings(data: Any, config: BuildConfig) -> list[str]:
+    """Suspected leaks (factory._leaks), found before any search is spent on them; the build
+    records them again in its manifest and card."""
+    from factory._leaks import leak_warning, suspected_leaks
+    from factory._stages import load_data, make_labels, split_data
+
+    if config.labels != "given" or not config.target:
+        return []
+    dataset = split_data(make_labels(load_data(data, config), config), config)
+    return [leak_warning(leak) for leak in suspected_leaks(dataset)]
+
+
+def _print_warnings(warnings_found: Sequence[str]) -> None:
+    for text in warnings_found:
+        print(f"warning: {text}", file=sys.stderr)
+
+
 def _inspect(args: argparse.Namespace) -> int:
     import json
 
@@ -201,6 +218,13 @@ def _inspect(args: argparse.Namespace) -> int:
         _print_notes(notes)
     else:
         _schema_table(schema, notes, Console(), f"{args.data}: {len(schema.columns)} model inputs")
+    if args.target:  # inspect shows identifiers instead of refusing them: leave them out here too
+        identifiers = [info.name for info in schema.columns_read if info.kind == "identifier"]
+        config = BuildConfig(
+            target=args.target, drop=[*args.drop, *identifiers], id_column=args.id_column, sep=args.sep,
+            sheet=args.sheet, date_columns=args.date_columns, reference_date=args.reference_date,
+        )  # fmt: skip
+        _print_warnings(_leak_warnings(args.data, config))
     return 0
 
 
@@ -348,6 +372,7 @@ def _run(args: argparse.Namespace) -> int:
             reference_date=config.reference_date,
         )
         _schema_table(schema, notes, console, "how the table is read")
+        _print_warnings(_leak_warnings(data, config))
     hook = getattr(args, "before_write", None)  # build-default: the CLV baseline joins the card
     if args.quiet:
         result = build(data, config, before_write=hook)

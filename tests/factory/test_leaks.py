@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from factory._config import BuildConfig
 from factory._leaks import suspected_leaks
@@ -57,3 +58,17 @@ def test_the_build_says_it_and_the_card_tells_what_to_do(tmp_path: Path) -> None
     card = (result.artifact_dir / "card.md").read_text()
     assert "**Suspected leak:** 'reservation_status' alone predicts the target" in card
     assert "drop it with --drop reservation_status" in card
+
+
+def test_inspect_warns_before_any_search_is_spent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from factory.cli import main
+
+    path = tmp_path / "bookings.csv"
+    _bookings(600).to_csv(path, index=False)
+    assert main(["inspect", "--data", str(path), "--target", "is_canceled", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 'reservation_status' alone predicts the target" in err
+    assert "--drop reservation_status" in err
+    assert main(["inspect", "--data", str(path), "--target", "is_canceled", "--drop", "reservation_status",
+                 "days_cancelled_before", "--json"]) == 0  # fmt: skip
+    assert "warning" not in capsys.readouterr().err
