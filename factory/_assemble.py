@@ -12,7 +12,6 @@ from typing import Any
 
 from factory._config import BuildConfig
 from factory._evaluate import explanations, held_out_metrics, json_safe, preprocessing_report, segment_profiles
-from factory._leaks import suspected_leaks
 from factory._manifest import (
     FORMAT_VERSION,
     golden_records,
@@ -106,6 +105,7 @@ def assemble_manifest(
 ) -> dict[str, Any]:
     """manifest.json's content (JSON-safe), before the write stage adds hash, size and key id."""
     schema, split, y, seed = dataset.schema, dataset.split, dataset.y, config.seed
+    id_field = config.id_column or "customer_id"
     train, test = dataset.train, dataset.test
     model = verified.native_model
     train_matrix = searched.preprocessor.transform(train)
@@ -127,7 +127,7 @@ def assemble_manifest(
         "model_version": f"{name}/{version}",
         "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "task": "classification",
-        "id_field": config.id_column or "customer_id",  # (also below: the fields a till may send)
+        "id_field": id_field,
         "input_layout": {"num": schema.num, "cat": schema.cat, "missing_token": MISSING_TOKEN},
         "inputs": input_specs(train, schema, _categories(searched, dataset)),
         "target": {
@@ -176,7 +176,6 @@ def assemble_manifest(
             "schema": schema.report(),  # each column: the type chosen and why (factory._schema)
         },  # fmt: skip
     }
-    id_field = config.id_column or "customer_id"
     fields = {*schema.columns, *(spec.column for spec in schema.dates), id_field}
     ignored = [str(c) for c in data.raw.columns if str(c) not in fields]
     if ignored:  # a row of the training table is not refused at the till for these (edge_runtime._schema)
@@ -184,7 +183,7 @@ def assemble_manifest(
     notes = [*data.notes, *labelled.notes]
     if notes:  # how the file was read and which rows were left out (factory._data, factory._stages)
         manifest["data"]["notes"] = notes
-    leaks = suspected_leaks(dataset)
+    leaks = dataset.suspected_leaks
     if leaks:  # an input that alone gives the answer away (factory._leaks): named, not refused
         manifest["data"]["suspected_leaks"] = leaks
     if dictionary is not None:  # what each input means and its unit (report-only)

@@ -31,6 +31,7 @@ from factory._assemble import assemble_manifest
 from factory._config import BuildConfig
 from factory._evaluate import json_safe
 from factory._latency import LatencyMeasurer
+from factory._leaks import leak_warning
 from factory._rerank import rerank
 from factory._schema import InputSchema
 from factory._search import ProgressHook, SearchResult
@@ -90,6 +91,7 @@ def build(
     progress: ProgressHook | None = None,
     measure: LatencyMeasurer | None = None,
     before_write: BeforeWrite | None = None,
+    warn: Callable[[str], None] | None = None,
     **params: Any,
 ) -> BuildResult:
     """Search, export, verify and sign a segment classifier for a labelled customer table.
@@ -100,6 +102,7 @@ def build(
     sees every trial; ``measure`` replaces the latency measurement (tests feed fixed numbers).
     ``before_write(manifest, dataset, verified)`` returns the manifest to sign, after every
     check has passed and before anything is written (a retrain adds its lineage and gate).
+    ``warn`` hears each suspected leak (factory._leaks) before the search starts.
     Raises FactoryInputError, BudgetError or ParityError; in every error case nothing is written.
     """
     if config is None:
@@ -112,6 +115,9 @@ def build(
     table = load_data(data, config)
     labelled = make_labels(table, config)
     dataset = split_data(labelled, config)
+    if warn is not None:
+        for leak in dataset.suspected_leaks:
+            warn(leak_warning(leak))
     searched = rerank(search_models(dataset, config, progress=progress, profile=profile, **timing), dataset, config)
     verified = verify(searched, dataset, config, **timing)
 

@@ -30,7 +30,7 @@ import pandas as pd
 
 from factory.errors import FactoryInputError
 
-__all__ = ["MIN_ROWS_PER_CLASS", "ReadTable", "check_target", "datetimes_as_text", "read_table"]
+__all__ = ["MIN_ROWS_PER_CLASS", "ReadTable", "check_target", "datetimes_as_text", "is_quantity", "read_table"]
 
 # Every class must reach the train, validation and test splits (stratified 60/20/20).
 MIN_ROWS_PER_CLASS = 5
@@ -117,8 +117,6 @@ def _read_csv(path: Path, sep: str | None) -> ReadTable:
 def _read_excel(path: Path, sheet: str | None) -> ReadTable:
     try:
         sheets = pd.read_excel(path, sheet_name=None)
-    except ImportError:
-        raise
     except Exception as exc:  # noqa: BLE001 - openpyxl/xlrd raise their own types (BadZipFile, XLRDError …)
         raise FactoryInputError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}") from exc
     names = list(sheets)
@@ -206,6 +204,11 @@ def read_table(path: str | Path, *, sep: str | None = None, sheet: str | None = 
     return ReadTable(datetimes_as_text(table.frame), table.notes)
 
 
+def is_quantity(target: pd.Series) -> bool:
+    """A numeric target with more than ``MAX_NUMERIC_CLASSES`` values: an amount, not segments."""
+    return bool(pd.api.types.is_numeric_dtype(target)) and target.nunique() > MAX_NUMERIC_CLASSES
+
+
 def check_target(frame: pd.DataFrame, target: str) -> pd.Series:
     """The target column as strings; refuses an absent, one-class or too-rare-class target."""
     if target not in frame.columns:
@@ -222,8 +225,7 @@ def check_target(frame: pd.DataFrame, target: str) -> pd.Series:
     if len(counts) < 2:
         raise FactoryInputError(f"target column {target!r} has only one class ({counts.index[0]!r}); need at least 2")
     rare = counts[counts < MIN_ROWS_PER_CLASS]
-    raw = frame[target]
-    if len(rare) and pd.api.types.is_numeric_dtype(raw) and len(counts) > MAX_NUMERIC_CLASSES:
+    if len(rare) and is_quantity(frame[target]):
         raise FactoryInputError(
             f"target column {target!r} holds {len(counts)} different numbers: a quantity, not classes. "
             "edgeseg classifies customers into segments: cut it into tiers first (e.g. pandas.qcut), "

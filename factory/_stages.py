@@ -8,6 +8,7 @@ write stage; ``factory._build.build`` runs them in order.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from sklearn.pipeline import Pipeline
 
 from factory._columns import blank_to_missing
 from factory._config import BuildConfig
-from factory._data import MAX_NUMERIC_CLASSES, MIN_ROWS_PER_CLASS, check_target, datetimes_as_text, read_table
+from factory._data import MIN_ROWS_PER_CLASS, check_target, datetimes_as_text, is_quantity, read_table
 from factory._latency import DeviceProfile, LatencyMeasurer, measure_candidate
+from factory._leaks import suspected_leaks
 from factory._manifest import frame_fingerprint
 from factory._parity import encode_frame, stress_rows
 from factory._schema import InputSchema, infer_schema, make_preprocessor, normalise_frame
@@ -139,7 +141,7 @@ def _labelled_rows(table: pd.DataFrame, target: str) -> tuple[pd.DataFrame, tupl
             "(--labels few spreads labels to them)"
         )
         table = table.loc[~empty.to_numpy()].reset_index(drop=True)
-    if pd.api.types.is_numeric_dtype(table[target]) and table[target].nunique() > MAX_NUMERIC_CLASSES:
+    if is_quantity(table[target]):
         return table, tuple(notes)  # a quantity: check_target says so
     counts = table[target].astype(str).value_counts()
     rare = counts[counts < MIN_ROWS_PER_CLASS]
@@ -198,6 +200,12 @@ class Dataset:
     @property
     def test(self) -> pd.DataFrame:
         return self.frame.iloc[self.split.test]
+
+    @functools.cached_property
+    def suspected_leaks(self) -> list[dict[str, Any]]:
+        """Inputs that alone predict the target (factory._leaks); computed once, read by the
+        build's early warning and by the manifest."""
+        return suspected_leaks(self)
 
     @property
     def labels(self) -> np.ndarray:

@@ -183,20 +183,17 @@ def _print_notes(notes: Sequence[str]) -> None:
 
 
 def _leak_warnings(data: Any, config: BuildConfig) -> list[str]:
-    """Suspected leaks (factory._leaks), found before any search is spent on them; the build
-    records them again in its manifest and card."""
-    from factory._leaks import leak_warning, suspected_leaks
+    """Suspected leaks (factory._leaks) for ``inspect``, which runs no build; a build warns of
+    them itself before its search (``build(warn=...)``)."""
+    from factory._leaks import leak_warning
     from factory._stages import load_data, make_labels, split_data
 
-    if config.labels != "given" or not config.target:
-        return []
     dataset = split_data(make_labels(load_data(data, config), config), config)
-    return [leak_warning(leak) for leak in suspected_leaks(dataset)]
+    return [leak_warning(leak) for leak in dataset.suspected_leaks]
 
 
-def _print_warnings(warnings_found: Sequence[str]) -> None:
-    for text in warnings_found:
-        print(f"warning: {text}", file=sys.stderr)
+def _print_warning(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -224,7 +221,8 @@ def _inspect(args: argparse.Namespace) -> int:
             target=args.target, drop=[*args.drop, *identifiers], id_column=args.id_column, sep=args.sep,
             sheet=args.sheet, date_columns=args.date_columns, reference_date=args.reference_date,
         )  # fmt: skip
-        _print_warnings(_leak_warnings(args.data, config))
+        for text in _leak_warnings(args.data, config):
+            _print_warning(text)
     return 0
 
 
@@ -372,13 +370,12 @@ def _run(args: argparse.Namespace) -> int:
             reference_date=config.reference_date,
         )
         _schema_table(schema, notes, console, "how the table is read")
-        _print_warnings(_leak_warnings(data, config))
     hook = getattr(args, "before_write", None)  # build-default: the CLV baseline joins the card
     if args.quiet:
         result = build(data, config, before_write=hook)
     else:
         with SearchProgress(config.time_budget_s, console=console) as progress:
-            result = build(data, config, progress=progress, before_write=hook)
+            result = build(data, config, progress=progress, before_write=hook, warn=_print_warning)
     _summary(result, Console())
     return 0
 

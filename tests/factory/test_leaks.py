@@ -52,7 +52,12 @@ def test_an_informative_column_is_not_a_leak_and_a_one_class_table_names_nothing
 def test_the_build_says_it_and_the_card_tells_what_to_do(tmp_path: Path) -> None:
     from factory import build
 
-    result = build(_bookings(), target="is_canceled", out_dir=tmp_path, time_budget_s=3, learners=["lgbm"], cv_folds=0)
+    heard: list[str] = []
+    result = build(
+        _bookings(), target="is_canceled", out_dir=tmp_path, time_budget_s=3, learners=["lgbm"], cv_folds=0,
+        warn=heard.append,
+    )  # fmt: skip
+    assert len(heard) == 2 and "--drop reservation_status" in " ".join(heard)  # told before the search
     named = [leak["column"] for leak in result.manifest["data"]["suspected_leaks"]]
     assert set(named) == {"reservation_status", "days_cancelled_before"}
     card = (result.artifact_dir / "card.md").read_text()
